@@ -1,0 +1,240 @@
+"""The agent: one session's model chain and history, and the run loop that drives the LLM.
+
+An agent owns no connections: providers and tools are gateway-wide, so creating or evicting an
+agent is cheap and never spawns or leaks anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from hermes_core.hooks import HookCallError, Hooks
+from hermes_core.providers import Completion, ProviderError, ProviderRegistry, ToolCall
+from hermes_core.settings import ModelRef
+from hermes_core.tools import ToolRegistry
+from hermes_core.types import RETRYABLE_KINDS, ErrorKind, RunResult, Session, make_result
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: Backoff for a retryable error that came without Retry-After: 0.5 s doubling, capped.
+BASE_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
+
+
+@dataclass
+class AgentServices:
+    """The gateway-wide parts an agent uses; shared by every agent."""
+
+    hooks: Hooks
+    providers: ProviderRegistry
+    tools: ToolRegistry
+
+
+def failure_text(kind: ErrorKind, error: str) -> str:
+    """What the user reads when a run fails. It never enters the model's history."""
+    if kind == "internal":
+        return "Sorry, something went wrong on our side; your message was kept. Please retry."
+    return f"Sorry, the request failed ({kind}): {error}"
+
+
+@dataclass
+class _RunState:
+    chain: Sequence[ModelRef]
+    index: int = 0
+    api_calls: int = 0
+    tool_calls: int = 0
+
+    @property
+    def model(self) -> ModelRef:
+        return self.chain[self.index]
+
+
+class Agent:
+    """A cached, per-session runner: the model chain, the history, and the run loop."""
+
+    def __init__(
+        self,
+        session_key: str,
+        models: Sequence[ModelRef],
+        history: list[dict[str, Any]],
+        services: AgentServices,
+        *,
+        system_prompt: str = "",
+        max_tool_rounds: int = 10,
+        max_history_messages: int = 200,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.session_key = session_key
+        self.models = tuple(models)
+        self.history = history
+        self.services = services
+        self.system_prompt = system_prompt
+        self.max_tool_rounds = max_tool_rounds
+        self.max_history_messages = max_history_messages
+        self.created_at = time.time()
+        self.runs = 0
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.id} session={self.session_key!r} model={self.models[0]}>"
+
+    @property
+    def primary_model(self) -> ModelRef:
+        return self.models[0]
+
+    def _context(self, user_message: dict[str, Any]) -> list[dict[str, Any]]:
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return [*system, *self.history[-self.max_history_messages :], user_message]
+
+    async def run(self, session: Session, text: str) -> tuple[RunResult, list[dict[str, Any]]]:
+        """Run one user message to a final answer or a classified failure.
+
+        Returns the result and, when the run succeeded, the messages it added (user message,
+        assistant and tool messages) — already appended to :attr:`history`. A failed run adds
+        nothing, so a failure can never poison the next request.
+        """
+        self.runs += 1
+        started = time.perf_counter()
+        state = _RunState(self.models)
+        user_message = {"role": "user", "content": text}
+        messages = self._context(user_message)
+        added: list[dict[str, Any]] = [user_message]
+        tool_rounds = 0
+
+        def result(**fields: Any) -> RunResult:
+            return make_result(
+                model=str(state.model),
+                primary_model=str(self.primary_model),
+                fallback_used=state.index > 0,
+                api_calls=state.api_calls,
+                tool_calls=state.tool_calls,
+                duration_s=time.perf_counter() - started,
+                **fields,
+            )
+
+        while True:
+            try:
+                completion = await self._complete_with_fallbacks(session, state, messages)
+            except ProviderError as error:
+                return result(
+                    failed=True,
+                    error=str(error),
+                    error_kind=error.kind,
+                    final_response=failure_text(error.kind, str(error)),
+                ), []
+            assistant = completion.as_message()
+            messages.append(assistant)
+            added.append(assistant)
+            if not completion.tool_calls:
+                self.history.extend(added)
+                return result(final_response=completion.content or ""), added
+            if tool_rounds >= self.max_tool_rounds:
+                error_text = (
+                    f"stopped after {self.max_tool_rounds} tool rounds (agent.max_tool_rounds)"
+                )
+                return result(
+                    failed=True,
+                    error=error_text,
+                    error_kind="tool",
+                    final_response=failure_text("tool", error_text),
+                ), []
+            tool_rounds += 1
+            tool_messages = await self._run_tools(session, state, completion.tool_calls)
+            messages.extend(tool_messages)
+            added.extend(tool_messages)
+
+    async def _complete_with_fallbacks(
+        self, session: Session, state: _RunState, messages: list[dict[str, Any]]
+    ) -> Completion:
+        # Walk the chain forward only: once failed over, a run never returns to an earlier
+        # model or restarts its retry budget.
+        while True:
+            try:
+                return await self._complete_with_retries(state, messages)
+            except ProviderError as error:
+                if state.index + 1 >= len(state.chain):
+                    raise
+                from_model, to_model = state.model, state.chain[state.index + 1]
+                logger.warning("{} failed ({}); falling back to {}", from_model, error, to_model)
+                state.index += 1
+                await self.services.hooks.on_fallback(
+                    session, self, str(error), str(from_model), str(to_model)
+                )
+
+    async def _complete_with_retries(
+        self, state: _RunState, messages: list[dict[str, Any]]
+    ) -> Completion:
+        ref = state.model
+        config = self.services.providers.configs[ref.provider]
+        provider = self.services.providers.get(ref.provider)
+        tools = self.services.tools.schemas() or None
+        attempt = 0
+        while True:
+            state.api_calls += 1
+            try:
+                return await provider.complete(ref.model, messages, tools)
+            except ProviderError as error:
+                if error.kind not in RETRYABLE_KINDS or attempt >= config.max_retries:
+                    raise
+                attempt += 1
+                backoff = min(BASE_BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S)
+                wait = error.retry_after if error.retry_after is not None else backoff
+                wait = min(wait, config.max_retry_wait_s)
+                logger.info("{} {}; retry {} in {:.2f}s", ref, error.kind, attempt, wait)
+                await asyncio.sleep(wait)
+
+    async def _run_tools(
+        self, session: Session, state: _RunState, calls: list[ToolCall]
+    ) -> list[dict[str, Any]]:
+        # The model asked for these together: run them concurrently, answer in its order.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._call_tool(session, call)) for call in calls]
+        state.tool_calls += len(calls)
+        return [
+            {"role": "tool", "tool_call_id": call.id, "content": task.result()}
+            for call, task in zip(calls, tasks, strict=True)
+        ]
+
+    async def _call_tool(self, session: Session, call: ToolCall) -> str:
+        hooks = self.services.hooks
+        arguments: dict[str, Any] = {}
+        try:
+            decoded = json.loads(call.arguments or "{}")
+            if not isinstance(decoded, dict):
+                raise ValueError("arguments must be a JSON object")
+            arguments = decoded
+            output = await self._invoke(session, call.name, arguments)
+        except ValueError as error:
+            output = f"error: invalid arguments for tool {call.name!r}: {error}"
+        await hooks.post_tool_call(session, call.name, arguments, output)
+        return output
+
+    async def _invoke(self, session: Session, name: str, arguments: dict[str, Any]) -> str:
+        tool = self.services.tools.get(name)
+        if tool is None:
+            return f"error: unknown tool {name!r}"
+        try:
+            replacement = await self.services.hooks.pre_tool_call(session, name, arguments)
+        except HookCallError as error:
+            logger.error("{}", error)
+            return f"error: tool {name!r} was blocked by a plugin error"
+        if replacement is not None:
+            return (
+                replacement
+                if isinstance(replacement, str)
+                else json.dumps(replacement, default=str)
+            )
+        try:
+            return await asyncio.wait_for(tool.call(arguments), tool.timeout_s)
+        except TimeoutError:
+            return f"error: tool {name!r} timed out after {tool.timeout_s}s"
+        except Exception as error:  # a tool's failure is the model's to handle, not the run's
+            logger.warning("tool {} raised {}: {}", name, type(error).__name__, error)
+            return f"error: tool {name!r} failed: {type(error).__name__}: {error}"

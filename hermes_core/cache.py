@@ -1,0 +1,101 @@
+"""The agent cache: bounded by count (LRU) and idle time (TTL).
+
+``evict`` is synchronous so that any hook, sync or async, can call it; the ``on_evict``
+notifications it queues are delivered by :meth:`AgentCache.flush`, which the gateway awaits
+after each run and command, outside every session lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hermes_core.agent import Agent
+
+EvictCallback = Callable[[str, "Agent", str], Awaitable[None]]
+
+
+class AgentCache:
+    """Cached agents by session key, least recently used first."""
+
+    def __init__(self, max_agents: int, idle_ttl_s: float, on_evict: EvictCallback) -> None:
+        self.max_agents = max_agents
+        self.idle_ttl_s = idle_ttl_s
+        self._on_evict = on_evict
+        self._agents: OrderedDict[str, Agent] = OrderedDict()
+        self._last_used: dict[str, float] = {}
+        self._in_use: dict[str, int] = {}
+        self._pending: list[tuple[str, Agent, str]] = []
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._agents
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._agents))
+
+    def get(self, key: str) -> Agent | None:
+        """The cached agent of ``key`` (marking it recently used), or None."""
+        agent = self._agents.get(key)
+        if agent is not None:
+            self._agents.move_to_end(key)
+            self._last_used[key] = time.monotonic()
+        return agent
+
+    def put(self, key: str, agent: Agent) -> None:
+        """Cache ``agent``; the least recently used idle agents go when over ``max_agents``."""
+        self._agents[key] = agent
+        self._agents.move_to_end(key)
+        self._last_used[key] = time.monotonic()
+        excess = len(self._agents) - self.max_agents
+        # Never evict an agent mid-run: the cache may briefly exceed its bound instead.
+        for victim in [k for k in self._agents if not self._in_use.get(k)][: max(excess, 0)]:
+            self.evict(victim, "lru")
+
+    def evict(self, key: str, reason: str) -> Agent | None:
+        """Remove ``key``'s agent; ``on_evict`` fires at the next :meth:`flush`."""
+        agent = self._agents.pop(key, None)
+        self._last_used.pop(key, None)
+        if agent is not None:
+            self._pending.append((key, agent, reason))
+        return agent
+
+    def acquire(self, key: str) -> None:
+        """Mark ``key``'s agent busy for the length of a run."""
+        self._in_use[key] = self._in_use.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        count = self._in_use.get(key, 0) - 1
+        if count > 0:
+            self._in_use[key] = count
+        else:
+            self._in_use.pop(key, None)
+
+    def evict_idle(self, now: float | None = None) -> int:
+        """Evict agents unused for ``idle_ttl_s`` (0 disables); returns how many went."""
+        if self.idle_ttl_s <= 0:
+            return 0
+        now = time.monotonic() if now is None else now
+        stale = [
+            key
+            for key, used in self._last_used.items()
+            if now - used >= self.idle_ttl_s and not self._in_use.get(key)
+        ]
+        for key in stale:
+            self.evict(key, "idle")
+        return len(stale)
+
+    def clear(self, reason: str) -> None:
+        for key in list(self._agents):
+            self.evict(key, reason)
+
+    async def flush(self) -> None:
+        """Deliver the queued ``on_evict`` notifications, oldest first."""
+        while self._pending:
+            key, agent, reason = self._pending.pop(0)
+            await self._on_evict(key, agent, reason)

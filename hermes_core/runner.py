@@ -1,0 +1,63 @@
+"""``hermes-core run``: start every enabled platform, serve until they finish or a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from loguru import logger
+
+from hermes_core.gateway import Gateway
+from hermes_core.platforms import Platform
+
+
+async def _start_platforms(gateway: Gateway) -> list[tuple[str, Platform]]:
+    started: list[tuple[str, Platform]] = []
+    tables = gateway.config.section("platforms")
+    for name in gateway.platforms.enabled(gateway.config):
+        settings = tables.get(name, {})
+        try:
+            platform = gateway.platforms.factories[name](gateway, settings)
+            await platform.start()
+        except Exception as error:  # one broken adapter must not take down the others
+            logger.error("platform {} failed to start: {}: {}", name, type(error).__name__, error)
+            continue
+        logger.info("platform {} started", name)
+        started.append((name, platform))
+    return started
+
+
+async def _wait_all_closed(platforms: list[tuple[str, Platform]]) -> None:
+    await asyncio.gather(*(platform.wait_closed() for _, platform in platforms))
+
+
+async def serve(gateway: Gateway) -> int:
+    """Run the gateway until every platform closes or SIGINT/SIGTERM arrives; exit status."""
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_requested.set)
+    await gateway.start()
+    try:
+        platforms = await _start_platforms(gateway)
+        if not platforms:
+            logger.error("no platform is running; enable one under platforms.<name>.enabled")
+            return 1
+        all_closed = asyncio.create_task(_wait_all_closed(platforms))
+        stop_wait = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait({all_closed, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (all_closed, stop_wait):
+            task.cancel()
+        await asyncio.gather(all_closed, stop_wait, return_exceptions=True)
+        if stop_requested.is_set():
+            logger.info("signal received: stopping intake and finishing runs in flight")
+        for name, platform in platforms:
+            try:
+                await platform.stop()
+            except Exception as error:
+                logger.error("platform {} failed to stop cleanly: {}", name, error)
+        return 0
+    finally:
+        await gateway.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

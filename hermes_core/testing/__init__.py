@@ -1,0 +1,206 @@
+"""Test kit for hermes-core and its plugins: a scripted OpenAI server and pytest fixtures.
+
+Opt in from a ``conftest.py``::
+
+    pytest_plugins = ["hermes_core.testing"]
+
+Fixtures: ``fake_openai`` (a running :class:`FakeOpenAI`, emptied for each test),
+``hermes_settings`` (settings pointing at it), ``plugin_host`` (built-ins only, no entry
+points, so a suite is hermetic), ``register_plugin`` (register a plugin for one test),
+``hook_recorder`` (every hook call, in order) and ``make_gateway`` (a started gateway, stopped
+after the test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from hermes_core import hookimpl
+from hermes_core.gateway import Gateway
+from hermes_core.manager import PluginHost
+from hermes_core.settings import config_from_dict
+from hermes_core.testing.fake_openai import FakeOpenAI, RecordedRequest
+from hermes_core.types import Message, Reply
+
+__all__ = [
+    "FakeOpenAI",
+    "HookRecorder",
+    "RecordedRequest",
+    "message",
+    "send",
+    "settings_for",
+]
+
+PROVIDER = "local"
+
+
+def settings_for(
+    base_url: str,
+    model: str = "ok-primary",
+    fallbacks: list[str] | None = None,
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    """Settings whose provider ``local`` is the scripted server at ``base_url``.
+
+    ``model`` and ``fallbacks`` are bare scripted model names (``"bad-primary"``); each keyword
+    argument is a settings section merged over the defaults, e.g. ``cache={"max_agents": 2}``.
+    """
+    settings: dict[str, Any] = {
+        "agent": {
+            "model": f"{PROVIDER}:{model}",
+            "fallbacks": [f"{PROVIDER}:{name}" for name in fallbacks or []],
+        },
+        "providers": {PROVIDER: {"base_url": base_url, "max_retries": 0, "timeout_s": 10}},
+    }
+    for section, values in sections.items():
+        settings[section] = {**settings.get(section, {}), **values}
+    return settings
+
+
+def message(text: str, session_key: str = "test:1", platform: str = "test") -> Message:
+    """An inbound message from user ``tester``."""
+    return Message(text=text, platform=platform, session_key=session_key, user_id="tester")
+
+
+@dataclass
+class HookCall:
+    hook: str
+    kwargs: dict[str, Any]
+
+
+@dataclass
+class HookRecorder:
+    """A plugin that records every hook call it sees; it never changes an outcome."""
+
+    calls: list[HookCall] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return [call.hook for call in self.calls]
+
+    def of(self, hook: str) -> list[dict[str, Any]]:
+        return [call.kwargs for call in self.calls if call.hook == hook]
+
+    def _record(self, hook: str, **kwargs: Any) -> None:
+        self.calls.append(HookCall(hook, kwargs))
+
+    @hookimpl
+    def startup(self, gateway: Any) -> None:
+        self._record("startup", gateway=gateway)
+
+    @hookimpl
+    def shutdown(self, gateway: Any) -> None:
+        self._record("shutdown", gateway=gateway)
+
+    @hookimpl
+    def pre_run(self, session: Any, message: Any) -> None:
+        self._record("pre_run", session=session, message=message)
+
+    @hookimpl
+    def on_fallback(
+        self, session: Any, agent: Any, error: str, from_model: str, to_model: str
+    ) -> None:
+        self._record(
+            "on_fallback",
+            session=session,
+            agent=agent,
+            error=error,
+            from_model=from_model,
+            to_model=to_model,
+        )
+
+    @hookimpl
+    def post_run(self, session: Any, agent: Any, result: Any, cache: Any) -> None:
+        self._record("post_run", session=session, agent=agent, result=dict(result), cache=cache)
+
+    @hookimpl
+    def on_evict(self, session_key: str, agent: Any, reason: str) -> None:
+        self._record("on_evict", session_key=session_key, agent=agent, reason=reason)
+
+    @hookimpl
+    def pre_tool_call(self, session: Any, tool: str, arguments: Any) -> None:
+        self._record("pre_tool_call", session=session, tool=tool, arguments=arguments)
+
+    @hookimpl
+    def post_tool_call(self, session: Any, tool: str, arguments: Any, result: str) -> None:
+        self._record(
+            "post_tool_call", session=session, tool=tool, arguments=arguments, result=result
+        )
+
+
+@pytest.fixture(scope="session")
+def _fake_openai_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_openai(_fake_openai_server: FakeOpenAI) -> FakeOpenAI:
+    """The scripted OpenAI server, its recorded requests cleared for this test."""
+    _fake_openai_server.clear()
+    return _fake_openai_server
+
+
+@pytest.fixture
+def hermes_settings(fake_openai: FakeOpenAI) -> dict[str, Any]:
+    """Settings with primary ``local:ok-primary`` served by ``fake_openai``; edit freely."""
+    return settings_for(fake_openai.url)
+
+
+@pytest.fixture
+def plugin_host() -> PluginHost:
+    """A plugin host with the built-ins and no entry-point plugins."""
+    host = PluginHost()
+    host.load(entry_points=False)
+    return host
+
+
+@pytest.fixture
+def register_plugin(plugin_host: PluginHost) -> Iterator[Callable[..., object]]:
+    """``register_plugin(plugin, name=None)`` registers a plugin on ``plugin_host`` for one test."""
+    added: list[str] = []
+
+    def register(plugin: object, name: str | None = None) -> object:
+        plugin_name = name or f"test-plugin-{len(added)}"
+        plugin_host.register(plugin, plugin_name)
+        added.append(plugin_name)
+        return plugin
+
+    yield register
+    for plugin_name in added:
+        plugin_host.pm.unregister(name=plugin_name)
+
+
+@pytest.fixture
+def hook_recorder(register_plugin: Callable[..., object]) -> HookRecorder:
+    """A :class:`HookRecorder` registered on ``plugin_host``."""
+    recorder = HookRecorder()
+    register_plugin(recorder, "hook-recorder")
+    return recorder
+
+
+@pytest_asyncio.fixture
+async def make_gateway(
+    plugin_host: PluginHost, hermes_settings: dict[str, Any]
+) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+    """``await make_gateway(settings=None)``: a started gateway over ``plugin_host``."""
+    gateways: list[Gateway] = []
+
+    async def make(settings: dict[str, Any] | None = None) -> Gateway:
+        gateway = Gateway(config_from_dict(settings or hermes_settings), plugin_host)
+        await gateway.start()
+        gateways.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in reversed(gateways):
+        await gateway.stop()
+
+
+async def send(gateway: Gateway, text: str, session_key: str = "test:1") -> Reply:
+    """Hand one message to ``gateway`` and return its reply."""
+    return await gateway.handle(message(text, session_key))

@@ -1,0 +1,59 @@
+"""Built-in slash commands: ``/reset``, ``/new``, ``/model``, ``/status``, ``/help``."""
+
+from __future__ import annotations
+
+from hermes_core import hookimpl
+from hermes_core.commands import CommandContext, RegisterCommand
+from hermes_core.errors import ConfigError
+from hermes_core.settings import ModelRef
+
+
+def reset(ctx: CommandContext) -> str:
+    ctx.gateway.reset_session(ctx.session, "reset")
+    return "Started a new conversation. The previous one is kept in the transcript."
+
+
+def model(ctx: CommandContext) -> str:
+    gateway, session = ctx.gateway, ctx.session
+    if not ctx.args:
+        chain = ", ".join(str(ref) for ref in gateway.models_for(session))
+        return f"Model: {chain}. Change it with /model <provider>:<model>."
+    try:
+        ref = ModelRef.parse(ctx.args, "/model")
+    except ConfigError as error:
+        return str(error)
+    if ref.provider not in gateway.providers.configs:
+        known = ", ".join(sorted(gateway.providers.configs))
+        return f"Unknown provider {ref.provider!r}; configured: {known}."
+    session.model = str(ref)
+    gateway.cache.evict(session.key, "model_changed")
+    return f"Model set to {ref} for this session."
+
+
+def status(ctx: CommandContext) -> str:
+    gateway, session = ctx.gateway, ctx.session
+    agent = gateway.cache.get(session.key)
+    lines = [
+        f"Session: {session.key} (platform {session.platform})",
+        "Models: " + ", ".join(str(ref) for ref in gateway.models_for(session)),
+        f"Agent: {'cached, ' + str(agent.runs) + ' run(s)' if agent else 'not cached'}",
+        f"History: {len(agent.history) if agent else 0} message(s) in the cached agent",
+    ]
+    breaker = session.data.get("circuit_breaker")
+    if breaker:
+        lines.append(f"Consecutive hard failures: {breaker.get('failures', 0)}")
+    return "\n".join(lines)
+
+
+def help_(ctx: CommandContext) -> str:
+    commands = ctx.gateway.commands.commands.values()
+    return "\n".join(f"{command.name} - {command.help}" for command in commands)
+
+
+@hookimpl(trylast=True)
+def register_commands(register: RegisterCommand) -> None:
+    register("/reset", reset, "start a new conversation (clears the circuit breaker)")
+    register("/new", reset, "same as /reset")
+    register("/model", model, "show the model, or switch: /model <provider>:<model>")
+    register("/status", status, "show this session's model, agent and failure count")
+    register("/help", help_, "list the commands")

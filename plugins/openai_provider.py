@@ -1,0 +1,129 @@
+"""Built-in provider type ``openai``: any endpoint speaking the OpenAI chat-completions API."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import openai
+
+from hermes_core import hookimpl
+from hermes_core.providers import Completion, ProviderError, RegisterProvider, ToolCall
+from hermes_core.settings import ProviderConfig
+from hermes_core.types import ErrorKind
+
+# Bodies that turn an otherwise retryable status into a permanent one, and the reverse
+# (nanobot's classification; a proxy's 403 "try again in 2m" is not a dead key).
+PERMANENT_MARKERS = ("insufficient_quota", "quota", "billing")
+TRANSIENT_MARKERS = ("try again", "temporarily", "overloaded")
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds a server asked us to wait, from ``retry-after-ms`` or ``retry-after``."""
+    if headers is None:
+        return None
+    if (millis := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def classify_status(status: int, body_text: str) -> ErrorKind:
+    """Map an HTTP status (and its body) to an ``error_kind``."""
+    text = body_text.lower()
+    if status == 429:
+        return "non_retryable" if any(m in text for m in PERMANENT_MARKERS) else "rate_limit"
+    if status in (401, 403):
+        return "rate_limit" if any(m in text for m in TRANSIENT_MARKERS) else "auth"
+    if status == 408:
+        return "timeout"
+    if status == 409 or status >= 500:
+        return "server"
+    return "non_retryable"
+
+
+def _error_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        detail = body.get("error", body)
+        if isinstance(detail, dict) and detail.get("message"):
+            return str(detail["message"])
+    return str(error.message)
+
+
+class OpenAIProvider:
+    """One ``openai.AsyncOpenAI`` client per configured provider, shared by all agents."""
+
+    def __init__(self, name: str, config: ProviderConfig) -> None:
+        self.name = name
+        # max_retries=0: the run loop owns retries, so a fallback is never delayed by hidden
+        # SDK retries and every attempt is counted in the run result.
+        self.client = openai.AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key or "not-needed",
+            timeout=config.timeout_s,
+            max_retries=0,
+        )
+
+    async def complete(
+        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> Completion:
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
+        try:
+            response = await self.client.chat.completions.create(
+                model=model,
+                messages=messages,  # type: ignore[arg-type]  # plain dicts of the same shape
+                **extra,
+            )
+        except openai.APIStatusError as error:
+            message = _error_message(error)
+            raise ProviderError(
+                classify_status(error.status_code, f"{message} {error.body}"),
+                f"HTTP {error.status_code} from {self.name}:{model}: {message}",
+                status=error.status_code,
+                retry_after=retry_after_seconds(error.response.headers),
+            ) from error
+        except openai.APITimeoutError as error:
+            raise ProviderError("timeout", f"{self.name}:{model} timed out") from error
+        except openai.APIConnectionError as error:
+            raise ProviderError(
+                "connection", f"cannot reach {self.name}:{model}: {error}"
+            ) from error
+        except (openai.APIResponseValidationError, ValueError) as error:
+            raise ProviderError(
+                "server", f"malformed response from {self.name}:{model}: {error}"
+            ) from error
+        return _completion(response, f"{self.name}:{model}")
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _completion(response: Any, where: str) -> Completion:
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise ProviderError("server", f"malformed response from {where}: no choices")
+    message = choices[0].message
+    calls = [
+        ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "")
+        for call in (message.tool_calls or [])
+        if getattr(call, "function", None) is not None
+    ]
+    if message.content is None and not calls:
+        raise ProviderError("server", f"malformed response from {where}: empty message")
+    return Completion(content=message.content, tool_calls=calls)
+
+
+@hookimpl(trylast=True)
+def register_providers(register: RegisterProvider) -> None:
+    register("openai", OpenAIProvider)

@@ -1,0 +1,445 @@
+"""Tests for :mod:`hermes_core.testing.fake_openai`, driven by the real ``openai`` client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionMessageFunctionToolCall
+
+from hermes_core.testing.fake_openai import FakeOpenAI
+
+USER_HI: list[Any] = [{"role": "user", "content": "hi"}]
+# Typed Any: plain dicts stand in for openai's TypedDict tool params.
+TIME_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "srv__get_time",
+        "description": "Current time",
+        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}},
+    },
+}
+
+
+def tool(name: str) -> Any:
+    """A minimal function tool definition."""
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def server(shared_server: FakeOpenAI) -> FakeOpenAI:
+    # Each test sees an empty request log and fresh flaky counters.
+    shared_server.clear()
+    return shared_server
+
+
+@pytest.fixture
+async def client(server: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=server.url, api_key="test", max_retries=0) as c:
+        yield c
+
+
+async def ask(client: openai.AsyncOpenAI, model: str, messages: list[Any] = USER_HI) -> str:
+    """Make a non-streamed request and return the answer text."""
+    completion = await client.chat.completions.create(model=model, messages=messages)
+    content = completion.choices[0].message.content
+    assert content is not None
+    return content
+
+
+def function_calls(completion: ChatCompletion) -> list[ChatCompletionMessageFunctionToolCall]:
+    """The function tool calls of the first choice."""
+    calls = completion.choices[0].message.tool_calls or []
+    assert all(isinstance(c, ChatCompletionMessageFunctionToolCall) for c in calls)
+    return [c for c in calls if isinstance(c, ChatCompletionMessageFunctionToolCall)]
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+async def test_ok_echoes_last_user_text_and_counts_user_messages(
+    client: openai.AsyncOpenAI, server: FakeOpenAI
+) -> None:
+    messages: list[Any] = [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "sure"},
+        {"role": "user", "content": [{"type": "text", "text": "second"}]},
+    ]
+    completion = await client.chat.completions.create(model="ok-primary", messages=messages)
+
+    assert completion.object == "chat.completion"
+    assert completion.id.startswith("chatcmpl-")
+    assert completion.model == "ok-primary"
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop"
+    assert choice.message.role == "assistant"
+    assert choice.message.content == "[ok-primary] second (user messages: 2)"
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == (
+        completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+
+    [recorded] = server.requests_for("ok-")
+    assert recorded.model == "ok-primary"
+    assert recorded.messages == messages
+    assert recorded.tools is None
+    assert recorded.stream is False
+    assert recorded.headers["authorization"] == "Bearer test"
+    assert recorded.body["model"] == "ok-primary"
+
+
+async def test_nochoices_returns_empty_choices(client: openai.AsyncOpenAI) -> None:
+    completion = await client.chat.completions.create(model="nochoices-x", messages=USER_HI)
+    assert completion.choices == []
+
+
+async def test_slow_answers_after_delay(client: openai.AsyncOpenAI) -> None:
+    started = time.monotonic()
+    assert await ask(client, "slow-0.3-x") == "[slow-0.3-x] hi (user messages: 1)"
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_slow_does_not_block_other_requests(client: openai.AsyncOpenAI) -> None:
+    slow = asyncio.create_task(ask(client, "slow-0.6-x"))
+    started = time.monotonic()
+    assert await ask(client, "ok-fast") == "[ok-fast] hi (user messages: 1)"
+    assert time.monotonic() - started < 0.4
+    assert not slow.done()
+    assert await slow == "[slow-0.6-x] hi (user messages: 1)"
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+async def test_bad_model_is_bad_request(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        await ask(client, "bad-fallback")
+    assert excinfo.value.status_code == 400
+    assert excinfo.value.code == "model_not_found"
+    assert excinfo.value.type == "invalid_request_error"
+    assert "`bad-fallback` does not exist" in excinfo.value.message
+
+
+async def test_auth_model_is_authentication_error(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.AuthenticationError) as excinfo:
+        await ask(client, "auth-x")
+    assert excinfo.value.status_code == 401
+    assert excinfo.value.code == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    ("model", "error", "code"),
+    [
+        ("forbidden-x", openai.PermissionDeniedError, "permission_denied"),
+        ("notfound-x", openai.NotFoundError, "model_not_found"),
+        ("no-such-model", openai.NotFoundError, "model_not_found"),
+        ("okay", openai.NotFoundError, "model_not_found"),
+    ],
+)
+async def test_other_error_models(
+    client: openai.AsyncOpenAI, model: str, error: type[openai.APIStatusError], code: str
+) -> None:
+    with pytest.raises(error) as excinfo:
+        await ask(client, model)
+    assert excinfo.value.code == code
+
+
+async def test_ratelimit_sets_retry_after(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as excinfo:
+        await ask(client, "ratelimit-0.5")
+    assert excinfo.value.response.headers["retry-after"] == "0.5"
+    assert excinfo.value.type == "rate_limit_error"
+    assert excinfo.value.code == "rate_limit_exceeded"
+
+
+async def test_ratelimit_defaults_retry_after_to_one(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as excinfo:
+        await ask(client, "ratelimit-primary")
+    assert excinfo.value.response.headers["retry-after"] == "1"
+
+
+async def test_quota_is_429_without_retry_after(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as excinfo:
+        await ask(client, "quota-x")
+    assert excinfo.value.code == "insufficient_quota"
+    assert "quota" in excinfo.value.message
+    assert "retry-after" not in excinfo.value.response.headers
+
+
+async def test_error500_is_internal_server_error(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as excinfo:
+        await ask(client, "error500-x")
+    assert excinfo.value.status_code == 500
+    assert excinfo.value.type == "server_error"
+
+
+async def test_flaky_fails_n_times_per_model_then_succeeds(
+    client: openai.AsyncOpenAI, server: FakeOpenAI
+) -> None:
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            await ask(client, "flaky-2-a")
+    # Counted per exact model name: another flaky-2 model starts from zero.
+    with pytest.raises(openai.InternalServerError):
+        await ask(client, "flaky-2-b")
+    assert await ask(client, "flaky-2-a") == "[flaky-2-a] hi (user messages: 1)"
+    assert await ask(client, "flaky-2-a") == "[flaky-2-a] hi (user messages: 1)"
+    assert len(server.requests_for("flaky-2-a")) == 4
+
+
+async def test_flaky_recovers_with_client_retries(server: FakeOpenAI) -> None:
+    async with openai.AsyncOpenAI(base_url=server.url, api_key="test", max_retries=2) as c:
+        assert await ask(c, "flaky-retry") == "[flaky-retry] hi (user messages: 1)"
+    assert len(server.requests_for("flaky-retry")) == 2
+
+
+async def test_garbage_body_raises(client: openai.AsyncOpenAI) -> None:
+    # openai 3.57 does not wrap this: the undecodable 200 body surfaces as JSONDecodeError.
+    with pytest.raises(json.JSONDecodeError):
+        await ask(client, "garbage-x")
+
+
+# -- tools -----------------------------------------------------------------------------------
+
+
+async def test_tool_round_trip(client: openai.AsyncOpenAI, server: FakeOpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": 'call get_time {"tz": "UTC"}'}]
+    first = await client.chat.completions.create(
+        model="tool-x", messages=messages, tools=[tool("srv__other"), TIME_TOOL]
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    [call] = function_calls(first)
+    assert call.type == "function"
+    assert call.id.startswith("call_")
+    assert call.function.name == "srv__get_time"
+    assert json.loads(call.function.arguments) == {"tz": "UTC"}
+
+    messages += [
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "12:00"},
+    ]
+    second = await client.chat.completions.create(
+        model="tool-x", messages=messages, tools=[TIME_TOOL]
+    )
+    assert second.choices[0].finish_reason == "stop"
+    assert second.choices[0].message.content == "tool results: 12:00"
+
+    recorded = server.requests_for("tool-")
+    assert len(recorded) == 2
+    assert recorded[1].tools == [TIME_TOOL]
+    assert recorded[1].messages[-1]["role"] == "tool"
+
+
+async def test_tool_call_many_and_joined_results(client: openai.AsyncOpenAI) -> None:
+    tools = [tool("a__one"), tool("a__two")]
+    messages: list[Any] = [{"role": "user", "content": "call-many one two missing"}]
+    completion = await client.chat.completions.create(
+        model="tool-x", messages=messages, tools=tools
+    )
+    calls = function_calls(completion)
+    assert [c.function.name for c in calls] == ["a__one", "a__two", "missing"]
+    assert [c.function.arguments for c in calls] == ["{}", "{}", "{}"]
+    assert len({c.id for c in calls}) == 3
+
+    messages.append(completion.choices[0].message.model_dump(exclude_none=True))
+    messages += [
+        {"role": "tool", "tool_call_id": c.id, "content": f"r{i}"} for i, c in enumerate(calls)
+    ]
+    assert await ask(client, "tool-x", messages) == "tool results: r0 | r1 | r2"
+
+
+async def test_tool_defaults(client: openai.AsyncOpenAI) -> None:
+    # No directive: first offered tool with {}.
+    completion = await client.chat.completions.create(
+        model="tool-x", messages=USER_HI, tools=[tool("first"), tool("second")]
+    )
+    [call] = function_calls(completion)
+    assert (call.function.name, call.function.arguments) == ("first", "{}")
+    # `call <name>` without JSON means {}; an unknown name is called anyway.
+    messages: list[Any] = [{"role": "user", "content": "call nope"}]
+    completion = await client.chat.completions.create(
+        model="tool-x", messages=messages, tools=[tool("first")]
+    )
+    [call] = function_calls(completion)
+    assert (call.function.name, call.function.arguments) == ("nope", "{}")
+    # No tools offered: answers like ok-*.
+    assert await ask(client, "tool-x") == "[tool-x] hi (user messages: 1)"
+
+
+async def test_badtool_sends_invalid_arguments(client: openai.AsyncOpenAI) -> None:
+    completion = await client.chat.completions.create(
+        model="badtool-x", messages=USER_HI, tools=[TIME_TOOL]
+    )
+    [call] = function_calls(completion)
+    assert call.function.name == "srv__get_time"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(call.function.arguments)
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+async def test_streaming_concatenates_to_non_streaming_text(
+    client: openai.AsyncOpenAI, server: FakeOpenAI
+) -> None:
+    messages: list[Any] = [{"role": "user", "content": "hello  streaming world"}]
+    expected = await ask(client, "ok-stream", messages)
+
+    stream = await client.chat.completions.create(model="ok-stream", messages=messages, stream=True)
+    pieces: list[str] = []
+    finish_reasons: list[str | None] = []
+    async for chunk in stream:
+        assert chunk.object == "chat.completion.chunk"
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish_reasons.append(choice.finish_reason)
+
+    assert "".join(pieces) == expected
+    assert len([p for p in pieces if p]) > 1
+    assert finish_reasons[-1] == "stop"
+    assert server.requests_for("ok-stream")[-1].stream is True
+
+
+async def test_streaming_tool_calls(client: openai.AsyncOpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": 'call get_time {"tz": "UTC"}'}]
+    async with client.chat.completions.stream(
+        model="tool-x", messages=messages, tools=[TIME_TOOL]
+    ) as stream:
+        final = await stream.get_final_completion()
+    assert final.choices[0].finish_reason == "tool_calls"
+    [call] = function_calls(final)
+    assert call.function.name == "srv__get_time"
+    assert json.loads(call.function.arguments) == {"tz": "UTC"}
+
+
+async def test_streaming_error_is_plain_json_error(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        await client.chat.completions.create(model="bad-x", messages=USER_HI, stream=True)
+    assert excinfo.value.code == "model_not_found"
+
+
+# -- plain HTTP ------------------------------------------------------------------------------
+
+
+def test_http_endpoints_and_errors(server: FakeOpenAI) -> None:
+    root = server.url.removesuffix("/v1")
+    with httpx2.Client(base_url=root) as http:
+        assert http.get("/health").json() == {"status": "ok"}
+
+        models = http.get("/v1/models").json()
+        assert models["object"] == "list"
+        assert {"ok-model", "tool-model"} <= {m["id"] for m in models["data"]}
+
+        missing = http.get("/v1/nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["param"] is None
+
+        not_json = http.post("/v1/chat/completions", content=b"{oops")
+        assert not_json.status_code == 400
+        assert not_json.json()["error"]["type"] == "invalid_request_error"
+
+        for body in ({"messages": USER_HI}, {"model": "ok-x"}):
+            response = http.post("/v1/chat/completions", json=body)
+            assert response.status_code == 400
+            assert set(response.json()["error"]) == {"message", "type", "code", "param"}
+
+        # No Authorization header: still served.
+        answer = http.post("/v1/chat/completions", json={"model": "ok-x", "messages": USER_HI})
+        assert answer.status_code == 200
+        assert answer.json()["choices"][0]["message"]["content"] == "[ok-x] hi (user messages: 1)"
+
+        recorded = http.get("/_requests").json()
+        assert recorded == [{"model": "ok-x", "messages": USER_HI, "tools": None, "stream": False}]
+        assert http.delete("/_requests").status_code == 200
+        assert http.get("/_requests").json() == []
+    assert server.requests == []
+
+
+# -- lifecycle -------------------------------------------------------------------------------
+
+
+async def test_hang_times_out_and_stop_is_prompt() -> None:
+    server = FakeOpenAI().start()
+    try:
+        async with openai.AsyncOpenAI(
+            base_url=server.url, api_key="test", max_retries=0, timeout=0.5
+        ) as c:
+            with pytest.raises(openai.APITimeoutError):
+                await ask(c, "hang-x")
+            # Leave one request hanging in flight while stopping.
+            pending = asyncio.create_task(ask(c, "hang-y"))
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            await asyncio.to_thread(server.stop)
+            assert time.monotonic() - started < 2
+            with pytest.raises(openai.APIConnectionError):
+                await pending
+        assert [r.model for r in server.requests] == ["hang-x", "hang-y"]
+    finally:
+        server.stop()
+    server.stop()  # idempotent
+
+
+def test_stop_drops_connections_and_frees_port() -> None:
+    server = FakeOpenAI().start()
+    url = server.url
+    with httpx2.Client(base_url=url) as http:
+        assert http.get("/models").status_code == 200  # leaves a pooled keep-alive connection
+        server.stop()
+        with pytest.raises(httpx2.TransportError):
+            http.get("/models")
+    with pytest.raises(RuntimeError):
+        FakeOpenAI().port  # noqa: B018 - the property access is what raises
+
+
+def test_subprocess_mode() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hermes_core.testing.fake_openai", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        prefix = "listening on http://127.0.0.1:"
+        assert line.startswith(prefix) and line.endswith("/v1"), line
+        url = line.removeprefix("listening on ")
+
+        response = httpx2.post(
+            f"{url}/chat/completions",
+            json={"model": "ok-proc", "messages": USER_HI},
+            headers={"Authorization": "Bearer test"},
+        )
+        assert response.status_code == 200
+        assert response.json()["choices"][0]["message"]["content"] == (
+            "[ok-proc] hi (user messages: 1)"
+        )
+
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert "Traceback" not in stderr
+    assert stdout == ""  # exactly one line was printed, and it was read above
