@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck clean
+.PHONY: setup servers demo test lint typecheck docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(STAMP)
+setup: $(STAMP) servers
+
+# Real servers the tests run against: ngircd for the IRC adapter (its tests skip without it).
+servers:
+	@command -v ngircd >/dev/null || [ -x /usr/sbin/ngircd ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ngircd >/dev/null; } || \
+	  echo "note: ngircd is not installed (apt-get install ngircd); the IRC tests will be skipped"
 
 demo: setup
 	$(BIN)/hermes-core demo
@@ -29,6 +36,16 @@ typecheck: setup
 	rm -rf build/typecheck
 	$(BIN)/pip install --quiet --no-deps --target build/typecheck .
 	cd build/typecheck && ../../$(BIN)/mypy --strict hermes_core
+	cd build/typecheck && MYPYPATH=../../contrib/hermes-irc ../../$(BIN)/mypy --strict -p hermes_irc
+
+# The documentation site, into build/site; --strict turns every warning (broken link or
+# anchor, page missing from the nav) into a failure.
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+# Benchmarks against local scripted servers (a few minutes); results go in docs/performance.md.
+bench: setup
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,7 +18,7 @@ from loguru import logger
 from hermes_core.hooks import HookCallError, Hooks
 from hermes_core.providers import Completion, ProviderError, ProviderRegistry, ToolCall
 from hermes_core.settings import ModelRef
-from hermes_core.tools import ToolRegistry
+from hermes_core.tools import Tool, ToolRegistry, ToolSet
 from hermes_core.types import RETRYABLE_KINDS, ErrorKind, RunResult, Session, make_result
 
 if TYPE_CHECKING:
@@ -120,8 +120,10 @@ class Agent:
             )
 
         while True:
+            # Asked afresh each round: an MCP server may have come back or gone away.
+            toolset = await self.services.tools.offered()
             try:
-                completion = await self._complete_with_fallbacks(session, state, messages)
+                completion = await self._complete_with_fallbacks(session, state, messages, toolset)
             except ProviderError as error:
                 return result(
                     failed=True,
@@ -146,18 +148,22 @@ class Agent:
                     final_response=failure_text("tool", error_text),
                 ), []
             tool_rounds += 1
-            tool_messages = await self._run_tools(session, state, completion.tool_calls)
+            tool_messages = await self._run_tools(session, state, completion.tool_calls, toolset)
             messages.extend(tool_messages)
             added.extend(tool_messages)
 
     async def _complete_with_fallbacks(
-        self, session: Session, state: _RunState, messages: list[dict[str, Any]]
+        self,
+        session: Session,
+        state: _RunState,
+        messages: list[dict[str, Any]],
+        toolset: ToolSet,
     ) -> Completion:
         # Walk the chain forward only: once failed over, a run never returns to an earlier
         # model or restarts its retry budget.
         while True:
             try:
-                return await self._complete_with_retries(state, messages)
+                return await self._complete_with_retries(state, messages, toolset)
             except ProviderError as error:
                 if state.index + 1 >= len(state.chain):
                     raise
@@ -169,12 +175,12 @@ class Agent:
                 )
 
     async def _complete_with_retries(
-        self, state: _RunState, messages: list[dict[str, Any]]
+        self, state: _RunState, messages: list[dict[str, Any]], toolset: ToolSet
     ) -> Completion:
         ref = state.model
         config = self.services.providers.configs[ref.provider]
         provider = self.services.providers.get(ref.provider)
-        tools = self.services.tools.schemas() or None
+        tools = toolset.schemas() or None
         attempt = 0
         while True:
             state.api_calls += 1
@@ -191,33 +197,34 @@ class Agent:
                 await asyncio.sleep(wait)
 
     async def _run_tools(
-        self, session: Session, state: _RunState, calls: list[ToolCall]
+        self, session: Session, state: _RunState, calls: list[ToolCall], toolset: ToolSet
     ) -> list[dict[str, Any]]:
         # The model asked for these together: run them concurrently, answer in its order.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._call_tool(session, call)) for call in calls]
+            tasks = [group.create_task(self._call_tool(session, call, toolset)) for call in calls]
         state.tool_calls += len(calls)
         return [
             {"role": "tool", "tool_call_id": call.id, "content": task.result()}
             for call, task in zip(calls, tasks, strict=True)
         ]
 
-    async def _call_tool(self, session: Session, call: ToolCall) -> str:
-        hooks = self.services.hooks
+    async def _call_tool(self, session: Session, call: ToolCall, toolset: ToolSet) -> str:
         arguments: dict[str, Any] = {}
         try:
             decoded = json.loads(call.arguments or "{}")
             if not isinstance(decoded, dict):
                 raise ValueError("arguments must be a JSON object")
-            arguments = decoded
-            output = await self._invoke(session, call.name, arguments)
         except ValueError as error:
             output = f"error: invalid arguments for tool {call.name!r}: {error}"
-        await hooks.post_tool_call(session, call.name, arguments, output)
+        else:
+            arguments = decoded
+            output = await self._invoke(session, toolset.get(call.name), call.name, arguments)
+        await self.services.hooks.post_tool_call(session, call.name, arguments, output)
         return output
 
-    async def _invoke(self, session: Session, name: str, arguments: dict[str, Any]) -> str:
-        tool = self.services.tools.get(name)
+    async def _invoke(
+        self, session: Session, tool: Tool | None, name: str, arguments: dict[str, Any]
+    ) -> str:
         if tool is None:
             return f"error: unknown tool {name!r}"
         try:

@@ -47,14 +47,29 @@ class AgentCache:
             self._last_used[key] = time.monotonic()
         return agent
 
+    def peek(self, key: str) -> Agent | None:
+        """The cached agent of ``key`` without marking it used (for status displays)."""
+        return self._agents.get(key)
+
     def put(self, key: str, agent: Agent) -> None:
         """Cache ``agent``; the least recently used idle agents go when over ``max_agents``."""
         self._agents[key] = agent
         self._agents.move_to_end(key)
         self._last_used[key] = time.monotonic()
+        # The new agent is about to run: it is never its own victim.
+        self._shrink(keep=key)
+
+    def _shrink(self, keep: str | None = None) -> None:
+        """Evict least recently used idle agents until within ``max_agents``.
+
+        Never evicts an agent mid-run: the cache may briefly exceed its bound instead, and
+        shrinks back at the next :meth:`flush` after those runs end.
+        """
         excess = len(self._agents) - self.max_agents
-        # Never evict an agent mid-run: the cache may briefly exceed its bound instead.
-        for victim in [k for k in self._agents if not self._in_use.get(k)][: max(excess, 0)]:
+        if excess <= 0:
+            return
+        idle = [k for k in self._agents if k != keep and not self._in_use.get(k)]
+        for victim in idle[:excess]:
             self.evict(victim, "lru")
 
     def evict(self, key: str, reason: str) -> Agent | None:
@@ -70,11 +85,15 @@ class AgentCache:
         self._in_use[key] = self._in_use.get(key, 0) + 1
 
     def release(self, key: str) -> None:
+        """End a run: idle time counts from now. An over-full cache shrinks at :meth:`flush`,
+        so ``post_run`` still finds the agent that just ran."""
         count = self._in_use.get(key, 0) - 1
         if count > 0:
             self._in_use[key] = count
-        else:
-            self._in_use.pop(key, None)
+            return
+        self._in_use.pop(key, None)
+        if key in self._agents:
+            self._last_used[key] = time.monotonic()
 
     def evict_idle(self, now: float | None = None) -> int:
         """Evict agents unused for ``idle_ttl_s`` (0 disables); returns how many went."""
@@ -95,7 +114,9 @@ class AgentCache:
             self.evict(key, reason)
 
     async def flush(self) -> None:
-        """Deliver the queued ``on_evict`` notifications, oldest first."""
+        """Shrink back within ``max_agents``, then deliver the queued ``on_evict``
+        notifications, oldest first."""
+        self._shrink()
         while self._pending:
             key, agent, reason = self._pending.pop(0)
             await self._on_evict(key, agent, reason)

@@ -14,7 +14,7 @@ from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
-from hermes_core.testing.fake_openai import FakeOpenAI
+from hermes_core.testing.openai_server import FakeOpenAI
 from hermes_core.types import Message, RunResult, Session
 
 
@@ -89,6 +89,7 @@ async def _scenario(
             "fallbacks": [f"local:{name}" for name in fallbacks],
         },
         "providers": {"local": {"base_url": server.url, "max_retries": 0}},
+        "store": {"path": ":memory:"},  # every demo starts from empty sessions
     }
     host = PluginHost()
     host.load(entry_points=False)

@@ -22,10 +22,12 @@ from hermes_core.commands import CommandContext, CommandRegistry
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
+from hermes_core.mcp.pool import MCPPool
+from hermes_core.mcp.settings import PoolSettings
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
 from hermes_core.settings import Config, ModelRef
-from hermes_core.store import MemoryStore, Store
+from hermes_core.store import Store, store_from_config
 from hermes_core.tools import ToolRegistry
 from hermes_core.types import Message, Reply, RunResult, Session, make_result
 
@@ -45,12 +47,15 @@ class Gateway:
             host.load(config.disabled_plugins)
         self.host = host
         self.hooks = Hooks(host.pm)
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store: Store = store if store is not None else store_from_config(config)
         self.providers = ProviderRegistry()
         self.tools = ToolRegistry()
         self.commands = CommandRegistry()
         self.platforms = PlatformRegistry()
         self.mcp = MCPRegistry()
+        # MCP servers belong to the gateway, never to an agent: one pool shared by all agents.
+        self.mcp_pool = MCPPool()
+        self.tools.add_source(self.mcp_pool)
         self.cache = AgentCache(
             max_agents=config.get("cache.max_agents"),
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
@@ -75,6 +80,10 @@ class Gateway:
         await hooks.register("register_platforms", self.platforms.register)
         await hooks.register_per_plugin("register_mcp_servers", self.mcp.registrar)
         self.mcp.apply_settings(self.config.section("mcp.servers"))
+        pool_settings = PoolSettings.from_mapping(self.config.section("mcp"))
+        self.mcp_pool.configure(self.mcp.specs, pool_settings)
+        if self.mcp_pool.settings.eager:
+            self.mcp_pool.start()
         self.providers.configure(self.config.providers)
         await self.store.open()
         self._sweeper = asyncio.create_task(self._sweep(), name="hermes-core cache sweeper")
@@ -97,6 +106,7 @@ class Gateway:
         await self.hooks.shutdown(self)
         self.cache.clear("shutdown")
         await self.cache.flush()
+        await self.mcp_pool.stop()
         await self.providers.aclose()
         await self.store.close()
 
@@ -178,23 +188,29 @@ class Gateway:
         started = time.perf_counter()
         agent: Agent | None = None
         run_id = uuid.uuid4().hex
+        user_message = {"role": "user", "content": message.text}
         begun = False
         try:
+            # Committed before anything else happens: neither a crash nor a refusal by a
+            # pre_run plugin (the circuit breaker) can lose the user's message.
+            await self.store.begin_run(session, run_id, user_message)
+            begun = True
             result = await self.hooks.pre_run(session, message)
             if result is None:
                 agent = self.cache.get(session.key) or await self._create_agent(session)
                 self.cache.acquire(session.key)
                 try:
-                    await self.store.begin_run(
-                        session, run_id, {"role": "user", "content": message.text}
-                    )
-                    begun = True
                     result, added = await agent.run(session, message.text)
-                    await self.store.finish_run(
-                        session, run_id, None if result["failed"] else added
-                    )
                 finally:
                     self.cache.release(session.key)
+            else:
+                added = [user_message, {"role": "assistant", "content": result["final_response"]}]
+                cached = self.cache.peek(session.key)
+                if not result["failed"] and cached is not None:
+                    cached.history.extend(added)  # a plugin's answer is part of the conversation
+            await self.store.finish_run(
+                session, run_id, None if result["failed"] else added, result["model"]
+            )
         except Exception as error:
             logger.opt(exception=error).error(
                 "run for session {} crashed: {}: {}", session.key, type(error).__name__, error
@@ -217,8 +233,23 @@ class Gateway:
     # --- agents --------------------------------------------------------------------------
 
     def models_for(self, session: Session) -> list[ModelRef]:
-        """The session's model chain: its ``/model`` choice or ``agent.model``, then fallbacks."""
-        primary = ModelRef.parse(session.model, "/model") if session.model else self.config.model
+        """The session's model chain: its ``/model`` choice or ``agent.model``, then fallbacks.
+
+        A stored choice whose provider is no longer configured (the settings changed since) is
+        ignored, so the session falls back to ``agent.model`` instead of failing every run.
+        """
+        primary = self.config.model
+        if session.model:
+            choice = ModelRef.parse(session.model, "/model")
+            if choice.provider in self.config.providers:
+                primary = choice
+            else:
+                logger.warning(
+                    "session {}: /model {} names no configured provider; using {}",
+                    session.key,
+                    choice,
+                    primary,
+                )
         return [primary, *(ref for ref in self.config.fallbacks if ref != primary)]
 
     async def _create_agent(self, session: Session) -> Agent:

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
 
 TRACE_ENV = "HERMES_TRACE_PLUGINS"
+STARTUP_HOOKS = frozenset(
+    {
+        "register_platforms",
+        "register_mcp_servers",
+        "register_commands",
+        "register_providers",
+        "register_tools",
+        "startup",
+    }
+)
 
 
 class HookCallError(Exception):
@@ -63,9 +73,11 @@ class Hooks:
                     value = impl.function(*(args[arg] for arg in impl.argnames))
                     if inspect.isawaitable(value):
                         value = await value
-                except HermesError:
-                    raise  # a configuration problem a plugin detected: startup must stop
                 except Exception as error:
+                    # A configuration problem a plugin finds while the gateway starts must stop
+                    # start-up; during runs nothing may escape to a platform.
+                    if isinstance(error, HermesError) and name in STARTUP_HOOKS:
+                        raise
                     if not isolate:
                         raise HookCallError(name, impl.plugin_name, error) from error
                     logger.opt(exception=error).error(

@@ -34,12 +34,15 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     logger.remove()
     logger.enable("hermes_core")
     if json:
-        logger.add(sys.stderr, level=level, serialize=True)
+        logger.add(sys.stderr, level=level, serialize=True, backtrace=False, diagnose=False)
     else:
         logger.add(
             sys.stderr,
             level=level,
             format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}",
+            # diagnose would print every frame's local variables: API keys included.
+            backtrace=False,
+            diagnose=False,
         )
     logging.basicConfig(handlers=[InterceptHandler()], level=logging.WARNING, force=True)
     stdlib_level = {"TRACE": "DEBUG", "SUCCESS": "INFO"}.get(level, level)

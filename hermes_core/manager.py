@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("circuit_breaker", "hermes_core.plugins.circuit_breaker"),
     ("commands", "hermes_core.plugins.commands"),
     ("console", "hermes_core.plugins.console"),
+    ("http", "hermes_core.plugins.http"),
     ("openai", "hermes_core.plugins.openai_provider"),
 )
 
@@ -76,7 +77,9 @@ class PluginHost:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(PROJECT_NAME)
         self.pm.add_hookspecs(HermesSpec)
-        self.records: dict[str, PluginRecord] = {}
+        #: One record per plugin, in load order (built-ins first). A list, not a dict by
+        #: name: an entry point whose name is already taken is reported next to the owner.
+        self.records: list[PluginRecord] = []
 
     def load(self, disabled: Iterable[str] = (), *, entry_points: bool = True) -> None:
         """Register the built-ins, then every third-party plugin from the entry-point group."""
@@ -86,6 +89,10 @@ class PluginHost:
         self.load_builtins(blocked)
         if entry_points:
             self.load_entry_points(blocked)
+            self._warn_unknown(blocked, "plugins.disabled")
+            allowed = _allowed_entry_points()
+            if allowed:
+                self._warn_unknown(allowed, LOAD_PLUGINS_ENV)
 
     def load_builtins(self, blocked: set[str]) -> None:
         dist = metadata.distribution("hermes-core")
@@ -97,13 +104,25 @@ class PluginHost:
 
     def load_entry_points(self, blocked: set[str]) -> None:
         allowed = _allowed_entry_points()
-        seen: set[str] = set()
         for ep in metadata.entry_points(group=PROJECT_NAME):
-            if ep.name in seen:  # the same distribution visible twice on sys.path
-                continue
-            seen.add(ep.name)
             dist = ep.dist
             dist_name, version = (dist.name, dist.version) if dist else (None, None)
+            owner = self.record(ep.name)
+            if owner is not None:
+                if not owner.builtin and owner.dist == dist_name:
+                    continue  # the same distribution visible twice on sys.path
+                taker = "the built-in plugin" if owner.builtin else f"the plugin from {owner.dist}"
+                self._failed(
+                    ep.name,
+                    dist_name,
+                    version,
+                    False,
+                    f"PluginError: the name {ep.name!r} is already taken by {taker}; "
+                    "rename the entry point",
+                    # Disabling by name would disable the owner too: name the distribution.
+                    hint=f"Uninstall {dist_name or 'its distribution'} or rename its entry point",
+                )
+                continue
             if ep.name in blocked or (allowed is not None and ep.name not in allowed):
                 why = "disabled" if ep.name in blocked else f"not in {LOAD_PLUGINS_ENV}"
                 logger.debug("plugin {} not loaded: {}", ep.name, why)
@@ -113,14 +132,22 @@ class PluginHost:
 
     def register(self, plugin: object, name: str, *, builtin: bool = False) -> None:
         """Register an already-imported plugin (tests and embedding applications use this)."""
+        self._register(plugin, name)
+        self._record(name, None, None, builtin, "loaded")
+
+    def record(self, name: str) -> PluginRecord | None:
+        """The load record of the plugin registered (or refused) under ``name``."""
+        return next((record for record in self.records if record.name == name), None)
+
+    def _register(self, plugin: object, name: str) -> None:
         self._check_hookimpls(plugin)
-        self.pm.register(plugin, name=name)
+        if self.pm.register(plugin, name=name) is None:
+            raise PluginError(f"{name!r} is blocked by plugins.disabled")
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError:
             self.pm.unregister(name=name)
             raise
-        self._record(name, None, None, builtin, "loaded")
 
     def _load(
         self,
@@ -135,20 +162,41 @@ class PluginHost:
             plugin = load()
             if self.pm.is_registered(plugin):
                 raise PluginError(f"already registered as {self.pm.get_name(plugin)!r}")
-            self.register(plugin, name, builtin=builtin)
+            self._register(plugin, name)
         except Exception as error:  # any plugin bug: record, log, carry on without it
             message = f"{type(error).__name__}: {error}".splitlines()[0]
-            self._record(name, dist_name, version, builtin, "failed", message)
-            logger.error(
-                "plugin {!r} (from {}) failed to load and was skipped: {}. "
-                'Disable it with plugins.disabled = ["{}"] or HERMES_LOAD_PLUGINS=',
-                name,
-                dist_name or "unknown distribution",
-                message,
-                name,
-            )
+            self._failed(name, dist_name, version, builtin, message)
             return
         self._record(name, dist_name, version, builtin, "loaded")
+
+    def _failed(
+        self,
+        name: str,
+        dist: str | None,
+        version: str | None,
+        builtin: bool,
+        error: str,
+        hint: str | None = None,
+    ) -> None:
+        self._record(name, dist, version, builtin, "failed", error)
+        logger.error(
+            "plugin {!r} (from {}) failed to load and was skipped: {}. {}",
+            name,
+            dist or "unknown distribution",
+            error,
+            hint or f'Disable it with plugins.disabled = ["{name}"] or HERMES_LOAD_PLUGINS=',
+        )
+
+    def _warn_unknown(self, names: set[str], where: str) -> None:
+        # A name nobody has is almost always a typo; say which names do exist (pytest#5661).
+        known = {record.name for record in self.records}
+        for name in sorted(names - known):
+            logger.warning(
+                "{} names {!r}, but no plugin has that name (plugins: {})",
+                where,
+                name,
+                ", ".join(sorted(known)),
+            )
 
     @staticmethod
     def _check_hookimpls(plugin: object) -> None:
@@ -170,11 +218,11 @@ class PluginHost:
     ) -> None:
         plugin = self.pm.get_plugin(name) if status == "loaded" else None
         hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or []) if plugin else []
-        self.records[name] = PluginRecord(name, dist, version, builtin, status, error, hooks)
+        self.records.append(PluginRecord(name, dist, version, builtin, status, error, hooks))
 
     def describe(self) -> list[dict[str, Any]]:
         """The load record as JSON-ready dicts, built-ins first."""
-        return [record.as_dict() for record in self.records.values()]
+        return [record.as_dict() for record in self.records]
 
     def plugin_name(self, plugin: object) -> str:
         name = self.pm.get_name(plugin)

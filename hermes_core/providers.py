@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from loguru import logger
+
 from hermes_core.errors import ConfigError
 from hermes_core.settings import ProviderConfig
 from hermes_core.types import ErrorKind
@@ -93,9 +95,14 @@ class ProviderRegistry:
         self.configs: dict[str, ProviderConfig] = {}
 
     def register(self, type_name: str, factory: ProviderFactory) -> None:
-        """The ``register`` callback handed to ``register_providers``."""
+        """The ``register`` callback handed to ``register_providers``.
+
+        The first registration of a type wins: built-ins register last, so a plugin that
+        registers ``openai`` replaces the built-in one.
+        """
         if type_name in self.factories:
-            raise ValueError(f"provider type {type_name!r} is already registered")
+            logger.debug("provider type {} already registered; keeping the first", type_name)
+            return
         self.factories[type_name] = factory
 
     def configure(self, configs: Mapping[str, ProviderConfig]) -> None:

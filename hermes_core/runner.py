@@ -7,17 +7,26 @@ import signal
 
 from loguru import logger
 
+from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import Platform
 
 
 async def _start_platforms(gateway: Gateway) -> list[tuple[str, Platform]]:
-    started: list[tuple[str, Platform]] = []
     tables = gateway.config.section("platforms")
+    built: list[tuple[str, Platform]] = []
+    # Build every adapter before starting any: a factory raising ConfigError (a bad setting)
+    # ends start-up with exit code 2 before anything listens or connects.
     for name in gateway.platforms.enabled(gateway.config):
-        settings = tables.get(name, {})
         try:
-            platform = gateway.platforms.factories[name](gateway, settings)
+            built.append((name, gateway.platforms.factories[name](gateway, tables.get(name, {}))))
+        except ConfigError:
+            raise
+        except Exception as error:  # one broken adapter must not take down the others
+            logger.error("platform {} failed to load: {}: {}", name, type(error).__name__, error)
+    started: list[tuple[str, Platform]] = []
+    for name, platform in built:
+        try:
             await platform.start()
         except Exception as error:  # one broken adapter must not take down the others
             logger.error("platform {} failed to start: {}: {}", name, type(error).__name__, error)
@@ -25,6 +34,13 @@ async def _start_platforms(gateway: Gateway) -> list[tuple[str, Platform]]:
         logger.info("platform {} started", name)
         started.append((name, platform))
     return started
+
+
+async def _stop(name: str, platform: Platform) -> None:
+    try:
+        await platform.stop()
+    except Exception as error:
+        logger.error("platform {} failed to stop cleanly: {}", name, error)
 
 
 async def _wait_all_closed(platforms: list[tuple[str, Platform]]) -> None:
@@ -51,11 +67,8 @@ async def serve(gateway: Gateway) -> int:
         await asyncio.gather(all_closed, stop_wait, return_exceptions=True)
         if stop_requested.is_set():
             logger.info("signal received: stopping intake and finishing runs in flight")
-        for name, platform in platforms:
-            try:
-                await platform.stop()
-            except Exception as error:
-                logger.error("platform {} failed to stop cleanly: {}", name, error)
+        # Stopped together, so each platform's grace period runs at the same time.
+        await asyncio.gather(*(_stop(name, platform) for name, platform in platforms))
         return 0
     finally:
         await gateway.stop()

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dynaconf import Dynaconf, ValidationError, Validator
+from dynaconf.loaders import env_loader
 
 from hermes_core.errors import ConfigError
 
 ENV_PREFIX = "HERMES"
 SETTINGS_FILE_ENV = "HERMES_SETTINGS"
-SECRET_KEY_PATTERN = re.compile(r"(api_key|api_keys|token|secret|password)$", re.IGNORECASE)
+SECRET_KEY_PATTERN = re.compile(
+    r"(api_key|api_keys|token|tokens|secret|password|authorization)$", re.IGNORECASE
+)
 MODEL_PATTERN = re.compile(r"^(?P<provider>[A-Za-z0-9_.-]+):(?P<model>\S.*)$")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -55,9 +59,23 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("cache.idle_ttl_s", NUMBER, 3600, "Seconds an unused agent stays (0: forever)."),
     SettingSpec("plugins.disabled", (list,), [], "Plugin names blocked before import."),
     SettingSpec("circuit_breaker.threshold", (int,), 3, "Consecutive hard failures to open."),
-    SettingSpec("store.path", (str,), "", "SQLite transcript file (empty: keep in memory)."),
+    SettingSpec(
+        "store.path",
+        (str,),
+        "",
+        'SQLite transcript file (empty: sessions.db in the user data dir; ":memory:": none).',
+    ),
+    SettingSpec("store.retention_days", NUMBER, 0, "Days an idle session is kept (0: forever)."),
     SettingSpec("logging.level", (str,), "INFO", "Log level: " + ", ".join(LOG_LEVELS) + "."),
     SettingSpec("logging.json", (bool,), False, "Write logs as JSON lines."),
+)
+
+#: Top-level keys that must be tables when present.
+TABLES: tuple[str, ...] = (
+    *dict.fromkeys(spec.key.split(".")[0] for spec in SETTINGS),
+    "providers",
+    "platforms",
+    "mcp",
 )
 
 #: Keys of each ``providers.<name>`` table.
@@ -134,12 +152,19 @@ class Config:
         return frozenset(str(name) for name in self.get("plugins.disabled", []))
 
 
-def _lower_keys(value: Any) -> Any:
-    """Settings names are case-insensitive: env overrides arrive upper-cased from dynaconf."""
+def _lower_keys(value: Any, path: tuple[str, ...] = ()) -> Any:
+    """Settings names are case-insensitive: env overrides arrive upper-cased from dynaconf.
+
+    The keys of ``mcp.servers.<name>.env`` are environment variable names, whose case matters.
+    """
     if isinstance(value, Mapping):
-        return {str(k).lower(): _lower_keys(v) for k, v in value.items()}
+        keep_case = len(path) == 4 and path[:2] == ("mcp", "servers") and path[3] == "env"
+        return {
+            (str(k) if keep_case else str(k).lower()): _lower_keys(v, (*path, str(k).lower()))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_lower_keys(v) for v in value]
+        return [_lower_keys(v, path) for v in value]
     return value
 
 
@@ -147,16 +172,35 @@ def _validator(spec: SettingSpec, prefix: str = "") -> Validator:
     key = prefix + spec.key
     message = f"{key}: expected {spec.type_name}, got {{value!r}}"
     type_check = spec.types if len(spec.types) > 1 else spec.types[0]
+    messages = {"operations": message, "condition": message}
     if spec.default is None:  # required keys: their absence is reported by build_config
         return Validator(
             key,
             is_type_of=type_check,
+            condition=_type_condition(spec.types),
             when=Validator(key, must_exist=True),
-            messages={"operations": message},
+            messages=messages,
         )
     return Validator(
-        key, is_type_of=type_check, default=spec.default, messages={"operations": message}
+        key,
+        is_type_of=type_check,
+        condition=_type_condition(spec.types),
+        default=spec.default,
+        messages=messages,
     )
+
+
+def _is_type(value: Any, types: tuple[type, ...]) -> bool:
+    """``isinstance``, except that ``true`` is not accepted as a number."""
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+def _type_condition(types: tuple[type, ...]) -> Callable[[Any], bool]:
+    # A named function, not a partial: dynaconf puts ``condition.__name__`` in its message.
+    def has_expected_type(value: Any) -> bool:
+        return _is_type(value, types)
+
+    return has_expected_type
 
 
 def settings_files(path: Path | str | None = None) -> list[Path]:
@@ -168,43 +212,92 @@ def settings_files(path: Path | str | None = None) -> list[Path]:
     if chosen is not None:
         file = Path(chosen).expanduser().resolve()
         if not file.is_file():
-            raise ConfigError("--settings", f"no such settings file: {file}")
+            option = "--settings" if path is not None else SETTINGS_FILE_ENV
+            raise ConfigError(option, f"no such settings file: {file}")
         secrets = file.with_name(".secrets.toml")
         return [file, secrets] if secrets.is_file() else [file]
     cwd = Path.cwd()
     return [p for p in (cwd / "settings.toml", cwd / ".secrets.toml") if p.is_file()]
 
 
-def _validated(dyn: Dynaconf, where: str) -> dict[str, Any]:
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(file), f"invalid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(str(file), f"cannot read it: {error.strerror}") from None
+
+
+def _merged(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key (``.secrets.toml`` adds ``api_key`` to a provider's table);
+    any other value, lists included, is replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _check_tables(raw: Mapping[str, Any]) -> None:
+    """A section given as a plain value would make every key under it fail confusingly."""
+    for section in TABLES:
+        value = raw.get(section)
+        if value is not None and not isinstance(value, Mapping):
+            raise ConfigError(section, f"expected a table, got {value!r}")
+
+
+def _validated(dyn: Dynaconf) -> dict[str, Any]:
     """Run the validators once and return the settings as a plain lower-cased dict."""
+    _check_tables(_lower_keys(dyn.as_dict()))
     dyn.validators.register(*(_validator(spec) for spec in SETTINGS))
     try:
         dyn.validators.validate_all()
     except ValidationError as error:
         details = getattr(error, "details", None) or [(None, str(error))]
         raise ConfigError("", str(details[0][1])) from None
-    except ValueError as error:  # a settings file that is not valid TOML
-        raise ConfigError(where, str(error)) from None
     raw: dict[str, Any] = _lower_keys(dyn.as_dict())
-    for internal in ("load_dotenv", "core_loaders", "envvar_prefix"):
+    # dynaconf's own options, and HERMES_* variables that select things rather than set them.
+    for internal in (
+        "load_dotenv",
+        "core_loaders",
+        "envvar_prefix",
+        "settings",
+        "load_plugins",
+        "trace_plugins",
+    ):
         raw.pop(internal, None)
     return raw
 
 
-def _dynaconf(files: list[Path]) -> Dynaconf:
-    return Dynaconf(
+def _dynaconf(data: Mapping[str, Any], *, env_wins: bool) -> Dynaconf:
+    """A Dynaconf holding ``data`` and the ``HERMES_`` environment variables.
+
+    Files are read and merged here rather than by dynaconf: its merge is all or nothing, and
+    with it on a list from the environment is appended to the file's instead of replacing it.
+    """
+    dyn = Dynaconf(
         envvar_prefix=ENV_PREFIX,
-        settings_files=[str(f) for f in files],
         environments=False,
         load_dotenv=False,
-        core_loaders=["TOML"],
+        core_loaders=[],
     )
+    dyn.update(_lower_keys(dict(data)))  # loads the environment first, then overrides it
+    if env_wins:
+        env_loader.load_from_env(dyn, ENV_PREFIX, silent=False)
+    return dyn
 
 
 def load_raw(path: Path | str | None = None) -> tuple[dict[str, Any], Path | None]:
     """Read and type-check the settings files and ``HERMES_`` environment variables."""
     files = settings_files(path)
-    raw = _validated(_dynaconf(files), str(files[0]) if files else "settings")
+    data: dict[str, Any] = {}
+    for file in files:
+        data = _merged(data, _lower_keys(_read_toml(file)))
+    raw = _validated(_dynaconf(data, env_wins=True))
     return raw, files[0] if files else None
 
 
@@ -215,7 +308,7 @@ def _provider(name: str, table: Any) -> ProviderConfig:
     values: dict[str, Any] = {}
     for spec in PROVIDER_SETTINGS:
         value = table.get(spec.key, spec.default)
-        if value is not None and not isinstance(value, spec.types):
+        if value is not None and not _is_type(value, spec.types):
             raise ConfigError(f"{key}.{spec.key}", f"expected {spec.type_name}, got {value!r}")
         values[spec.key] = value
     if values["type"] == "openai" and not values["base_url"]:
@@ -271,6 +364,7 @@ def build_config(raw: dict[str, Any], source: Path | None = None) -> Config:
         ("cache.max_agents", 1),
         ("cache.idle_ttl_s", 0),
         ("circuit_breaker.threshold", 1),
+        ("store.retention_days", 0),
     ):
         section, name = key.split(".")
         if raw[section][name] < minimum:
@@ -299,9 +393,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     The dict plays the part of a settings file; ``HERMES_`` environment variables still fill
     the keys it leaves out, but never override a key it sets.
     """
-    dyn = _dynaconf([])
-    dyn.update(_lower_keys(dict(data)))
-    return build_config(_validated(dyn, "settings"))
+    return build_config(_validated(_dynaconf(data, env_wins=False)))
 
 
 def redacted(value: Any, key: str = "") -> Any:

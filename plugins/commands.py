@@ -32,16 +32,15 @@ def model(ctx: CommandContext) -> str:
 
 def status(ctx: CommandContext) -> str:
     gateway, session = ctx.gateway, ctx.session
-    agent = gateway.cache.get(session.key)
+    agent = gateway.cache.peek(session.key)  # looking is not using: no LRU/idle refresh
     lines = [
         f"Session: {session.key} (platform {session.platform})",
         "Models: " + ", ".join(str(ref) for ref in gateway.models_for(session)),
         f"Agent: {'cached, ' + str(agent.runs) + ' run(s)' if agent else 'not cached'}",
         f"History: {len(agent.history) if agent else 0} message(s) in the cached agent",
     ]
-    breaker = session.data.get("circuit_breaker")
-    if breaker:
-        lines.append(f"Consecutive hard failures: {breaker.get('failures', 0)}")
+    failures = session.data.get("circuit_breaker", {}).get("failures", 0)
+    lines.append(f"Consecutive hard failures: {failures}")
     return "\n".join(lines)
 
 

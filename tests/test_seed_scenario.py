@@ -68,3 +68,17 @@ async def test_on_fallback_fires_at_each_switch(
     switches = [(c["from_model"], c["to_model"]) for c in hook_recorder.of("on_fallback")]
     assert switches == [("local:bad-a", "local:auth-b"), ("local:auth-b", "local:ok-c")]
     assert "does not exist" in hook_recorder.of("on_fallback")[0]["error"]
+
+
+async def test_a_message_refused_by_the_breaker_is_still_in_the_transcript(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings_for(fake_openai.url, "bad-primary", ["bad-fallback"]))
+    for text in ("one", "two", "three"):
+        await send(gateway, text)
+    refused = await send(gateway, "four")
+    assert refused.result is not None and refused.result["error_kind"] == "circuit_open"
+
+    transcript = await gateway.store.transcript("test:1")
+    users = [(line.message["content"], line.status) for line in transcript]
+    assert users == [("one", "failed"), ("two", "failed"), ("three", "failed"), ("four", "failed")]

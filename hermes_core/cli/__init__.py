@@ -16,6 +16,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from hermes_core.cli.mcp import mcp_app
+from hermes_core.cli.sessions import sessions_app
 from hermes_core.errors import HermesError
 from hermes_core.log import configure_logging
 
@@ -28,6 +30,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show or check the merged settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(mcp_app, name="mcp")
 
 SettingsOption = Annotated[
     Path | None,
@@ -103,11 +107,11 @@ def config_show(settings: SettingsOption = None) -> None:
 @user_errors
 def config_check(settings: SettingsOption = None) -> None:
     """Validate the settings, including provider types from plugins; exit 2 when wrong."""
-    from hermes_core.gateway import Gateway
     from hermes_core.settings import load_config
 
     config = load_config(settings)
     configure_logging("WARNING")
+    from hermes_core.gateway import Gateway  # after the settings: a mistake is reported faster
 
     async def check() -> None:
         gateway = Gateway(config)
@@ -119,6 +123,18 @@ def config_check(settings: SettingsOption = None) -> None:
 
     asyncio.run(check())
     typer.echo(f"settings OK ({config.source or 'defaults and environment'})")
+
+
+@app.command()
+def doctor(
+    settings: SettingsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check settings, plugins, providers, MCP servers, platforms and the store; exit 1 when
+    something is broken, 2 when the settings are invalid."""
+    from hermes_core.cli.doctor import doctor as run_doctor
+
+    run_doctor(settings, as_json)
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
-from hermes_core.testing.fake_openai import FakeOpenAI, RecordedRequest
+from hermes_core.store import MemoryStore, Store
+from hermes_core.testing.openai_server import FakeOpenAI, RecordedRequest
 from hermes_core.types import Message, Reply
 
 __all__ = [
@@ -183,15 +184,29 @@ def hook_recorder(register_plugin: Callable[..., object]) -> HookRecorder:
     return recorder
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh user data dir per test: a ``hermes-core`` process started without
+    ``store.path`` keeps its sessions there, never in the real one, nor across tests."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+
+
 @pytest_asyncio.fixture
 async def make_gateway(
     plugin_host: PluginHost, hermes_settings: dict[str, Any]
 ) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
-    """``await make_gateway(settings=None)``: a started gateway over ``plugin_host``."""
+    """``await make_gateway(settings=None, store=None)``: a started gateway over
+    ``plugin_host``, keeping transcripts in a fresh :class:`MemoryStore` unless given ``store``."""
     gateways: list[Gateway] = []
 
-    async def make(settings: dict[str, Any] | None = None) -> Gateway:
-        gateway = Gateway(config_from_dict(settings or hermes_settings), plugin_host)
+    async def make(settings: dict[str, Any] | None = None, store: Store | None = None) -> Gateway:
+        gateway = Gateway(
+            config_from_dict(settings or hermes_settings),
+            plugin_host,
+            store=store if store is not None else MemoryStore(),
+        )
         await gateway.start()
         gateways.append(gateway)
         return gateway

@@ -1,0 +1,149 @@
+"""Shared parts of the benchmarks: the result row, percentiles, and the local processes.
+
+Every process here listens on 127.0.0.1 only and is stopped by the context manager that
+started it. The scripted OpenAI server runs as its own process so that its request handling
+does not share the benchmark client's interpreter (and its GIL) with what is being measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The scripted model every benchmark talks to (``ok-*``: answers at once).
+MODEL = "ok-bench"
+#: Seconds a process gets to come up (or go down) before the benchmark gives up on it.
+START_TIMEOUT_S = 60.0
+LISTENING = re.compile(r"http platform listening on (http://\S+)")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table: ``value`` against ``baseline`` (same unit), if any."""
+
+    benchmark: str
+    value: float
+    unit: str
+    baseline: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """``value / baseline``, or None without a (non-zero) baseline."""
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.value / self.baseline
+
+
+def percentile(samples: Sequence[float], percent: float) -> float:
+    """The nearest-rank percentile of ``samples`` (at least one)."""
+    ordered = sorted(samples)
+    rank = max(math.ceil(percent / 100 * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
+def child_env(**variables: str) -> dict[str, str]:
+    """This environment without ``HERMES_`` settings or ``PYTHONPATH``, plus ``variables``:
+    a benchmark must not measure whatever the shell happens to configure."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_")}
+    env.pop("PYTHONPATH", None)
+    env.update(variables)
+    return env
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, then SIGKILL it if it is still there after the timeout."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(START_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def scripted_server() -> Iterator[str]:
+    """The scripted OpenAI server (``hermes_core.testing.fake_openai``) as a process; yields
+    its base URL (``http://127.0.0.1:PORT/v1``)."""
+    command = [sys.executable, "-m", "hermes_core.testing.fake_openai", "0"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, env=child_env(), start_new_session=True
+    )
+    try:
+        assert process.stdout is not None
+        # The server prints exactly one line, once its port is bound.
+        line = process.stdout.readline().decode()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"the scripted server did not start: {line!r}")
+        yield line.removeprefix("listening on ").strip()
+    finally:
+        _stop(process)
+
+
+def _wait_for_url(process: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if match := LISTENING.search(log.read_text(errors="replace")):
+            return match.group(1)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError("hermes-core run did not start listening:\n" + log.read_text())
+
+
+@contextlib.contextmanager
+def hermes_http(server_url: str, *, store_path: str = ":memory:") -> Iterator[str]:
+    """A ``hermes-core run`` process serving the ``http`` platform on a free loopback port,
+    its model ``local:ok-bench`` at ``server_url``; yields the URL it listens on.
+
+    No third-party plugins are loaded (``HERMES_LOAD_PLUGINS=""``), logging stays at the
+    default level, and the log goes to a file so a full pipe can never stall the process.
+    """
+    with tempfile.TemporaryDirectory(prefix="hermes-bench-") as work:
+        settings = Path(work) / "settings.toml"
+        settings.write_text(
+            f"""
+[agent]
+model = "local:{MODEL}"
+
+[providers.local]
+base_url = "{server_url}"
+max_retries = 0
+
+[store]
+path = "{store_path}"
+
+[platforms.http]
+enabled = true
+port = 0
+"""
+        )
+        log = Path(work) / "hermes-core.log"
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "hermes_core", "run", "--settings", str(settings)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                cwd=work,
+                env=child_env(HERMES_LOAD_PLUGINS=""),
+                start_new_session=True,
+            )
+        try:
+            yield _wait_for_url(process, log)
+        finally:
+            _stop(process)
+        if "Traceback" in log.read_text(errors="replace"):
+            raise RuntimeError("hermes-core run logged a traceback:\n" + log.read_text())

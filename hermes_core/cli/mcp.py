@@ -1,0 +1,129 @@
+"""``hermes-core mcp``: list the configured MCP servers and test one.
+
+Servers come from ``mcp.servers`` and from plugins' ``register_mcp_servers``, exactly as the
+gateway sees them. A settings mistake ends in one line on stderr and exit code 2; a server
+that cannot be started makes ``mcp test`` exit 1 with one line saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hermes_core.errors import ConfigError, HermesError
+from hermes_core.log import configure_logging
+
+mcp_app = typer.Typer(help="List the MCP servers, or test one.", no_args_is_help=True)
+
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option("--settings", help="Settings file (default: ./settings.toml, $HERMES_SETTINGS)."),
+]
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"hermes-core: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+async def _load(settings: Path | None) -> tuple[dict[str, Any], Any]:
+    """Every server spec (settings and plugins) and the pool settings, as the gateway does."""
+    from hermes_core.hooks import Hooks
+    from hermes_core.manager import PluginHost
+    from hermes_core.mcp import MCPRegistry
+    from hermes_core.mcp.settings import PoolSettings
+    from hermes_core.settings import load_raw
+
+    raw, _ = load_raw(settings)
+    host = PluginHost()
+    host.load(raw["plugins"]["disabled"])
+    registry = MCPRegistry()
+    await Hooks(host.pm).register_per_plugin("register_mcp_servers", registry.registrar)
+    mcp_table = raw.get("mcp") or {}
+    registry.apply_settings(mcp_table.get("servers") or {})
+    return dict(registry.specs), PoolSettings.from_mapping(mcp_table)
+
+
+async def _list(settings: Path | None, start: bool) -> tuple[list[dict[str, Any]], list[str]]:
+    from hermes_core.mcp.pool import MCPPool
+
+    specs, pool_settings = await _load(settings)
+    pool = MCPPool()
+    pool.configure(specs, pool_settings)
+    if not start:
+        return pool.status(), []
+    try:
+        await pool.tools()  # starts every server, waits for each first attempt
+        return pool.status(), pool.collisions
+    finally:
+        await pool.stop()
+
+
+@mcp_app.command("list")
+def list_servers(
+    settings: SettingsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    no_start: Annotated[
+        bool, typer.Option("--no-start", help="Do not start the servers (no tool names).")
+    ] = False,
+) -> None:
+    """Servers with their source (settings or plugin), transport, state and tools."""
+    configure_logging("CRITICAL")
+    try:
+        rows, collisions = asyncio.run(_list(settings, start=not no_start))
+    except HermesError as error:
+        raise _fail(str(error), EXIT_CONFIG) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no MCP servers configured (mcp.servers.<name> or a plugin)")
+        return
+    for row in rows:
+        tools = ", ".join(row["tools"]) if row["tools"] else "-"
+        typer.echo(
+            f"{row['name']}  source={row['source']}  transport={row['transport']}  "
+            f"state={row['state']}  tools: {tools}"
+        )
+        if row["last_error"]:
+            typer.echo(f"    error: {row['last_error']}")
+    for line in collisions:
+        typer.echo(f"warning: {line}")
+
+
+async def _test(settings: Path | None, name: str) -> int:
+    from hermes_core.mcp.probe import probe_server
+
+    specs, pool_settings = await _load(settings)
+    spec = specs.get(name)
+    if spec is None:
+        known = ", ".join(sorted(specs)) or "none configured"
+        raise ConfigError("mcp test", f"no MCP server named {name!r} (known: {known})")
+    probe = await probe_server(spec, pool_settings)
+    if not probe.ok:
+        typer.echo(f"hermes-core: mcp test {name}: {probe.error}", err=True)
+        return EXIT_FAILED
+    steps = ", ".join(f"{step} {seconds:.2f}s" for step, seconds in probe.timings.items())
+    typer.echo(f"{name}: ready in {probe.ready_s:.2f}s ({steps}); {len(probe.tools)} tool(s)")
+    for tool in probe.tools:
+        description = (tool.description or "").strip().splitlines()
+        typer.echo(f"  {tool.name}" + (f": {description[0]}" if description else ""))
+    typer.echo(f"{name}: stopped in {probe.stop_s:.2f}s")
+    return 0
+
+
+@mcp_app.command("test")
+def test_server(name: str, settings: SettingsOption = None) -> None:
+    """Start one server, list its tools with timings, stop it; exit 1 when it cannot start."""
+    configure_logging("CRITICAL")  # the outcome is reported in one line, not in log noise
+    try:
+        code = asyncio.run(_test(settings, name))
+    except HermesError as error:
+        raise _fail(str(error), EXIT_CONFIG) from None
+    raise typer.Exit(code)

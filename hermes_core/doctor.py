@@ -1,0 +1,523 @@
+"""``hermes-core doctor``: check what a start depends on, one :class:`CheckResult` per item.
+
+The checks, in report order:
+
+- **settings**: the files and ``HERMES_`` variables load and validate (as ``load_config``);
+- **plugins**: each plugin's load status (a failed one says how to disable it);
+- **providers**: per ``providers.<name>``, where its key comes from, whether
+  ``GET {base_url}/models`` answers, and whether the models ``agent.model`` and
+  ``agent.fallbacks`` name are listed (when the endpoint lists models at all);
+- **MCP servers**: each enabled server is started once and stopped, exactly as
+  ``hermes-core mcp test`` does;
+- **platforms**: each enabled platform is installed and its adapter accepts its settings; for
+  ``http`` the host/port can be bound and the API-key rule for non-loopback hosts holds;
+- **store**: the SQLite file opens read-only, its schema is one this version reads, and
+  ``PRAGMA integrity_check`` passes. Nothing is ever created or written.
+
+Every check returns results instead of raising, so one broken item never hides the others.
+Network and MCP checks run concurrently. Checks that need valid settings are reported as
+skipped (``ok=None``) when the settings are invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hermes_core.errors import ConfigError, HermesError
+from hermes_core.mcp import MCPRegistry, MCPServerSpec
+from hermes_core.mcp.settings import PoolSettings
+from hermes_core.settings import Config, ProviderConfig, build_config, load_raw
+
+if TYPE_CHECKING:
+    from hermes_core.gateway import Gateway
+    from hermes_core.manager import PluginHost
+
+#: Seconds the provider probe (``GET /models``) waits: a doctor must answer quickly.
+PROBE_TIMEOUT_S = 5.0
+#: Exit codes: all checks passed, something is broken, the settings themselves are invalid.
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+#: Ids shown when a configured model is missing from a provider's list.
+LISTED_SHOWN = 8
+SKIPPED_NEEDS_SETTINGS = "skipped: needs valid settings"
+SKIPPED_NEEDS_ENDPOINT = "skipped: the endpoint did not answer with a model list"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the report.
+
+    :ivar check: what was checked, e.g. ``provider openai endpoint``.
+    :ivar ok: True (passed), False (broken) or None (skipped: something it needs failed).
+    :ivar detail: one line saying what was found.
+    :ivar fix: for a failed check, what to do about it.
+    """
+
+    check: str
+    ok: bool | None
+    detail: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``doctor --json``."""
+        return {"check": self.check, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+
+
+def passed(check: str, detail: str) -> CheckResult:
+    """A passing check."""
+    return CheckResult(check, True, detail)
+
+
+def failed(check: str, detail: str, fix: str) -> CheckResult:
+    """A failing check, with what to do about it."""
+    return CheckResult(check, False, detail, fix)
+
+
+def skipped(check: str, detail: str) -> CheckResult:
+    """A check that could not run because something it needs is broken."""
+    return CheckResult(check, None, detail)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every check's result, in order, and whether the settings were valid."""
+
+    results: list[CheckResult]
+    settings_valid: bool
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        """The failed checks."""
+        return [result for result in self.results if result.ok is False]
+
+    @property
+    def exit_code(self) -> int:
+        """2 when the settings are invalid, else 1 when any check failed, else 0."""
+        if not self.settings_valid:
+            return EXIT_CONFIG
+        return EXIT_FAILED if self.failures else EXIT_OK
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def check_settings(
+    path: Path | str | None,
+) -> tuple[CheckResult, dict[str, Any] | None, Config | None]:
+    """Load and validate the settings.
+
+    Returns the result, the raw settings (None when even they could not be read) and the
+    validated :class:`Config` (None when validation failed). The raw settings are enough to
+    load the plugins, so their check still runs when only cross-references are wrong.
+    """
+    try:
+        raw, source = load_raw(path)
+    except ConfigError as error:
+        return failed("settings", str(error), _settings_fix(error)), None, None
+    try:
+        config = build_config(raw, source)
+    except ConfigError as error:
+        return failed("settings", str(error), _settings_fix(error)), raw, None
+    return passed("settings", f"valid ({source or 'defaults and environment'})"), raw, config
+
+
+def _settings_fix(error: ConfigError) -> str:
+    if error.key.endswith(".api_key_env"):
+        return "export that variable (the provider's API key), or correct the variable's name"
+    where = f"correct {error.key}" if error.key else "correct the settings"
+    return f"{where}; `hermes-core config show` prints what was read (docs/configuration.md)"
+
+
+# --- plugins -------------------------------------------------------------------------------
+
+
+def check_plugins(host: PluginHost) -> list[CheckResult]:
+    """One result per plugin in ``host``'s load record."""
+    results = []
+    for record in host.records:
+        check = f"plugin {record.name}"
+        origin = "built-in" if record.builtin else f"{record.dist or '?'} {record.version or ''}"
+        if record.status == "loaded":
+            results.append(passed(check, f"loaded ({origin.strip()})"))
+        elif record.status == "disabled":
+            results.append(
+                passed(check, f"not loaded ({origin.strip()}): plugins.disabled or HERMES_LOAD_PLUGINS")
+            )
+        elif sum(other.name == record.name for other in host.records) > 1:
+            # Its name belongs to another plugin: disabling the name would disable that one.
+            fix = f"uninstall {record.dist or 'its distribution'} or rename its entry point"
+            results.append(failed(check, record.error or "failed", fix))
+        else:
+            fix = (
+                f'disable it with plugins.disabled = ["{record.name}"] or HERMES_LOAD_PLUGINS= '
+                "(no third-party plugins), or upgrade/uninstall it"
+            )
+            results.append(failed(check, record.error or "failed", fix))
+    return results
+
+
+# --- providers -----------------------------------------------------------------------------
+
+
+def configured_models(config: Config, provider: str) -> list[tuple[str, str]]:
+    """``(settings key, model name)`` of every configured model served by ``provider``."""
+    refs = [("agent.model", config.model)] + [
+        (f"agent.fallbacks[{index}]", ref) for index, ref in enumerate(config.fallbacks)
+    ]
+    return [(key, ref.model) for key, ref in refs if ref.provider == provider]
+
+
+def _key_result(provider: ProviderConfig) -> CheckResult:
+    check = f"provider {provider.name} key"
+    env = provider.options.get("api_key_env")
+    if env:
+        # Settings validation already failed if the variable were empty.
+        return passed(check, f"set, from ${env}")
+    if provider.api_key:
+        return passed(check, f"set, from providers.{provider.name}.api_key")
+    return passed(check, "none configured (fine for a local server)")
+
+
+async def check_provider(
+    provider: ProviderConfig,
+    models: Sequence[tuple[str, str]],
+    known_types: Collection[str],
+    timeout_s: float = PROBE_TIMEOUT_S,
+) -> list[CheckResult]:
+    """Key source, reachability of ``GET {base_url}/models``, and the configured models.
+
+    ``models`` are ``(settings key, model)`` pairs (:func:`configured_models`);
+    ``known_types`` are the provider types plugins registered.
+    """
+    name = provider.name
+    endpoint, listing = f"provider {name} endpoint", f"provider {name} models"
+    results = [_key_result(provider)]
+    if provider.type not in known_types:
+        known = ", ".join(sorted(known_types)) or "none"
+        fix = f"correct providers.{name}.type, or install the plugin that provides it"
+        results.append(
+            failed(endpoint, f"unknown provider type {provider.type!r} (known: {known})", fix)
+        )
+        return [*results, skipped(listing, "skipped: unknown provider type")]
+    if not provider.base_url:
+        detail = f"not checked: a {provider.type!r} provider without base_url"
+        return [*results, skipped(endpoint, detail), skipped(listing, detail)]
+    url = provider.base_url.rstrip("/") + "/models"
+    fetched = await _get_models(url, provider.api_key, timeout_s)
+    if isinstance(fetched, str):  # no HTTP answer
+        fix = f"check providers.{name}.base_url and that the server is running and reachable"
+        results.append(failed(endpoint, f"cannot reach {url}: {fetched}", fix))
+        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
+    status, body, elapsed = fetched
+    if status in (401, 403):
+        env = provider.options.get("api_key_env")
+        fix = (
+            f"check the key in ${env}"
+            if env
+            else f"set providers.{name}.api_key_env to the variable holding the key"
+        )
+        results.append(failed(endpoint, f"{url} refused the key (HTTP {status})", fix))
+        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
+    if status == 404:
+        results.append(passed(endpoint, f"reachable ({elapsed:.2f}s)"))
+        return [*results, passed(listing, f"model list not supported (404 on {url})")]
+    if status != 200:
+        fix = f"check providers.{name}.base_url and the server's health"
+        results.append(failed(endpoint, f"{url} answered HTTP {status}", fix))
+        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
+    results.append(passed(endpoint, f"reachable ({elapsed:.2f}s)"))
+    return [*results, _models_result(listing, name, url, body, models)]
+
+
+async def _get_models(
+    url: str, api_key: str, timeout_s: float
+) -> tuple[int, bytes, float] | str:
+    """``(status, body, seconds)`` of ``GET url``, or one line saying why there was no answer."""
+    import httpx2
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    started = time.perf_counter()
+    try:
+        async with httpx2.AsyncClient(timeout=timeout_s) as client:
+            response = await client.get(url, headers=headers)
+    except httpx2.TimeoutException:
+        return f"no answer within {timeout_s:g}s"
+    except (httpx2.HTTPError, httpx2.InvalidURL) as error:
+        return _one_line(f"{type(error).__name__}: {error}") or type(error).__name__
+    return response.status_code, response.content, time.perf_counter() - started
+
+
+def _models_result(
+    check: str, provider: str, url: str, body: bytes, models: Sequence[tuple[str, str]]
+) -> CheckResult:
+    import json
+
+    try:
+        listed = [str(entry["id"]) for entry in json.loads(body)["data"]]
+    except (ValueError, KeyError, TypeError):
+        fix = f"check providers.{provider}.base_url points at an OpenAI-compatible API (.../v1)"
+        return failed(check, f"{url} did not answer with an OpenAI model list", fix)
+    if not models:
+        return passed(check, "no configured model uses this provider")
+    missing = [(key, model) for key, model in models if model not in listed]
+    if not missing:
+        return passed(check, "listed: " + ", ".join(dict.fromkeys(m for _, m in models)))
+    shown = ", ".join(listed[:LISTED_SHOWN]) + (", …" if len(listed) > LISTED_SHOWN else "")
+    detail = "not listed by the endpoint: " + ", ".join(f"{m} ({k})" for k, m in missing)
+    keys = " and ".join(dict.fromkeys(key for key, _ in missing))
+    return failed(check, detail, f"set {keys} to a listed model (listed: {shown or 'none'})")
+
+
+# --- MCP servers ---------------------------------------------------------------------------
+
+
+async def collect_mcp_specs(
+    gateway: Gateway,
+) -> tuple[dict[str, MCPServerSpec], PoolSettings, list[CheckResult]]:
+    """Every MCP server spec (plugins, then ``mcp.servers``), as the gateway builds them.
+
+    A spec that does not validate becomes a failed result instead of stopping the others.
+    """
+    results: list[CheckResult] = []
+    registry = MCPRegistry()
+    try:
+        await gateway.hooks.register_per_plugin("register_mcp_servers", registry.registrar)
+    except HermesError as error:
+        results.append(
+            failed("mcp plugins", str(error), "fix or disable the plugin named above")
+        )
+    for name, values in gateway.config.section("mcp.servers").items():
+        try:
+            registry.apply_settings({name: values})
+        except ConfigError as error:
+            results.append(
+                failed(f"mcp {name}", str(error), f"correct mcp.servers.{name} (docs/mcp.md)")
+            )
+    try:
+        settings = PoolSettings.from_mapping(gateway.config.section("mcp"))
+    except ConfigError as error:
+        results.append(failed("mcp settings", str(error), "correct it (docs/mcp.md)"))
+        settings = PoolSettings()
+    return registry.specs, settings, results
+
+
+async def check_mcp_server(spec: MCPServerSpec, settings: PoolSettings) -> CheckResult:
+    """Start the server once (as ``hermes-core mcp test``), report its tools or why not."""
+    from hermes_core.mcp.probe import probe_server
+
+    check = f"mcp {spec.name}"
+    if not spec.enabled:
+        return passed(check, "disabled (enabled = false); not started")
+    probe = await probe_server(spec, settings)
+    if probe.ok:
+        return passed(check, f"ready in {probe.ready_s:.2f}s, {len(probe.tools)} tool(s)")
+    if spec.source != "settings":
+        fix = f'the server comes from plugin {spec.source}: fix it or plugins.disabled = ["{spec.source}"]'
+    elif spec.transport == "http":
+        fix = f"check mcp.servers.{spec.name}.url and that the server is running"
+    else:
+        fix = (
+            f"check mcp.servers.{spec.name}.command and args (run them by hand to see why), "
+            "or set enabled = false"
+        )
+    return failed(check, probe.error or probe.state.value, fix)
+
+
+# --- platforms -----------------------------------------------------------------------------
+
+
+def enabled_platforms(gateway: Gateway) -> list[str]:
+    """Platform names ``hermes-core run`` would start, installed or not (the console when no
+    other platform is enabled, as :meth:`PlatformRegistry.enabled`)."""
+    tables = gateway.config.section("platforms")
+
+    def flag(name: str) -> Any:
+        table = tables.get(name)
+        return table.get("enabled") if isinstance(table, Mapping) else None
+
+    chosen = [name for name in tables if name != "console" and flag(name) is True]
+    console = flag("console")
+    installed = [name for name in chosen if name in gateway.platforms.factories]
+    if console is True or (
+        console is None and not installed and "console" in gateway.platforms.factories
+    ):
+        chosen.append("console")
+    return chosen
+
+
+def check_platforms(gateway: Gateway) -> list[CheckResult]:
+    """For each enabled platform: installed, its adapter accepts its settings, and for
+    ``http`` the address can be bound."""
+    results = []
+    tables = gateway.config.section("platforms")
+    factories = gateway.platforms.factories
+    for name in enabled_platforms(gateway):
+        check = f"platform {name}"
+        factory = factories.get(name)
+        if factory is None:
+            known = ", ".join(sorted(factories)) or "none"
+            fix = f"install the plugin that provides it, or set platforms.{name}.enabled = false"
+            results.append(failed(check, f"no platform {name!r} is installed ({known})", fix))
+            continue
+        table = tables.get(name)
+        try:
+            # Adapters read and check their settings in the factory; nothing starts here.
+            factory(gateway, table if isinstance(table, Mapping) else {})
+        except ConfigError as error:
+            results.append(failed(check, str(error), f"correct {error.key or 'its settings'}"))
+            continue
+        except Exception as error:  # a third-party adapter's bug: report, do not crash
+            detail = _one_line(f"the adapter failed to build: {type(error).__name__}: {error}")
+            results.append(failed(check, detail, f"check platforms.{name} or the plugin"))
+            continue
+        results.append(_check_http(gateway, table) if name == "http" else passed(check, "ready"))
+    return results
+
+
+def _check_http(gateway: Gateway, table: Any) -> CheckResult:
+    from hermes_core.platforms import PlatformSettings
+    from hermes_core.plugins.http import HttpSettings
+
+    settings = HttpSettings.load(PlatformSettings("http", table))  # the factory accepted it
+    error = can_bind(settings.host, settings.port)
+    address = f"{settings.host}:{settings.port}"
+    if error is not None:
+        fix = (
+            "stop what listens there (another hermes-core?) or change "
+            "platforms.http.port / platforms.http.host"
+        )
+        return failed("platform http", f"cannot listen on {address}: {error}", fix)
+    auth = (
+        f"{len(settings.api_keys)} API key(s)"
+        if settings.api_keys
+        else "no API keys, loopback only"
+    )
+    return passed("platform http", f"can listen on {address} ({auth})")
+
+
+def can_bind(host: str, port: int) -> str | None:
+    """Bind (and close at once) a listening socket as the http platform would; the reason
+    when it cannot, else None."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
+# --- store ---------------------------------------------------------------------------------
+
+
+def check_store(config: Config) -> CheckResult:
+    """Open the SQLite store read-only: known schema, integrity ok. Never creates the file."""
+    from hermes_core.sqlite_store import SCHEMA_VERSION, check_store_file
+    from hermes_core.store import MEMORY_PATH, default_store_path
+
+    setting = str(config.get("store.path") or "")
+    if setting == MEMORY_PATH:
+        return passed("store", 'in memory (store.path = ":memory:"): transcripts are not kept')
+    path = Path(setting).expanduser().resolve() if setting else default_store_path()
+    if not path.exists():
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+            fix = "point store.path at a writable place, or fix the directory's permissions"
+            return failed("store", f"{path} cannot be created: {parent} is not writable", fix)
+        return passed("store", f"{path} will be created on first run")
+    fix = "restore it from a backup, or move it away (the next start creates a new store)"
+    try:
+        version = check_store_file(path)
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute("PRAGMA integrity_check").fetchall()
+    except ConfigError as error:
+        return failed("store", error.problem, fix)
+    except sqlite3.Error as error:
+        return failed("store", f"{path}: cannot read it: {error}", fix)
+    problems = [str(row[0]) for row in rows if row[0] != "ok"]
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        detail = _one_line(f"{path}: integrity check failed: {problems[0]}{more}")
+        return failed("store", detail, fix)
+    schema = (
+        "current"
+        if version == SCHEMA_VERSION
+        else f"upgraded to {SCHEMA_VERSION} on the next start"
+    )
+    return passed("store", f"{path}: schema version {version} ({schema}), integrity ok")
+
+
+# --- all of it -----------------------------------------------------------------------------
+
+
+def _skip_rest(results: list[CheckResult], names: Sequence[str]) -> None:
+    results.extend(skipped(name, SKIPPED_NEEDS_SETTINGS) for name in names)
+
+
+async def run_checks(
+    settings_path: Path | str | None = None, *, entry_points: bool = True
+) -> Report:
+    """Run every check against the settings at ``settings_path`` (default: as ``run``).
+
+    ``entry_points=False`` loads only the built-in plugins (hermetic tests).
+    """
+    from hermes_core.gateway import Gateway
+    from hermes_core.manager import PluginHost
+
+    settings_result, raw, config = check_settings(settings_path)
+    results = [settings_result]
+    if raw is None:
+        _skip_rest(results, ("plugins", "providers", "mcp servers", "platforms", "store"))
+        return Report(results, settings_valid=False)
+    host = PluginHost()
+    # Names only: a non-string entry is a settings error already reported above.
+    disabled = [name for name in raw["plugins"]["disabled"] if isinstance(name, str)]
+    host.load(disabled, entry_points=entry_points)
+    results += check_plugins(host)
+    if config is None:
+        _skip_rest(results, ("providers", "mcp servers", "platforms", "store"))
+        return Report(results, settings_valid=False)
+
+    gateway = Gateway(config, host)  # never started: it only lends its registries and hooks
+    for hook, register in (
+        ("register_providers", gateway.providers.register),
+        ("register_platforms", gateway.platforms.register),
+    ):
+        try:
+            await gateway.hooks.register(hook, register)
+        except HermesError as error:
+            results.append(failed(hook, str(error), "fix or disable the plugin named above"))
+    specs, pool_settings, spec_results = await collect_mcp_specs(gateway)
+    provider_checks = [
+        check_provider(provider, configured_models(config, name), gateway.providers.factories)
+        for name, provider in config.providers.items()
+    ]
+    mcp_checks = [check_mcp_server(spec, pool_settings) for spec in specs.values()]
+    # Network probes and MCP starts are the slow part: run them all at once.
+    provider_results, mcp_results = await asyncio.gather(
+        asyncio.gather(*provider_checks), asyncio.gather(*mcp_checks)
+    )
+    for rows in provider_results:
+        results += rows
+    results += spec_results
+    results += mcp_results
+    results += check_platforms(gateway)
+    results.append(check_store(config))
+    return Report(results, settings_valid=True)

@@ -1,0 +1,34 @@
+"""Turn an MCP ``CallToolResult`` into the text a chat model reads as the tool's answer."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcp_types import CallToolResult, ContentBlock
+
+
+def _block_text(block: ContentBlock) -> str:
+    # The chat API takes text only: anything else is described, never dropped silently.
+    from mcp_types import EmbeddedResource, ResourceLink, TextContent, TextResourceContents
+
+    if isinstance(block, TextContent):
+        return block.text
+    if isinstance(block, EmbeddedResource):
+        resource = block.resource
+        if isinstance(resource, TextResourceContents):
+            return resource.text
+        return f"[binary resource {resource.uri} ({resource.mime_type or 'unknown type'})]"
+    if isinstance(block, ResourceLink):
+        return f"[resource link {block.uri}]"
+    return f"[{block.type} content ({block.mime_type})]"
+
+
+def result_text(result: CallToolResult) -> str:
+    """The result's content as text; an ``isError`` result is prefixed with ``error:``."""
+    parts = [_block_text(block) for block in result.content]
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, default=str))
+    text = "\n".join(parts)
+    return f"error: {text or 'the tool reported an error'}" if result.is_error else text

@@ -1,0 +1,473 @@
+"""The ``http`` platform in-process: the official ``openai`` client against a real uvicorn
+server in the test's event loop, backed by the scripted OpenAI server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+import pytest_asyncio
+
+from hermes_core.errors import ConfigError
+from hermes_core.gateway import Gateway
+from hermes_core.plugins.http import HttpPlatform
+from hermes_core.testing import FakeOpenAI, settings_for
+
+KEY = "sk-hermes-test"
+Serve = Callable[..., Awaitable[tuple[Gateway, HttpPlatform]]]
+
+
+@pytest_asyncio.fixture
+async def serve_http(make_gateway: Any, fake_openai: FakeOpenAI) -> AsyncIterator[Serve]:
+    """``await serve_http(model, fallbacks, **platforms_http)``: a started gateway and http
+    platform on a free loopback port; both stopped after the test."""
+    platforms: list[HttpPlatform] = []
+
+    async def serve(
+        model: str = "ok-primary", fallbacks: list[str] | None = None, **http: Any
+    ) -> tuple[Gateway, HttpPlatform]:
+        table = {"enabled": True, "port": 0, **http}
+        settings = settings_for(fake_openai.url, model, fallbacks, platforms={"http": table})
+        gateway = await make_gateway(settings)
+        platform = HttpPlatform(gateway, table)
+        await platform.start()
+        platforms.append(platform)
+        return gateway, platform
+
+    yield serve
+    for platform in platforms:
+        await platform.stop()
+
+
+def client_for(platform: HttpPlatform, api_key: str = KEY) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{platform.url}/v1", api_key=api_key, max_retries=0)
+
+
+def user(text: str) -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+# --- the official client -------------------------------------------------------------------
+
+
+async def test_openai_client_non_streaming_chat(serve_http: Serve) -> None:
+    _, platform = await serve_http()
+    async with client_for(platform) as client:
+        completion = await client.chat.completions.create(model="any", messages=user("hello"))
+    assert completion.object == "chat.completion"
+    assert completion.model == "local:ok-primary"
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].message.content == "[ok-primary] hello (user messages: 1)"
+    assert completion.choices[0].finish_reason == "stop"
+
+
+async def test_openai_client_streaming_chat(serve_http: Serve) -> None:
+    _, platform = await serve_http()
+    async with client_for(platform) as client:
+        stream = await client.chat.completions.create(
+            model="any", messages=user("tell me a story about streams"), stream=True
+        )
+        chunks = [chunk async for chunk in stream]
+    assert {chunk.object for chunk in chunks} == {"chat.completion.chunk"}
+    assert len({chunk.id for chunk in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    contents = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    assert len(contents) > 1, "the reply should arrive in several chunks"
+    assert "".join(contents) == "[ok-primary] tell me a story about streams (user messages: 1)"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+async def test_stream_is_server_sent_events_ending_with_done(serve_http: Serve) -> None:
+    _, platform = await serve_http()
+    body = {"model": "any", "stream": True, "messages": user("hi")}
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in response.text.split("\n\n") if e]
+    assert all(event.startswith("data: ") for event in events)
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2][len("data: ") :])["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_missing_or_wrong_key_gets_401_and_never_runs(
+    serve_http: Serve, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(api_keys=[KEY, "sk-other"])
+    async with client_for(platform, api_key="sk-wrong") as client:
+        with pytest.raises(openai.AuthenticationError) as wrong:
+            await client.chat.completions.create(model="any", messages=user("hi"))
+        with pytest.raises(openai.AuthenticationError) as missing:
+            await client.chat.completions.create(
+                model="any", messages=user("hi"), extra_headers={"Authorization": openai.omit}
+            )
+        with pytest.raises(openai.AuthenticationError):
+            await client.models.list()
+    assert wrong.value.status_code == missing.value.status_code == 401
+    assert wrong.value.code == missing.value.code == "invalid_api_key"
+    assert "invalid API key" in wrong.value.message
+    assert "missing API key" in missing.value.message
+    assert fake_openai.requests == []
+    async with client_for(platform, api_key="sk-other") as client:
+        completion = await client.chat.completions.create(model="any", messages=user("hi"))
+    assert completion.choices[0].message.content == "[ok-primary] hi (user messages: 1)"
+
+
+async def test_api_keys_can_come_from_an_environment_variable(
+    serve_http: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERMES_TEST_HTTP_KEYS", "sk-a, sk-b")
+    _, platform = await serve_http(api_keys_env="HERMES_TEST_HTTP_KEYS")
+    async with client_for(platform, api_key="sk-b") as client:
+        assert (await client.models.list()).data
+    async with client_for(platform, api_key=KEY) as client:
+        with pytest.raises(openai.AuthenticationError):
+            await client.models.list()
+
+
+async def test_sessions_by_header_keep_separate_histories(serve_http: Serve) -> None:
+    _, platform = await serve_http()
+
+    async def say(session: str, text: str) -> str:
+        completion = await client.chat.completions.create(
+            model="any", messages=user(text), extra_headers={"X-Hermes-Session": session}
+        )
+        return completion.choices[0].message.content or ""
+
+    async with client_for(platform) as client:
+        assert await say("alice", "a1") == "[ok-primary] a1 (user messages: 1)"
+        assert await say("bob", "b1") == "[ok-primary] b1 (user messages: 1)"
+        assert await say("alice", "a2") == "[ok-primary] a2 (user messages: 2)"
+        assert await say("bob", "b2") == "[ok-primary] b2 (user messages: 2)"
+        assert await say("alice", "a3") == "[ok-primary] a3 (user messages: 3)"
+
+
+async def test_only_the_last_user_message_is_new_input(
+    serve_http: Serve, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http()
+    messages: list[Any] = [
+        {"role": "system", "content": "ignored"},
+        {"role": "user", "content": "old question"},
+        {"role": "assistant", "content": "old answer"},
+        {"role": "user", "content": [{"type": "text", "text": "new question"}]},
+    ]
+    async with client_for(platform) as client:
+        completion = await client.chat.completions.create(model="any", messages=messages)
+    assert completion.choices[0].message.content == "[ok-primary] new question (user messages: 1)"
+    sent = fake_openai.requests[0].messages
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["new question"]
+
+
+async def test_user_field_is_the_session_when_there_is_no_header(serve_http: Serve) -> None:
+    _, platform = await serve_http()
+    async with client_for(platform) as client:
+        for expected in (1, 2):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="any", messages=user("hey"), user="carol"
+            )
+            assert raw.headers["x-hermes-session"] == "carol"
+            assert raw.parse().choices[0].message.content.endswith(f"(user messages: {expected})")
+
+
+async def test_no_session_and_no_user_is_a_fresh_session_per_request(serve_http: Serve) -> None:
+    gateway, platform = await serve_http()
+    sessions = set()
+    async with client_for(platform) as client:
+        for _ in range(2):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="any", messages=user("hey")
+            )
+            assert raw.parse().choices[0].message.content.endswith("(user messages: 1)")
+            sessions.add(raw.headers["x-hermes-session"])
+    assert len(sessions) == 2
+    assert {f"http:{s}" for s in sessions} <= set(gateway.cache)
+
+
+async def test_failed_run_is_200_with_the_error_kind_header(serve_http: Serve) -> None:
+    _, platform = await serve_http("bad-primary")
+    async with client_for(platform) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="any", messages=user("hi")
+        )
+        assert raw.status_code == 200
+        assert raw.headers["x-hermes-error-kind"] == "non_retryable"
+        assert "does not exist" in (raw.parse().choices[0].message.content or "")
+        ok = await client.chat.completions.with_raw_response.create(
+            model="any", messages=user("hi"), extra_headers={"X-Hermes-Session": "fine"}
+        )
+    assert ok.headers["x-hermes-error-kind"] == "non_retryable"  # same model, same failure
+
+
+async def test_successful_run_has_no_error_kind_header(serve_http: Serve) -> None:
+    _, platform = await serve_http("bad-primary", ["ok-fallback"])
+    async with client_for(platform) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="any", messages=user("hi"), stream=True
+        )
+        assert "x-hermes-error-kind" not in raw.headers
+        text = "".join([c.choices[0].delta.content or "" async for c in raw.parse()])
+    assert text == "[ok-fallback] hi (user messages: 1)"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"model": "x"}', "`messages` must be a non-empty list"),
+        (b'{"messages": []}', "`messages` must be a non-empty list"),
+        (b'{"messages": ["hi"]}', "messages[0] must be an object"),
+        (b'{"messages": [{"role": "assistant", "content": "x"}]}', "no user message"),
+        (b'{"messages": [{"role": "user", "content": 5}]}', "must be a string or a list"),
+        (b'{"messages": [{"role": "user", "content": "  "}]}', "is empty"),
+        (
+            b'{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}',
+            "only text parts",
+        ),
+        (b'{"stream": "yes", "messages": [{"role": "user", "content": "x"}]}', "`stream`"),
+        (b'{"user": 7, "messages": [{"role": "user", "content": "x"}]}', "`user`"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+async def test_malformed_requests_get_400_with_a_clear_message(
+    serve_http: Serve, fake_openai: FakeOpenAI, body: bytes, problem: str
+) -> None:
+    _, platform = await serve_http()
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        response = await http.post("/v1/chat/completions", content=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert problem in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert fake_openai.requests == []
+
+
+async def test_session_header_is_validated(serve_http: Serve) -> None:
+    _, platform = await serve_http()
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            json={"messages": user("x")},
+            headers={"X-Hermes-Session": "x" * 300},
+        )
+    assert response.status_code == 400
+    assert "X-Hermes-Session" in response.json()["error"]["message"]
+
+
+async def test_request_body_size_is_limited(serve_http: Serve, fake_openai: FakeOpenAI) -> None:
+    _, platform = await serve_http(max_body_bytes=2000)
+    big = {"messages": user("x" * 3000)}
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted while read
+        data = json.dumps(big).encode()
+        for start in range(0, len(data), 500):
+            yield data[start : start + 500]
+
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        declared = await http.post("/v1/chat/completions", json=big)
+        streamed = await http.post("/v1/chat/completions", content=chunked())
+        small = await http.post("/v1/chat/completions", json={"messages": user("small")})
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "request_too_large"
+    assert small.status_code == 200
+    assert len(fake_openai.requests) == 1
+
+
+async def test_models_lists_the_configured_chain_and_health_needs_no_key(
+    serve_http: Serve,
+) -> None:
+    _, platform = await serve_http("ok-primary", ["ok-fallback"], api_keys=[KEY])
+    async with client_for(platform) as client:
+        models = await client.models.list()
+    assert [m.id for m in models.data] == ["local:ok-primary", "local:ok-fallback"]
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        health = await http.get("/health")
+        unknown = await http.get("/v1/nope")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
+
+
+async def test_allow_users_refuses_others_politely_without_a_run(
+    serve_http: Serve, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(allow_users=["alice"])
+    async with client_for(platform) as client:
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            await client.chat.completions.create(model="any", messages=user("hi"), user="mallory")
+        assert fake_openai.requests == []
+        ok = await client.chat.completions.create(model="any", messages=user("hi"), user="alice")
+    assert refused.value.status_code == 403
+    assert "Sorry" in refused.value.message
+    assert ok.choices[0].message.content == "[ok-primary] hi (user messages: 1)"
+    assert len(fake_openai.requests) == 1
+
+
+async def test_non_loopback_host_without_keys_is_refused_at_build_time(
+    make_gateway: Any,
+) -> None:
+    gateway = await make_gateway()
+    with pytest.raises(ConfigError) as refused:
+        HttpPlatform(gateway, {"host": "0.0.0.0"})
+    assert refused.value.key == "platforms.http.host"
+    assert "without API keys" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    HttpPlatform(gateway, {"host": "0.0.0.0", "api_keys": [KEY]})  # keys make it acceptable
+    HttpPlatform(gateway, {"host": "::1"})
+    HttpPlatform(gateway, {"host": "localhost"})
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({"port": "80"}, "platforms.http.port"),
+        ({"port": 70000}, "platforms.http.port"),
+        ({"api_keys": "sk-1"}, "platforms.http.api_keys"),
+        ({"api_keys_env": "HERMES_TEST_UNSET_KEYS"}, "platforms.http.api_keys_env"),
+        ({"allow_users": [1]}, "platforms.http.allow_users"),
+        ({"max_body_bytes": 0}, "platforms.http.max_body_bytes"),
+        ({"stop_grace_s": -1}, "platforms.http.stop_grace_s"),
+    ],
+)
+async def test_bad_settings_are_config_errors_naming_the_key(
+    make_gateway: Any, table: dict[str, Any], key: str
+) -> None:
+    gateway = await make_gateway()
+    with pytest.raises(ConfigError) as error:
+        HttpPlatform(gateway, table)
+    assert error.value.key == key
+
+
+# --- the seed scenario over HTTP -------------------------------------------------------------
+
+
+async def test_seed_scenario_over_http(serve_http: Serve, fake_openai: FakeOpenAI) -> None:
+    gateway, platform = await serve_http("bad-primary", ["bad-fallback"])
+    headers = {"X-Hermes-Session": "seed"}
+
+    async def say(text: str) -> tuple[str, str | None]:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="any", messages=user(text), extra_headers=headers
+        )
+        return raw.parse().choices[0].message.content or "", raw.headers.get("x-hermes-error-kind")
+
+    async with client_for(platform) as client:
+        text, kind = await say("one")
+        assert kind == "non_retryable"
+        assert "does not exist" in text
+        agent = gateway.cache.get("http:seed")
+        assert agent is not None
+        await say("two")
+        assert gateway.cache.get("http:seed") is agent, "a failed run must keep its agent"
+        await say("three")
+        assert len(fake_openai.requests) == 6  # primary and fallback, three times
+
+        text, kind = await say("four")
+        assert kind == "circuit_open"
+        assert "3" in text
+        assert "/reset" in text
+        assert len(fake_openai.requests) == 6, "the open breaker must not call the LLM"
+
+        text, kind = await say("/reset")
+        assert kind is None
+        assert "new conversation" in text
+        text, kind = await say("five")
+        assert kind == "non_retryable", "after /reset the LLM is called again"
+        assert len(fake_openai.requests) == 8
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+async def test_200_concurrent_requests_across_50_sessions(
+    serve_http: Serve, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http()
+    sessions, per_session = 50, 4
+
+    async def ask(http: httpx2.AsyncClient, session: int, n: int) -> tuple[int, int, str]:
+        response = await http.post(
+            "/v1/chat/completions",
+            json={"model": "any", "messages": user(f"s{session}-m{n}")},
+            headers={"X-Hermes-Session": f"s{session}"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["x-hermes-session"] == f"s{session}"
+        assert "x-hermes-error-kind" not in response.headers
+        return session, n, response.json()["choices"][0]["message"]["content"]
+
+    limits = httpx2.Limits(max_connections=200)
+    async with httpx2.AsyncClient(base_url=platform.url, timeout=60, limits=limits) as http:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await asyncio.gather(
+            *(ask(http, s, n) for n in range(per_session) for s in range(sessions))
+        )
+        elapsed = loop.time() - started
+    total = sessions * per_session
+    print(f"\n{total} requests over {sessions} sessions in {elapsed:.2f}s: {total / elapsed:.0f}/s")
+
+    # Every reply echoes its own message: nothing crossed sessions.
+    for session, n, text in results:
+        assert text.startswith(f"[ok-primary] s{session}-m{n} (user messages: ")
+    # Runs of one session happened one at a time and in order: each request the model saw
+    # carries exactly the earlier messages of its session, and the counts are 1..4.
+    by_session: dict[str, list[list[str]]] = {}
+    for request in fake_openai.requests:
+        users = [m["content"] for m in request.messages if m["role"] == "user"]
+        by_session.setdefault(users[-1].split("-")[0], []).append(users)
+    assert len(by_session) == sessions
+    for history in by_session.values():
+        assert [len(users) for users in history] == list(range(1, per_session + 1))
+        for earlier, later in itertools.pairwise(history):
+            assert later[:-1] == earlier
+    for name, history in by_session.items():
+        assert sorted(history[-1]) == [f"{name}-m{n}" for n in range(per_session)]
+
+
+# --- stopping ------------------------------------------------------------------------------------
+
+
+async def test_stop_finishes_the_run_in_flight_refuses_new_ones_and_leaks_nothing(
+    make_gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    table = {"enabled": True, "port": 0}
+    gateway = await make_gateway(settings_for(fake_openai.url, "slow-1-primary"))
+    before = asyncio.all_tasks()
+    platform = HttpPlatform(gateway, table)
+    await platform.start()
+    async with httpx2.AsyncClient(base_url=platform.url, timeout=30) as http:
+        in_flight = asyncio.create_task(
+            http.post("/v1/chat/completions", json={"messages": user("finish me")})
+        )
+        while not fake_openai.requests:  # the run has reached the model
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(platform.stop())
+        while platform.intake.accepting:
+            await asyncio.sleep(0.01)
+        async with httpx2.AsyncClient(base_url=platform.url, timeout=30) as late_client:
+            late = await late_client.post("/v1/chat/completions", json={"messages": user("late")})
+            health = await late_client.get("/health")
+        response = await in_flight
+        await stopping
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"].startswith("[slow-1-primary]")
+    assert late.status_code == 503
+    assert late.json()["error"]["code"] == "shutting_down"
+    assert health.status_code == 503
+    assert len(fake_openai.requests) == 1
+    with pytest.raises(httpx2.ConnectError):
+        async with httpx2.AsyncClient(base_url=platform.url) as http:
+            await http.get("/health")
+    await platform.wait_closed()
+    assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
+    await platform.stop()  # idempotent

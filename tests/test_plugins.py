@@ -1,0 +1,351 @@
+"""Plugins from real entry points: replacing a built-in, broken plugins, and load filtering.
+
+Every third-party plugin here is an installed distribution found by ``importlib.metadata``:
+``contrib/hermes-evict-always`` pip-installed into a directory, or a minimal ``.dist-info``
+written by :func:`helpers_dist.write_dist`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_dist import (
+    BROKEN_IMPORT,
+    IMPORT_MARKER,
+    MISSPELLED_HOOK,
+    RAISING_POST_RUN,
+    WRAPPER_HOOK,
+    imported,
+    install_contrib,
+    write_dist,
+)
+from loguru import logger
+
+from hermes_core.gateway import Gateway
+from hermes_core.manager import PluginHost
+from hermes_core.settings import config_from_dict, load_config
+from hermes_core.store import MemoryStore
+from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
+
+
+@pytest.fixture(autouse=True)
+def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings from the developer's shell must not leak into these tests."""
+    for name in list(os.environ):
+        if name.startswith("HERMES_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on ``sys.path`` for :func:`write_dist`; its modules are forgotten after."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    for name, module in list(sys.modules.items()):
+        if str(site) in str(getattr(module, "__file__", None) or ""):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def evict_always(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``contrib/hermes-evict-always`` installed and on ``sys.path``."""
+    target = install_contrib("hermes-evict-always", tmp_path_factory)
+    monkeypatch.syspath_prepend(str(target))
+    importlib.invalidate_caches()
+    return target
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Every message hermes-core logs during the test (WARNING and above)."""
+    lines: list[str] = []
+    logger.enable("hermes_core")
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING")
+    yield lines
+    logger.remove(sink)
+    logger.disable("hermes_core")
+
+
+def loaded(monkeypatch: pytest.MonkeyPatch, *names: str) -> PluginHost:
+    """A host with the built-ins and only the entry-point plugins ``names``."""
+    monkeypatch.setenv("HERMES_LOAD_PLUGINS", ",".join(names))
+    host = PluginHost()
+    host.load()
+    return host
+
+
+def record(host: PluginHost, name: str) -> dict[str, Any]:
+    return next(r for r in host.describe() if r["name"] == name)
+
+
+# --- replacing the built-in eviction ---------------------------------------------------------
+
+
+async def seed_scenario(gateway: Gateway, messages: int) -> tuple[list[str], list[object]]:
+    """Send ``messages`` messages that fail on the primary and the fallback; return the
+    eviction reasons seen and the cached agent after each message (None: evicted)."""
+    recorder = HookRecorder()
+    gateway.host.register(recorder, "recorder")
+    await gateway.start()
+    try:
+        agents = []
+        for index in range(messages):
+            reply = await send(gateway, f"message {index}")
+            assert reply.result is not None
+            assert reply.result["error_kind"] == "non_retryable"
+            agents.append(gateway.cache.get("test:1"))
+        return [e["reason"] for e in recorder.of("on_evict")], agents
+    finally:
+        await gateway.stop()
+
+
+def seed_settings(fake_openai: FakeOpenAI, **sections: dict[str, Any]) -> dict[str, Any]:
+    # A high threshold keeps the circuit breaker's own eviction out of the comparison.
+    return settings_for(
+        fake_openai.url,
+        "bad-primary",
+        ["bad-fallback"],
+        circuit_breaker={"threshold": 100},
+        **sections,
+    )
+
+
+async def test_evict_always_plugin_replaces_the_builtin_eviction(
+    evict_always: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERMES_LOAD_PLUGINS", "evict_always")
+    config = config_from_dict(seed_settings(fake_openai, plugins={"disabled": ["eviction"]}))
+    # Plugins come from the entry points and the settings, as in `hermes-core run`.
+    gateway = Gateway(config, store=MemoryStore())
+
+    reasons, agents = await seed_scenario(gateway, 3)
+
+    assert reasons == ["evict_always"] * 3
+    assert agents == [None] * 3
+    assert record(gateway.host, "evict_always") == {
+        "name": "evict_always",
+        "dist": "hermes-evict-always",
+        "version": "0.1.0",
+        "hooks": ["post_run"],
+        "builtin": False,
+        "status": "loaded",
+    }
+    assert record(gateway.host, "eviction")["status"] == "disabled"
+
+
+async def test_builtin_eviction_keeps_the_agent_in_the_same_scenario(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERMES_LOAD_PLUGINS", "")
+    gateway = Gateway(config_from_dict(seed_settings(fake_openai)), store=MemoryStore())
+
+    reasons, agents = await seed_scenario(gateway, 3)
+
+    assert reasons == []
+    assert agents[0] is not None
+    assert agents == [agents[0]] * 3
+
+
+# --- broken plugins ----------------------------------------------------------------------------
+
+
+def test_a_plugin_whose_import_raises_is_failed_and_the_rest_load(
+    site: Path, log_lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = write_dist(site, "broken-import", BROKEN_IMPORT)
+    fine = write_dist(site, "fine-plugin", IMPORT_MARKER)
+
+    host = loaded(monkeypatch, broken, fine)
+
+    assert record(host, broken) == {
+        "name": "broken_import",
+        "dist": "broken-import",
+        "version": "1.0.0",
+        "hooks": [],
+        "builtin": False,
+        "status": "failed",
+        "error": "RuntimeError: broken on purpose at import",
+    }
+    assert record(host, fine)["status"] == "loaded"
+    assert record(host, "eviction")["status"] == "loaded"
+    [line] = [line for line in log_lines if broken in line]
+    assert "broken on purpose at import" in line
+    assert 'plugins.disabled = ["broken_import"]' in line
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        (MISSPELLED_HOOK, "unknown hook 'post_rum'"),
+        (WRAPPER_HOOK, "wrapper implementations are not supported"),
+    ],
+    ids=["misspelled hook", "wrapper"],
+)
+def test_a_plugin_that_cannot_register_is_failed_and_the_rest_load(
+    site: Path, source: str, error: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = write_dist(site, "bad-plugin", source)
+    fine = write_dist(site, "fine-plugin", IMPORT_MARKER)
+
+    host = loaded(monkeypatch, bad, fine)
+
+    assert record(host, bad)["status"] == "failed"
+    assert error in record(host, bad)["error"]
+    assert not host.pm.is_registered(sys.modules[bad])  # nothing half-registered
+    assert host.pm.hook.post_run.get_hookimpls()  # the built-ins' still are
+    assert record(host, fine)["status"] == "loaded"
+
+
+async def test_a_plugin_whose_post_run_raises_does_not_cost_the_user_the_answer(
+    site: Path, fake_openai: FakeOpenAI, log_lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raiser = write_dist(site, "raising-plugin", RAISING_POST_RUN)
+    monkeypatch.setenv("HERMES_LOAD_PLUGINS", raiser)
+    config = config_from_dict(settings_for(fake_openai.url, "bad-primary", ["ok-b"]))
+    gateway = Gateway(config, store=MemoryStore())
+    recorder = HookRecorder()
+    gateway.host.register(recorder, "recorder")
+
+    async with gateway:
+        reply = await send(gateway, "hello")
+
+    assert reply.text == "[ok-b] hello (user messages: 1)"
+    # The built-in eviction, trylast, still ran after the raising plugin.
+    assert [e["reason"] for e in recorder.of("on_evict")] == ["fallback_succeeded"]
+    [line] = [line for line in log_lines if "post_run exploded" in line]
+    assert f"plugin '{raiser}' raised in post_run" in line
+
+
+# --- choosing what loads, before import --------------------------------------------------------
+
+
+def test_plugins_disabled_in_the_settings_file_is_never_imported(
+    site: Path, tmp_path: Path
+) -> None:
+    name = write_dist(site, "marker-plugin", IMPORT_MARKER)
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        '[agent]\nmodel = "local:ok"\n[providers.local]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        f'[plugins]\ndisabled = ["{name}"]\n'
+    )
+
+    host = Gateway(load_config(settings)).host
+
+    assert not imported(site, name)
+    assert record(host, name)["status"] == "disabled"
+    assert record(host, name)["dist"] == "marker-plugin"
+
+
+def test_plugins_disabled_from_the_environment_is_never_imported(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = write_dist(site, "marker-plugin", IMPORT_MARKER)
+    # Settings given entirely by the environment, as in a container; no settings file.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HERMES_AGENT__MODEL", "local:ok")
+    monkeypatch.setenv("HERMES_PROVIDERS__LOCAL__BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("HERMES_PLUGINS__DISABLED", f'["{name}", "circuit_breaker"]')
+
+    host = Gateway(load_config()).host
+
+    assert not imported(site, name)
+    assert record(host, name)["status"] == "disabled"
+    assert record(host, "circuit_breaker")["status"] == "disabled"
+    assert record(host, "eviction")["status"] == "loaded"
+
+
+@pytest.mark.parametrize(
+    ("load_plugins", "expect_imported"),
+    [
+        (None, {"plugin_a": True, "plugin_b": True}),
+        ("", {"plugin_a": False, "plugin_b": False}),
+        ("plugin_a", {"plugin_a": True, "plugin_b": False}),
+        (" plugin_b , nonexistent", {"plugin_a": False, "plugin_b": True}),
+    ],
+    ids=["unset", "empty", "one", "spaces"],
+)
+def test_hermes_load_plugins_limits_third_party_plugins_before_import(
+    site: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    load_plugins: str | None,
+    expect_imported: dict[str, bool],
+) -> None:
+    for name in expect_imported:
+        write_dist(site, name.replace("_", "-"), IMPORT_MARKER)
+    if load_plugins is not None:
+        monkeypatch.setenv("HERMES_LOAD_PLUGINS", load_plugins)
+
+    host = PluginHost()
+    host.load()
+
+    assert {name: imported(site, name) for name in expect_imported} == expect_imported
+    for name, was_imported in expect_imported.items():
+        assert record(host, name)["status"] == ("loaded" if was_imported else "disabled")
+    assert record(host, "eviction")["status"] == "loaded"  # built-ins are not limited
+
+
+@pytest.mark.parametrize("disabled", [[], ["eviction"]], ids=["builtin loaded", "disabled"])
+def test_an_entry_point_named_like_a_builtin_is_failed_and_the_builtin_kept(
+    site: Path, monkeypatch: pytest.MonkeyPatch, disabled: list[str]
+) -> None:
+    write_dist(site, "my-eviction", IMPORT_MARKER, entry_point="eviction")
+    monkeypatch.setenv("HERMES_LOAD_PLUGINS", "eviction")
+
+    host = PluginHost()
+    host.load(disabled)
+
+    records = [r for r in host.describe() if r["name"] == "eviction"]
+    assert [(r["dist"], r["builtin"], r["status"]) for r in records] == [
+        ("hermes-core", True, "disabled" if disabled else "loaded"),
+        ("my-eviction", False, "failed"),
+    ]
+    assert "already taken by the built-in plugin" in records[1]["error"]
+    assert not imported(site, "my_eviction")
+
+
+def test_a_name_no_plugin_has_is_warned_about_with_the_names_that_exist(
+    site: Path, log_lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_dist(site, "marker-plugin", IMPORT_MARKER)
+    monkeypatch.setenv("HERMES_LOAD_PLUGINS", "marker_plugin,markr_plugin")
+
+    PluginHost().load(["evicton"])
+
+    [disabled] = [line for line in log_lines if "evicton" in line]
+    assert "plugins.disabled names 'evicton', but no plugin has that name" in disabled
+    assert "eviction" in disabled.split("(plugins: ")[1]
+    [allowed] = [line for line in log_lines if "markr_plugin" in line]
+    assert "HERMES_LOAD_PLUGINS names 'markr_plugin'" in allowed
+    assert "marker_plugin" in allowed.split("(plugins: ")[1]
+
+
+def test_two_distributions_claiming_one_name_the_second_is_failed(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_dist(site, "first-dist", IMPORT_MARKER, entry_point="shared")
+    second_site = tmp_path / "second-site"
+    write_dist(second_site, "second-dist", IMPORT_MARKER, entry_point="shared")
+    # The same distribution visible twice (say, installed and on PYTHONPATH) is one plugin.
+    third_site = tmp_path / "third-site"
+    write_dist(third_site, "first-dist", IMPORT_MARKER, entry_point="shared")
+    monkeypatch.syspath_prepend(str(third_site))
+    monkeypatch.syspath_prepend(str(second_site))
+    monkeypatch.syspath_prepend(str(site))
+
+    host = loaded(monkeypatch, "shared")
+
+    records = [r for r in host.describe() if r["name"] == "shared"]
+    assert [(r["dist"], r["status"]) for r in records] == [
+        ("first-dist", "loaded"),
+        ("second-dist", "failed"),
+    ]
+    assert "already taken by the plugin from first-dist" in records[1]["error"]
+    assert not imported(second_site, "second_dist")

@@ -1,0 +1,252 @@
+"""Retries, error classification, fallbacks and the shape of every RunResult."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from hermes_core import hookimpl
+from hermes_core.gateway import Gateway
+from hermes_core.testing import FakeOpenAI, send, settings_for
+from hermes_core.tools import RegisterTool
+from hermes_core.types import Message, RunResult
+
+#: The contract's RunResult keys and the types each value may have.
+RESULT_TYPES: dict[str, tuple[type, ...]] = {
+    "failed": (bool,),
+    "final_response": (str, type(None)),
+    "error": (str, type(None)),
+    "error_kind": (str, type(None)),
+    "model": (str, type(None)),
+    "primary_model": (str, type(None)),
+    "fallback_used": (bool,),
+    "api_calls": (int,),
+    "tool_calls": (int,),
+    "duration_s": (float,),
+}
+ERROR_KINDS = {
+    None,
+    "non_retryable",
+    "auth",
+    "rate_limit",
+    "timeout",
+    "server",
+    "connection",
+    "tool",
+    "circuit_open",
+    "internal",
+}
+
+
+def assert_complete(result: RunResult | None) -> RunResult:
+    """Every contract key is present with a value of the contract's type, and consistent."""
+    assert result is not None
+    assert set(result) == set(RESULT_TYPES)
+    for key, types in RESULT_TYPES.items():
+        value = result[key]  # type: ignore[literal-required]
+        # bool is an int: api_calls=True would be a bug, so exclude it explicitly.
+        assert isinstance(value, types) and not (types == (int,) and isinstance(value, bool)), (
+            f"{key}={value!r} is not {types}"
+        )
+    assert result["error_kind"] in ERROR_KINDS
+    assert result["duration_s"] >= 0
+    assert result["api_calls"] >= 0 and result["tool_calls"] >= 0
+    if result["failed"]:
+        assert result["error_kind"] is not None and result["error"]
+        assert result["final_response"], "a failed run still tells the user something"
+    else:
+        assert result["error_kind"] is None and result["error"] is None
+    return result
+
+
+def local(settings: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """Set options of the scripted provider ``local``."""
+    settings["providers"]["local"].update(options)
+    return settings
+
+
+async def run(gateway: Gateway, text: str = "hello") -> RunResult:
+    return assert_complete((await send(gateway, text)).result)
+
+
+async def test_retry_after_is_honoured(make_gateway, fake_openai: FakeOpenAI) -> None:
+    settings = local(settings_for(fake_openai.url, "ratelimit-0.2-x"), max_retries=2)
+    result = await run(await make_gateway(settings))
+    assert result["failed"] is True
+    assert result["error_kind"] == "rate_limit"
+    assert result["api_calls"] == 3
+    assert len(fake_openai.requests_for("ratelimit-0.2-x")) == 3
+    assert result["duration_s"] >= 0.4  # two waits of Retry-After: 0.2
+
+
+async def test_max_retry_wait_caps_a_long_retry_after(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    settings = local(
+        settings_for(fake_openai.url, "ratelimit-30-x"), max_retries=1, max_retry_wait_s=0.1
+    )
+    result = await run(await make_gateway(settings))
+    assert result["error_kind"] == "rate_limit"
+    assert result["api_calls"] == 2
+    assert 0.1 <= result["duration_s"] < 10
+
+
+async def test_flaky_server_succeeds_within_the_retry_budget(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    settings = local(
+        settings_for(fake_openai.url, "flaky-2-x"), max_retries=2, max_retry_wait_s=0.05
+    )
+    result = await run(await make_gateway(settings))
+    assert result["failed"] is False
+    assert result["api_calls"] == 3
+    assert result["final_response"] == "[flaky-2-x] hello (user messages: 1)"
+    assert result["fallback_used"] is False
+
+
+async def test_flaky_server_beyond_the_budget_fails_as_server(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    settings = local(
+        settings_for(fake_openai.url, "flaky-3-x"), max_retries=2, max_retry_wait_s=0.05
+    )
+    result = await run(await make_gateway(settings))
+    assert result["failed"] is True
+    assert result["error_kind"] == "server"
+    assert result["api_calls"] == 3
+
+
+async def test_max_retries_zero_means_a_single_call(make_gateway, fake_openai: FakeOpenAI) -> None:
+    settings = local(settings_for(fake_openai.url, "error500-x"), max_retries=0)
+    result = await run(await make_gateway(settings))
+    assert result["error_kind"] == "server"
+    assert result["api_calls"] == 1
+    assert len(fake_openai.snapshot()) == 1
+
+
+async def test_400_is_never_retried_and_fails_over(make_gateway, fake_openai: FakeOpenAI) -> None:
+    settings = local(settings_for(fake_openai.url, "bad-x", ["ok-y"]), max_retries=2)
+    result = await run(await make_gateway(settings))
+    assert [r.model for r in fake_openai.snapshot()] == ["bad-x", "ok-y"]
+    assert result["api_calls"] == 2
+    assert result["failed"] is False
+    assert result["fallback_used"] is True
+    assert result["model"] == "local:ok-y"
+    assert result["primary_model"] == "local:bad-x"
+
+
+async def test_quota_exhaustion_is_not_retried(make_gateway, fake_openai: FakeOpenAI) -> None:
+    settings = local(settings_for(fake_openai.url, "quota-x"), max_retries=2)
+    result = await run(await make_gateway(settings))
+    assert result["error_kind"] == "non_retryable"
+    assert result["api_calls"] == 1
+
+
+async def test_hanging_server_times_out(make_gateway, fake_openai: FakeOpenAI) -> None:
+    settings = local(settings_for(fake_openai.url, "hang-x"), timeout_s=0.5)
+    result = await run(await make_gateway(settings))
+    assert result["error_kind"] == "timeout"
+    assert result["api_calls"] == 1
+    assert 0.4 <= result["duration_s"] < 10
+
+
+@pytest.mark.parametrize("model", ["garbage-x", "nochoices-x"])
+async def test_malformed_responses_fail_cleanly(
+    make_gateway, fake_openai: FakeOpenAI, model: str
+) -> None:
+    result = await run(await make_gateway(settings_for(fake_openai.url, model)))
+    assert result["failed"] is True
+    assert result["error_kind"] == "server"
+    assert "malformed" in (result["error"] or "")
+
+
+async def test_connection_refused(make_gateway, fake_openai: FakeOpenAI) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nobody listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = settings_for(f"http://127.0.0.1:{port}/v1", "ok-x")
+    result = await run(await make_gateway(settings))
+    assert result["error_kind"] == "connection"
+    assert result["api_calls"] == 1
+
+
+async def test_result_shape_on_success(make_gateway) -> None:
+    result = await run(await make_gateway())
+    assert result["failed"] is False
+    assert result["model"] == result["primary_model"] == "local:ok-primary"
+    assert result["fallback_used"] is False
+    assert result["api_calls"] == 1 and result["tool_calls"] == 0
+
+
+async def test_result_shape_when_every_model_fails(make_gateway, fake_openai: FakeOpenAI) -> None:
+    gateway = await make_gateway(settings_for(fake_openai.url, "bad-a", ["auth-b"]))
+    result = await run(gateway)
+    assert result["failed"] is True
+    assert result["error_kind"] == "auth"  # the last model's error
+    assert result["model"] == "local:auth-b"
+    assert result["primary_model"] == "local:bad-a"
+    assert result["fallback_used"] is True
+    assert result["api_calls"] == 2
+
+
+async def test_result_shape_on_short_circuit(make_gateway, register_plugin) -> None:
+    class Refuse:
+        @hookimpl
+        def pre_run(self, message: Message) -> dict[str, Any]:
+            return {"final_response": "no"}
+
+    register_plugin(Refuse())
+    result = await run(await make_gateway())
+    assert result["final_response"] == "no"
+    assert result["api_calls"] == 0
+
+
+async def test_result_shape_on_internal_error(make_gateway, register_plugin) -> None:
+    class Broken:
+        @hookimpl
+        def pre_run(self, message: Message) -> None:
+            raise RuntimeError("boom")
+
+    register_plugin(Broken())
+    result = await run(await make_gateway())
+    assert result["error_kind"] == "internal"
+    assert "boom" in (result["error"] or "")
+
+
+async def test_a_run_never_returns_to_the_primary_after_failing_over(
+    make_gateway, fake_openai: FakeOpenAI, register_plugin
+) -> None:
+    class EchoTool:
+        @hookimpl
+        def register_tools(self, register: RegisterTool) -> None:
+            register("echo", lambda arguments: "echoed")
+
+    register_plugin(EchoTool())
+    # flaky-1-a fails only its first request: had the run gone back to the primary for the
+    # second completion (after the tool call), that request would have succeeded there.
+    gateway = await make_gateway(settings_for(fake_openai.url, "flaky-1-a", ["tool-b"]))
+    result = await run(gateway, "call echo {}")
+    assert [r.model for r in fake_openai.snapshot()] == ["flaky-1-a", "tool-b", "tool-b"]
+    assert result["failed"] is False
+    assert result["final_response"] == "tool results: echoed"
+    assert result["model"] == "local:tool-b"
+    assert result["fallback_used"] is True
+    assert result["api_calls"] == 3
+    assert result["tool_calls"] == 1
+
+
+async def test_retries_are_spent_before_failing_over(
+    make_gateway, fake_openai: FakeOpenAI, hook_recorder
+) -> None:
+    settings = local(
+        settings_for(fake_openai.url, "error500-a", ["ok-b"]), max_retries=1, max_retry_wait_s=0.05
+    )
+    result = await run(await make_gateway(settings))
+    assert [r.model for r in fake_openai.snapshot()] == ["error500-a", "error500-a", "ok-b"]
+    assert result["api_calls"] == 3
+    assert result["fallback_used"] is True and result["failed"] is False
+    assert [(c["from_model"], c["to_model"]) for c in hook_recorder.of("on_fallback")] == [
+        ("local:error500-a", "local:ok-b")
+    ]

@@ -1,0 +1,242 @@
+"""The gateway over the SQLite store: history across eviction and restart, durable session state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from hermes_core.gateway import Gateway
+from hermes_core.manager import PluginHost
+from hermes_core.settings import config_from_dict
+from hermes_core.sqlite_store import SQLiteStore
+from hermes_core.store import MemoryStore, default_store_path
+from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
+from hermes_core.types import Session
+
+MakeGateway = Callable[..., Awaitable[Gateway]]
+
+
+async def restart(
+    make_gateway: MakeGateway, gateway: Gateway, settings: dict[str, Any], path: Path
+) -> Gateway:
+    """Stop ``gateway`` and start a new one (new store connection, empty caches) on ``path``."""
+    await gateway.stop()
+    return await make_gateway(settings, store=SQLiteStore(path))
+
+
+async def test_eviction_after_a_successful_fallback_keeps_the_full_history(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder, tmp_path: Path
+) -> None:
+    settings = settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
+    gateway = await make_gateway(settings, store=SQLiteStore(tmp_path / "sessions.db"))
+
+    replies = [(await send(gateway, text)).text for text in ("one", "two", "three")]
+
+    # Every run fell back and was evicted, so each one ran on a new agent built from the store.
+    assert [e["reason"] for e in hook_recorder.of("on_evict")] == ["fallback_succeeded"] * 3
+    assert replies == [
+        "[ok-fallback] one (user messages: 1)",
+        "[ok-fallback] two (user messages: 2)",
+        "[ok-fallback] three (user messages: 3)",
+    ]
+    # The retried primary got the whole conversation too.
+    assert [m["content"] for m in fake_openai.requests_for("bad-primary")[-1].messages] == [
+        "one",
+        replies[0],
+        "two",
+        replies[1],
+        "three",
+    ]
+
+
+async def test_model_override_survives_a_restart(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "sessions.db"
+    settings = settings_for(fake_openai.url, "ok-primary")
+    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    assert (await send(gateway, "/model local:ok-chosen")).text.startswith("Model set")
+
+    gateway = await restart(make_gateway, gateway, settings, path)
+    reply = await send(gateway, "hi")
+
+    assert reply.text == "[ok-chosen] hi (user messages: 1)"
+    assert [r.model for r in fake_openai.requests] == ["ok-chosen"]
+
+
+async def test_breaker_count_survives_a_restart(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "sessions.db"
+    settings = settings_for(fake_openai.url, "bad-primary", circuit_breaker={"threshold": 3})
+    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    for text in ("one", "two"):
+        assert (await send(gateway, text)).failed
+
+    gateway = await restart(make_gateway, gateway, settings, path)
+    fake_openai.clear()
+    third = await send(gateway, "three")
+    fourth = await send(gateway, "four")
+
+    assert third.result is not None and third.result["error_kind"] == "non_retryable"
+    # Two failures before the restart plus one after: the breaker is open.
+    assert fourth.result is not None and fourth.result["error_kind"] == "circuit_open"
+    assert "after 3 consecutive failed requests" in fourth.text
+    assert "/reset" in fourth.text
+    assert [r.model for r in fake_openai.requests] == ["bad-primary"]
+
+
+async def test_failed_run_is_kept_marked_and_out_of_the_reloaded_history(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    store = SQLiteStore(tmp_path / "sessions.db")
+    gateway = await make_gateway(settings_for(fake_openai.url, "ok-primary"), store=store)
+    await send(gateway, "one")
+    await send(gateway, "/model local:bad-x")
+    assert (await send(gateway, "two")).failed
+    await send(gateway, "/model local:ok-primary")  # evicts: the next agent loads the store
+
+    reply = await send(gateway, "three")
+
+    assert reply.text == "[ok-primary] three (user messages: 2)"
+    assert [m["content"] for m in fake_openai.requests[-1].messages] == [
+        "one",
+        "[ok-primary] one (user messages: 1)",
+        "three",
+    ]
+    lines = await store.transcript("test:1")
+    assert [(line.message["content"], line.status) for line in lines] == [
+        ("one", "answered"),
+        ("[ok-primary] one (user messages: 1)", "answered"),
+        ("two", "failed"),
+        ("three", "answered"),
+        ("[ok-primary] three (user messages: 2)", "answered"),
+    ]
+    assert [line.model for line in lines] == ["local:ok-primary"] * 2 + ["local:bad-x"] + [
+        "local:ok-primary"
+    ] * 2
+
+
+async def test_reset_starts_a_new_conversation_and_keeps_the_old_one(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "sessions.db"
+    settings = settings_for(fake_openai.url)
+    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    for text in ("a", "b", "/reset", "c"):
+        await send(gateway, text)
+
+    gateway = await restart(make_gateway, gateway, settings, path)
+    reply = await send(gateway, "d")
+
+    assert reply.text == "[ok-primary] d (user messages: 2)"
+    lines = await gateway.store.transcript("test:1")
+    assert [(line.conversation, line.message["content"]) for line in lines][::2] == [
+        (0, "a"),
+        (0, "b"),
+        (1, "c"),
+        (1, "d"),
+    ]
+
+
+async def test_reloaded_history_is_bounded_by_max_history_messages(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "sessions.db"
+    settings = settings_for(fake_openai.url, agent={"max_history_messages": 4})
+    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    for text in ("one", "two", "three"):
+        await send(gateway, text)
+
+    gateway = await restart(make_gateway, gateway, settings, path)
+    fake_openai.clear()
+    await send(gateway, "four")
+
+    assert [m["content"] for m in fake_openai.requests[0].messages] == [
+        "two",
+        "[ok-primary] two (user messages: 2)",
+        "three",
+        "[ok-primary] three (user messages: 3)",
+        "four",
+    ]
+
+
+async def test_concurrent_sessions_through_the_gateway_keep_every_message_in_order(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    # The full 100 x 20 load runs directly on the store (test_store_sqlite.py): through the
+    # gateway each run is an HTTP round trip, and 2,000 of them take 30-45 s on 2 busy cores.
+    path = tmp_path / "sessions.db"
+    # Fewer cached agents than sessions: LRU evictions force reloads from the store mid-way.
+    settings = settings_for(fake_openai.url, cache={"max_agents": 4})
+    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    sessions, messages = 25, 8
+
+    async def converse(number: int) -> list[str]:
+        key = f"load:{number}"
+        return [(await send(gateway, f"s{number} m{i}", key)).text for i in range(messages)]
+
+    replies = await asyncio.gather(*(converse(n) for n in range(sessions)))
+    await gateway.stop()
+
+    for number, texts in enumerate(replies):
+        assert texts == [
+            f"[ok-primary] s{number} m{i} (user messages: {i + 1})" for i in range(messages)
+        ]
+    reopened = SQLiteStore(path)
+    await reopened.open()
+    try:
+        for number in range(sessions):
+            lines = await reopened.transcript(f"load:{number}")
+            assert [line.message["content"] for line in lines] == [
+                text
+                for i, reply in enumerate(replies[number])
+                for text in (f"s{number} m{i}", reply)
+            ]
+            assert {line.status for line in lines} == {"answered"}
+        assert len(await reopened.sessions()) == sessions
+    finally:
+        await reopened.close()
+
+
+async def test_gateway_opens_the_store_named_by_store_path(
+    plugin_host: PluginHost, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    path = tmp_path / "chosen.db"
+    old = Session(key="old:1", platform="test", last_active=time.time() - 10 * 86_400)
+    recent = Session(key="recent:1", platform="test")
+    seed = SQLiteStore(path)
+    await seed.open()
+    for session in (old, recent):
+        await seed.save_session(session)
+    await seed.close()
+
+    settings = settings_for(fake_openai.url, store={"path": str(path), "retention_days": 5})
+    gateway = Gateway(config_from_dict(settings), plugin_host)
+    await gateway.start()
+    try:
+        assert isinstance(gateway.store, SQLiteStore) and gateway.store.path == path
+        # store.retention_days pruned the session idle for 10 days at start-up.
+        assert [s.key for s in await gateway.store.sessions()] == ["recent:1"]
+    finally:
+        await gateway.stop()
+
+
+def test_store_defaults_to_the_user_data_dir_and_memory_on_request(
+    plugin_host: PluginHost, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    default = Gateway(config_from_dict(settings_for(fake_openai.url)), plugin_host)
+    assert isinstance(default.store, SQLiteStore)
+    assert default.store.path == default_store_path()
+    # The testing plugin points the user data dir at a temporary directory for each test.
+    data_home = Path(os.environ["XDG_DATA_HOME"])
+    assert data_home.is_relative_to(tmp_path.parent)
+    assert default.store.path == data_home / "hermes-core" / "sessions.db"
+    assert not default.store.path.exists()  # nothing is created before start()
+
+    memory = settings_for(fake_openai.url, store={"path": ":memory:"})
+    assert isinstance(Gateway(config_from_dict(memory), plugin_host).store, MemoryStore)

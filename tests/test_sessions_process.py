@@ -1,0 +1,225 @@
+"""Sessions across real ``hermes-core`` processes: restart, ``kill -9``, bad store files, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hermes_core.sqlite_store import APPLICATION_ID, SCHEMA_VERSION
+from hermes_core.testing import FakeOpenAI
+
+HERMES = str(Path(sys.executable).with_name("hermes-core"))
+SESSION = "console:local"
+
+
+def write_settings(tmp_path: Path, url: str, store: Path) -> Path:
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        f"""
+[agent]
+model = "local:ok-primary"
+
+[providers.local]
+base_url = "{url}"
+max_retries = 0
+timeout_s = 60
+
+[store]
+path = "{store}"
+"""
+    )
+    return path
+
+
+def environment() -> dict[str, str]:
+    # Only the built-in plugins, and no HERMES_ variable from the caller's shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_")}
+    env["HERMES_LOAD_PLUGINS"] = ""
+    return env
+
+
+def hermes(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run ``hermes-core ARGS`` to completion."""
+    return subprocess.run(
+        [HERMES, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=120,
+    )
+
+
+def start(settings: Path) -> subprocess.Popen[str]:
+    """``hermes-core run`` with the console reading our pipe."""
+    return subprocess.Popen(
+        [HERMES, "run", "--settings", str(settings)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def export(settings: Path) -> list[dict[str, object]]:
+    done = hermes("sessions", "export", SESSION, "--format", "jsonl", "--settings", str(settings))
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_console_conversation_survives_a_restart(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    settings = write_settings(tmp_path, fake_openai.url, tmp_path / "sessions.db")
+
+    first = hermes("run", "--settings", str(settings), stdin="hello\nsecond\n")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        "[ok-primary] hello (user messages: 1)",
+        "[ok-primary] second (user messages: 2)",
+    ]
+
+    second = hermes("run", "--settings", str(settings), stdin="third\n")
+    assert second.returncode == 0, second.stderr
+    # A new process, a new agent: the model still receives the whole conversation.
+    assert second.stdout.splitlines() == ["[ok-primary] third (user messages: 3)"]
+    assert [m["content"] for m in fake_openai.requests[-1].messages] == [
+        "hello",
+        "[ok-primary] hello (user messages: 1)",
+        "second",
+        "[ok-primary] second (user messages: 2)",
+        "third",
+    ]
+
+    shown = hermes("sessions", "show", SESSION, "--settings", str(settings))
+    assert shown.returncode == 0, shown.stderr
+    turns = [line.split("  ", 1)[1] for line in shown.stdout.splitlines() if "  " in line]
+    assert turns == [
+        "user: hello",
+        "assistant [local:ok-primary]: [ok-primary] hello (user messages: 1)",
+        "user: second",
+        "assistant [local:ok-primary]: [ok-primary] second (user messages: 2)",
+        "user: third",
+        "assistant [local:ok-primary]: [ok-primary] third (user messages: 3)",
+    ]
+
+
+def test_kill_9_mid_run_keeps_the_question_unanswered_and_every_answer(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    database = tmp_path / "sessions.db"
+    settings = write_settings(tmp_path, fake_openai.url, database)
+    proc = start(settings)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        # slow-30: the run is certainly still in flight when the kill lands.
+        proc.stdin.write("one\ntwo\n/model local:slow-30-x\nthree\n")
+        proc.stdin.flush()
+        wait_until(lambda: fake_openai.requests_for("slow-30-x") or proc.poll() is not None)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.kill()  # SIGKILL: no cleanup, no checkpoint, no close
+        assert proc.wait(timeout=30) == -9
+        acknowledged = proc.stdout.read().splitlines()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+    assert acknowledged == [
+        "[ok-primary] one (user messages: 1)",
+        "[ok-primary] two (user messages: 2)",
+        "Model set to local:slow-30-x for this session.",
+    ]
+
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+    stored = export(settings)
+    assert [(m["role"], m["content"], m["status"]) for m in stored] == [
+        ("user", "one", "answered"),
+        ("assistant", acknowledged[0], "answered"),
+        ("user", "two", "answered"),
+        ("assistant", acknowledged[1], "answered"),
+        ("user", "three", "pending"),
+    ]
+    shown = hermes("sessions", "show", SESSION, "--settings", str(settings))
+    assert "user: three  [UNANSWERED: the run did not finish]" in shown.stdout
+
+    # The gateway starts again: /model persisted, the unanswered question stays out of history.
+    fake_openai.clear()
+    after = hermes("run", "--settings", str(settings), stdin="/model local:ok-primary\nfour\n")
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.splitlines()[-1] == "[ok-primary] four (user messages: 3)"
+    assert [m["content"] for m in fake_openai.requests[-1].messages] == [
+        "one",
+        acknowledged[0],
+        "two",
+        acknowledged[1],
+        "four",
+    ]
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def not_a_database(path: Path) -> None:
+    path.write_bytes(b"these are someone's notes, not a database\n" * 100)
+
+
+def future_store(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE sessions (key TEXT PRIMARY KEY)")
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (not_a_database, "is not a SQLite database"),
+        (future_store, f"was written by a newer hermes-core (schema version {SCHEMA_VERSION + 1};"),
+    ],
+    ids=["not-a-database", "future-schema"],
+)
+@pytest.mark.parametrize("command", [["run"], ["sessions", "list"]], ids=["run", "sessions"])
+def test_unusable_store_file_exits_2_and_stays_untouched(
+    tmp_path: Path,
+    fake_openai: FakeOpenAI,
+    make: Callable[[Path], None],
+    problem: str,
+    command: list[str],
+) -> None:
+    database = tmp_path / "sessions.db"
+    make(database)
+    before = digest(database)
+    settings = write_settings(tmp_path, fake_openai.url, database)
+
+    done = hermes(*command, "--settings", str(settings), stdin="hello\n")
+
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()  # one line, no traceback
+    assert line.startswith(f"hermes-core: error: store.path: {database} {problem}")
+    assert done.stdout == ""
+    assert digest(database) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sessions.db", "settings.toml"]
+    assert fake_openai.requests == []

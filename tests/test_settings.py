@@ -1,0 +1,426 @@
+"""Settings: files, ``.secrets.toml``, ``HERMES_`` environment variables, and what a mistake costs.
+
+A bad setting must end start-up with exit code 2 and exactly one line naming the key, never a
+traceback. One table of cases drives the unit tests (``load_config``, ``config_from_dict``) and
+the ``hermes-core config check`` subprocesses, which are started together to keep this fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from helpers_dist import cli_env, hermes_core, start_hermes_core
+
+from hermes_core.errors import ConfigError
+from hermes_core.settings import config_from_dict, load_config, redacted
+
+KEY_ENV = "LOCAL_LLM_KEY"  # not HERMES_-prefixed: dynaconf would read that as a setting
+
+GOOD = f"""
+[agent]
+model = "local:ok-primary"
+fallbacks = ["local:ok-fallback"]
+
+[providers.local]
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "{KEY_ENV}"
+"""
+
+
+def good_with(**replace: str) -> str:
+    """:data:`GOOD` with some lines replaced, e.g. ``good_with(model='model = "x"')``."""
+    text = GOOD
+    for old_key, new_line in replace.items():
+        old_line = next(line for line in text.splitlines() if line.startswith(f"{old_key} ="))
+        text = text.replace(old_line, new_line)
+    return text
+
+
+@dataclass
+class Case:
+    """One settings mistake: the files in the working directory, the environment, the
+    ``--settings`` argument, and the text the single error line must contain."""
+
+    id: str
+    expect: str
+    files: dict[str, str] = field(default_factory=lambda: {"settings.toml": GOOD})
+    env: dict[str, str] = field(default_factory=lambda: {KEY_ENV: "sk-test"})
+    settings: str | None = "settings.toml"
+    #: The mistake is expressible as a plain dict (so config_from_dict must reject it too).
+    as_dict: bool = True
+    #: Also run through ``hermes-core config check`` (each costs a process start).
+    cli: bool = True
+
+
+BAD = [
+    Case("malformed model", "agent.model", {"settings.toml": good_with(model='model = "gpt-4o"')}),
+    Case(
+        "malformed fallback",
+        "agent.fallbacks[1]",
+        {"settings.toml": good_with(fallbacks='fallbacks = ["local:ok", "no-colon"]')},
+        cli=False,
+    ),
+    Case(
+        "unknown provider",
+        "agent.model: unknown provider 'nope'",
+        {"settings.toml": good_with(model='model = "nope:gpt-4o"')},
+    ),
+    Case(
+        "unknown fallback provider",
+        "agent.fallbacks[0]: unknown provider 'other'",
+        {"settings.toml": good_with(fallbacks='fallbacks = ["other:x"]')},
+        cli=False,
+    ),
+    Case(
+        "wrong type in file",
+        "cache.max_agents: expected an integer, got 'many'",
+        {"settings.toml": GOOD + '[cache]\nmax_agents = "many"\n'},
+    ),
+    Case(
+        "boolean for a number",
+        "cache.max_agents: expected an integer, got True",
+        {"settings.toml": GOOD + "[cache]\nmax_agents = true\n"},
+        cli=False,
+    ),
+    Case(
+        "wrong provider type",
+        "providers.local.timeout_s: expected a number",
+        {"settings.toml": GOOD + 'timeout_s = "fast"\n'},
+        cli=False,
+    ),
+    Case(
+        "string for a list",
+        "plugins.disabled: expected a list",
+        {"settings.toml": GOOD + '[plugins]\ndisabled = "eviction"\n'},
+        cli=False,
+    ),
+    Case(
+        "section not a table",
+        "cache: expected a table",
+        {"settings.toml": "cache = 3\n" + GOOD},
+        cli=False,
+    ),
+    Case(
+        "bad log level",
+        "logging.level",
+        {"settings.toml": GOOD + '[logging]\nlevel = "loud"\n'},
+        cli=False,
+    ),
+    Case(
+        "missing key env var",
+        f"providers.local.api_key_env: environment variable {KEY_ENV} is not set",
+        env={},
+    ),
+    Case("missing model", "agent.model: required", files={}, settings=None, env={}),
+    Case(
+        "wrong type in env",
+        "cache.max_agents: expected an integer, got 'lots'",
+        env={KEY_ENV: "k", "HERMES_CACHE__MAX_AGENTS": "lots"},
+        as_dict=False,
+    ),
+    Case(
+        "env beats the file",
+        "agent.model: expected \"<provider>:<model>\", got 'from-env'",
+        env={KEY_ENV: "k", "HERMES_AGENT__MODEL": "from-env"},
+        as_dict=False,
+    ),
+    Case(
+        "HERMES_SETTINGS selects the file",
+        "agent.model: unknown provider 'chosen'",
+        files={"settings.toml": GOOD, "chosen.toml": good_with(model='model = "chosen:x"')},
+        env={KEY_ENV: "k", "HERMES_SETTINGS": "chosen.toml"},
+        settings=None,
+        as_dict=False,
+    ),
+    Case(
+        "missing --settings file",
+        "--settings: no such settings file",
+        settings="nope.toml",
+        as_dict=False,
+    ),
+    Case(
+        "missing HERMES_SETTINGS file",
+        "HERMES_SETTINGS: no such settings file",
+        env={"HERMES_SETTINGS": "nope.toml"},
+        settings=None,
+        as_dict=False,
+        cli=False,
+    ),
+    Case(
+        "invalid TOML",
+        "settings.toml: invalid TOML",
+        {"settings.toml": "[agent\nmodel = 1\n"},
+        as_dict=False,
+    ),
+    Case(
+        "invalid TOML in .secrets.toml",
+        ".secrets.toml: invalid TOML",
+        {"settings.toml": GOOD, ".secrets.toml": "[providers.local]\napi_key = \n"},
+        as_dict=False,
+        cli=False,
+    ),
+]
+CLI_CASES = [case for case in BAD if case.cli]
+
+SECRETS = """
+[providers.local]
+api_key = "sk-from-secrets"
+
+[platforms.http]
+api_keys = ["key-one", "key-two"]
+
+[platforms.chat]
+bot_token = "token-value"
+
+[mcp.servers.gh.env]
+GITHUB_TOKEN = "ghp-value"
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings from the developer's shell must not leak into these tests."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("HERMES_") or name == KEY_ENV:
+            monkeypatch.delenv(name)
+
+
+def write_case(case: Case, where: Path) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    for name, text in case.files.items():
+        (where / name).write_text(text)
+
+
+# --- unit level ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", BAD, ids=lambda c: c.id)
+def test_load_config_rejects_with_one_line_naming_the_key(
+    case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_case(case, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(case.settings)
+
+    message = str(raised.value)
+    assert case.expect in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("case", [c for c in BAD if c.as_dict], ids=lambda c: c.id)
+def test_config_from_dict_rejects_the_same_mistakes(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
+    data = tomllib.loads(case.files.get("settings.toml", ""))
+
+    with pytest.raises(ConfigError) as raised:
+        config_from_dict(data)
+
+    assert case.expect in str(raised.value)
+
+
+def test_good_settings_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "settings.toml").write_text(GOOD)
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    monkeypatch.chdir(tmp_path)
+
+    config = load_config()
+
+    assert str(config.model) == "local:ok-primary"
+    assert [str(ref) for ref in config.fallbacks] == ["local:ok-fallback"]
+    assert config.providers["local"].api_key == "sk-test"
+    assert config.get("cache.max_agents") == 256  # a default filled in
+    assert config.source == tmp_path / "settings.toml"
+
+
+def test_env_overrides_beat_the_file_and_lists_replace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "settings.toml").write_text(
+        GOOD + '[plugins]\ndisabled = ["eviction"]\n[cache]\nmax_agents = 5\n'
+    )
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    monkeypatch.setenv("HERMES_AGENT__MODEL", "local:from-env")
+    monkeypatch.setenv("HERMES_CACHE__MAX_AGENTS", "7")
+    monkeypatch.setenv("HERMES_PLUGINS__DISABLED", '["circuit_breaker"]')
+
+    config = load_config(tmp_path / "settings.toml")
+
+    assert str(config.model) == "local:from-env"
+    assert config.get("cache.max_agents") == 7
+    assert config.disabled_plugins == {"circuit_breaker"}  # replaced, not appended
+    assert [str(ref) for ref in config.fallbacks] == ["local:ok-fallback"]  # the file's, kept
+
+
+def test_hermes_settings_selects_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "custom.toml").write_text(good_with(model='model = "local:chosen"'))
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    monkeypatch.setenv("HERMES_SETTINGS", str(tmp_path / "custom.toml"))
+    monkeypatch.chdir(tmp_path)
+
+    assert str(load_config().model) == "local:chosen"
+
+
+def test_secrets_file_next_to_the_settings_is_merged_into_its_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "settings.toml").write_text(GOOD.replace(f'api_key_env = "{KEY_ENV}"', ""))
+    (tmp_path / ".secrets.toml").write_text(SECRETS)
+    monkeypatch.chdir(tmp_path / "..")  # found next to the file, not in the working directory
+
+    config = load_config(tmp_path / "settings.toml")
+
+    provider = config.providers["local"]
+    assert provider.base_url == "http://127.0.0.1:9/v1"  # from settings.toml, kept
+    assert provider.api_key == "sk-from-secrets"  # from .secrets.toml, merged in
+
+
+def test_mcp_server_env_names_keep_their_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "settings.toml").write_text(GOOD)
+    (tmp_path / ".secrets.toml").write_text(SECRETS)
+    monkeypatch.setenv(KEY_ENV, "k")
+    monkeypatch.setenv("HERMES_MCP__SERVERS__GH__ENV__EXTRA_VAR", "from-env")
+
+    config = load_config(tmp_path / "settings.toml")
+
+    assert config.get("mcp.servers.gh.env") == {
+        "GITHUB_TOKEN": "ghp-value",
+        "EXTRA_VAR": "from-env",
+    }
+
+
+def test_config_from_dict_is_not_overridden_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "k")
+    monkeypatch.setenv("HERMES_CACHE__MAX_AGENTS", "9")
+    monkeypatch.setenv("HERMES_AGENT__MODEL", "local:from-env")
+
+    config = config_from_dict(tomllib.loads(GOOD))
+
+    assert str(config.model) == "local:ok-primary"  # set by the dict: the dict wins
+    assert config.get("cache.max_agents") == 9  # left out by the dict: the env fills it
+
+
+def test_redacted_hides_every_secret_and_nothing_else() -> None:
+    settings = tomllib.loads(GOOD)
+    settings["providers"]["local"].update(tomllib.loads(SECRETS)["providers"]["local"])
+    shown = redacted({**tomllib.loads(SECRETS), "providers": settings["providers"]})
+
+    assert shown["providers"]["local"]["api_key"] == "***"
+    assert shown["providers"]["local"]["api_key_env"] == KEY_ENV  # a name, not a secret
+    assert shown["providers"]["local"]["base_url"] == "http://127.0.0.1:9/v1"
+    assert shown["platforms"]["http"]["api_keys"] == ["***", "***"]
+    assert shown["platforms"]["chat"]["bot_token"] == "***"
+    assert shown["mcp"]["servers"]["gh"]["env"]["GITHUB_TOKEN"] == "***"
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def config_check_results(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
+    """``hermes-core config check`` for the CLI cases, all started at once."""
+    started: dict[str, tuple[subprocess.Popen[str], list[str]]] = {}
+    try:
+        for case in CLI_CASES:
+            where = tmp_path_factory.mktemp("config-check")
+            write_case(case, where)
+            args = ["config", "check"] + (["--settings", case.settings] if case.settings else [])
+            started[case.id] = (start_hermes_core(*args, env=cli_env(**case.env), cwd=where), args)
+        results = {}
+        for case_id, (process, args) in started.items():
+            stdout, stderr = process.communicate(timeout=60)
+            results[case_id] = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+        yield results
+    finally:
+        for process, _ in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.id)
+def test_config_check_exits_2_with_one_line_naming_the_key(
+    case: Case, config_check_results: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    result = config_check_results[case.id]
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("hermes-core: error: ")
+    assert case.expect in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["run"], ["config", "show"], ["plugins"]])
+def test_other_commands_stop_on_a_bad_file_the_same_way(command: list[str], tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text("[agent\n")
+
+    result = hermes_core(*command, env=cli_env(), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "settings.toml: invalid TOML" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_with_an_unknown_provider_exits_2_before_starting(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text(good_with(model='model = "nope:x"'))
+
+    result = hermes_core("run", env=cli_env(**{KEY_ENV: "k"}), cwd=tmp_path, stdin="hello\n")
+
+    assert result.returncode == 2
+    assert (
+        result.stderr == "hermes-core: error: agent.model: unknown provider 'nope' (known: local)\n"
+    )
+    assert result.stdout == ""
+
+
+def test_config_check_accepts_good_settings(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text(GOOD)
+
+    # config check starts the gateway, store included: keep it out of the user's data directory.
+    env = cli_env(**{KEY_ENV: "k", "XDG_DATA_HOME": str(tmp_path / "data")})
+
+    result = hermes_core("config", "check", env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "settings OK" in result.stdout
+
+
+def test_config_show_merges_secrets_and_redacts_them(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text(GOOD)
+    (tmp_path / ".secrets.toml").write_text(SECRETS)
+
+    result = hermes_core("config", "show", env=cli_env(HERMES_CACHE__MAX_AGENTS="3"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["source"] == str(tmp_path / "settings.toml")
+    assert shown["providers"]["local"]["base_url"] == "http://127.0.0.1:9/v1"
+    assert shown["providers"]["local"]["api_key"] == "***"
+    assert shown["platforms"]["http"]["api_keys"] == ["***", "***"]
+    assert shown["platforms"]["chat"]["bot_token"] == "***"
+    assert shown["mcp"]["servers"]["gh"]["env"] == {"GITHUB_TOKEN": "***"}  # case kept
+    assert shown["cache"]["max_agents"] == 3
+    for secret in ("sk-from-secrets", "key-one", "token-value", "ghp-value"):
+        assert secret not in result.stdout

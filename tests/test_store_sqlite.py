@@ -1,0 +1,326 @@
+"""The stores: the Store contract on both implementations, and what only SQLite does."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hermes_core.errors import ConfigError
+from hermes_core.sqlite_store import APPLICATION_ID, SCHEMA_VERSION, SQLiteStore, check_store_file
+from hermes_core.store import MemoryStore, Store, bounded_history
+from hermes_core.types import Session
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each Store implementation, opened (the SQLite one on a new file)."""
+    opened: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": text}
+
+
+async def answered(store: Store, session: Session, run_id: str, *added: dict[str, Any]) -> None:
+    """One run as the gateway writes it: the user message first, then what the run added."""
+    await store.begin_run(session, run_id, added[0])
+    await store.finish_run(session, run_id, list(added), "local:ok")
+
+
+async def test_history_holds_answered_runs_of_the_current_conversation(store: Store) -> None:
+    session = Session(key="k", platform="test")
+    await answered(store, session, "r1", user("one"), assistant("1"))
+    await store.begin_run(session, "r2", user("failed"))
+    await store.finish_run(session, "r2", None, "local:bad")
+    await store.begin_run(session, "r3", user("in flight"))
+    assert await store.history(session, 100) == [user("one"), assistant("1")]
+
+    session.conversation += 1
+    assert await store.history(session, 100) == []
+    await answered(store, session, "r4", user("two"), assistant("2"))
+    assert await store.history(session, 100) == [user("two"), assistant("2")]
+
+    statuses = [(line.message["content"], line.status) for line in await store.transcript("k")]
+    assert statuses == [
+        ("one", "answered"),
+        ("1", "answered"),
+        ("failed", "failed"),
+        ("in flight", "pending"),
+        ("two", "answered"),
+        ("2", "answered"),
+    ]
+
+
+async def test_bounded_history_never_starts_with_an_orphan_tool_result(store: Store) -> None:
+    session = Session(key="k", platform="test")
+    call = {"id": "c1", "type": "function", "function": {"name": "clock", "arguments": "{}"}}
+    await answered(store, session, "r1", user("first"), assistant("ok"))
+    await answered(
+        store,
+        session,
+        "r2",
+        user("what time is it?"),
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
+        assistant("noon"),
+    )
+
+    # The last 2 messages would start at a tool result whose call was cut off.
+    assert await store.history(session, 2) == [assistant("noon")]
+    assert await store.history(session, 3) == [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
+        assistant("noon"),
+    ]
+    assert len(await store.history(session, 100)) == 6
+
+
+def test_bounded_history_takes_the_most_recent_messages() -> None:
+    turns = [user("a"), assistant("A"), user("b"), assistant("B")]
+    assert bounded_history(turns, 3) == [assistant("A"), user("b"), assistant("B")]
+    assert bounded_history(turns, 10) == turns
+    assert bounded_history(turns, 0) == []
+
+
+async def test_sessions_summary_and_prune(store: Store) -> None:
+    now = time.time()
+    old = Session(key="old", platform="console", last_active=now - 40 * 86_400)
+    new = Session(key="new", platform="http", user_id="u", model="local:ok-x", last_active=now)
+    await store.save_session(old)
+    await answered(store, old, "r1", user("hi"), assistant("hello"))
+    await store.begin_run(new, "r2", user("unanswered"))
+    await store.save_session(new)
+
+    summaries = await store.sessions()
+    assert [(s.key, s.messages, s.unanswered) for s in summaries] == [("new", 1, 1), ("old", 2, 0)]
+    assert (summaries[0].platform, summaries[0].user_id, summaries[0].model) == (
+        "http",
+        "u",
+        "local:ok-x",
+    )
+    assert [s.key for s in await store.sessions("console")] == ["old"]
+
+    assert await store.prune(now - 30 * 86_400) == 1
+    assert [s.key for s in await store.sessions()] == ["new"]
+    assert await store.transcript("old") == []
+    assert await store.load_session("old") is None
+
+
+async def test_session_state_round_trips(store: Store) -> None:
+    session = Session(
+        key="console:local",
+        platform="console",
+        user_id="local",
+        model="local:ok-chosen",
+        data={"circuit_breaker": {"failures": 2, "last_error": "HTTP 400"}},
+        conversation=3,
+        created_at=1_000.5,
+        last_active=2_000.25,
+    )
+    await store.save_session(session)
+    loaded = await store.load_session("console:local")
+    assert loaded == session
+    assert loaded is not session and loaded.data is not session.data
+    assert await store.load_session("unknown") is None
+
+
+async def test_sqlite_store_keeps_everything_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    session = Session(key="k", platform="test", data={"circuit_breaker": {"failures": 1}})
+    call = {"id": "c1", "type": "function", "function": {"name": "clock", "arguments": "{}"}}
+    messages = [
+        user("time?"),
+        {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None},
+        {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
+        {"role": "assistant", "content": [{"type": "text", "text": "noon"}]},
+    ]
+    first = SQLiteStore(path)
+    await first.open()
+    await answered(first, session, "r1", *messages)
+    await first.save_session(session)
+    await first.close()
+
+    second = SQLiteStore(path)
+    await second.open()
+    try:
+        assert await second.load_session("k") == session
+        lines = await second.transcript("k")
+        assert [line.message for line in lines] == messages
+        assert {(line.run_id, line.model, line.status) for line in lines} == {
+            ("r1", "local:ok", "answered")
+        }
+    finally:
+        await second.close()
+
+
+async def test_100_sessions_x_20_messages_written_concurrently(tmp_path: Path) -> None:
+    """Directly through the store, with the gateway's write pattern: each session's runs one
+    after another (begin_run, then finish_run), 100 sessions at once, one run in 5 failing."""
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    await store.open()
+    sessions, messages = 100, 20
+
+    async def converse(number: int) -> None:
+        session = Session(key=f"load:{number}", platform="test")
+        for i in range(messages):
+            run_id = f"{number}-{i}"
+            await store.begin_run(session, run_id, user(f"s{number} m{i}"))
+            await asyncio.sleep(0)  # let other sessions interleave mid-run
+            added = None if i % 5 == 4 else [user(f"s{number} m{i}"), assistant(f"a{number} {i}")]
+            await store.finish_run(session, run_id, added, "local:ok")
+            session.last_active = time.time()
+            await store.save_session(session)
+
+    await asyncio.gather(*(converse(n) for n in range(sessions)))
+    await store.close()
+
+    reopened = SQLiteStore(path)
+    await reopened.open()
+    try:
+        assert len(await reopened.sessions()) == sessions
+        for number in range(sessions):
+            expected: list[tuple[str, str]] = []
+            for i in range(messages):
+                if i % 5 == 4:
+                    expected.append((f"s{number} m{i}", "failed"))
+                else:
+                    expected += [(f"s{number} m{i}", "answered"), (f"a{number} {i}", "answered")]
+            lines = await reopened.transcript(f"load:{number}")
+            assert [(line.message["content"], line.status) for line in lines] == expected
+    finally:
+        await reopened.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert db.execute("SELECT count(*) FROM messages").fetchone() == (100 * (16 * 2 + 4),)
+    db.close()
+
+
+async def test_new_store_is_versioned_marked_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "dir" / "s.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert {"sessions", "messages"} <= tables
+    assert check_store_file(path) == SCHEMA_VERSION
+
+
+async def test_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.touch()
+    store = SQLiteStore(path)
+    await store.open()
+    await store.save_session(Session(key="k", platform="test"))
+    await store.close()
+    assert check_store_file(path) == SCHEMA_VERSION
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def other_application(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE invoices (id INTEGER)")
+    db.close()
+
+
+def newer_hermes(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+        db.execute("CREATE TABLE sessions (key TEXT)")
+    db.close()
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(bytes(range(256)) * 40)
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (garbage, "is not a SQLite database"),
+        (other_application, "is a SQLite database of another application"),
+        (newer_hermes, f"schema version {SCHEMA_VERSION + 5}; this version reads up to"),
+    ],
+    ids=["garbage", "other-application", "newer-schema"],
+)
+async def test_unusable_file_raises_config_error_and_stays_untouched(
+    tmp_path: Path, make: Any, problem: str
+) -> None:
+    path = tmp_path / "s.db"
+    make(path)
+    before = digest(path)
+
+    with pytest.raises(ConfigError) as raised:
+        await SQLiteStore(path).open()
+
+    assert raised.value.key == "store.path"
+    assert problem in str(raised.value) and str(path) in str(raised.value)
+    assert digest(path) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.db"]
+
+
+async def test_directory_instead_of_a_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a file"):
+        await SQLiteStore(tmp_path).open()
+
+
+async def test_one_failing_write_fails_alone_in_a_group_commit(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        sessions = [Session(key=f"k{n}", platform="test") for n in range(3)]
+        # Queued together, so they share one transaction.
+        outcomes = await asyncio.gather(
+            store.save_session(sessions[0]),
+            store._write(lambda db: db.execute("INSERT INTO no_such_table VALUES (1)")),
+            store.save_session(sessions[1]),
+            store.save_session(sessions[2]),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], sqlite3.OperationalError)
+        assert [o for i, o in enumerate(outcomes) if i != 1] == [None, None, None]
+        assert sorted(s.key for s in await store.sessions()) == ["k0", "k1", "k2"]
+    finally:
+        await store.close()
+
+
+async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    await store.open()
+    writes = [
+        asyncio.create_task(store.save_session(Session(key=f"k{n}", platform="test")))
+        for n in range(50)
+    ]
+    await asyncio.sleep(0)  # every write is queued
+    await store.close()
+    await asyncio.gather(*writes)
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM sessions").fetchone() == (50,)
+    db.close()
+    with pytest.raises(RuntimeError, match="is not open"):
+        await store.save_session(Session(key="late", platform="test"))
