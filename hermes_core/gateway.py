@@ -71,8 +71,11 @@ class Gateway:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Collect every plugin's registrations, validate them, and fire ``startup``."""
+    async def configure(self) -> None:
+        """Collect every plugin's registrations and check them against the settings.
+
+        Starts no process and touches no file, so ``hermes-core config check`` stops here.
+        """
         hooks = self.hooks
         await hooks.register("register_providers", self.providers.register)
         await hooks.register("register_tools", self.tools.register)
@@ -80,15 +83,21 @@ class Gateway:
         await hooks.register("register_platforms", self.platforms.register)
         await hooks.register_per_plugin("register_mcp_servers", self.mcp.registrar)
         self.mcp.apply_settings(self.config.section("mcp.servers"))
-        pool_settings = PoolSettings.from_mapping(self.config.section("mcp"))
-        self.mcp_pool.configure(self.mcp.specs, pool_settings)
+        self.mcp_pool.configure(
+            self.mcp.specs, PoolSettings.from_mapping(self.config.section("mcp"))
+        )
+        self.providers.configure(self.config.providers)
+        self.platforms.enabled(self.config)
+
+    async def start(self) -> None:
+        """Configure, open the store, start what is eager, and fire ``startup``."""
+        await self.configure()
+        await self.store.open()
         if self.mcp_pool.settings.eager:
             self.mcp_pool.start()
-        self.providers.configure(self.config.providers)
-        await self.store.open()
         self._sweeper = asyncio.create_task(self._sweep(), name="hermes-core cache sweeper")
         self.started = True
-        await hooks.startup(self)
+        await self.hooks.startup(self)
 
     async def stop(self, grace_s: float = 30.0) -> None:
         """Wait (up to ``grace_s``) for runs in flight, then release everything."""

@@ -85,9 +85,14 @@ class PlatformRegistry:
         self.factories: dict[str, PlatformFactory] = {}
 
     def register(self, name: str, factory: PlatformFactory) -> None:
-        """The ``register`` callback handed to ``register_platforms``."""
+        """The ``register`` callback handed to ``register_platforms``.
+
+        The first registration of a name wins: built-ins register last, so a plugin that
+        registers ``console`` or ``http`` replaces the built-in adapter.
+        """
         if name in self.factories:
-            raise ValueError(f"platform {name!r} is already registered")
+            logger.debug("platform {} already registered; keeping the first", name)
+            return
         self.factories[name] = factory
 
     def enabled(self, config: Config) -> list[str]:

@@ -113,15 +113,7 @@ def config_check(settings: SettingsOption = None) -> None:
     configure_logging("WARNING")
     from hermes_core.gateway import Gateway  # after the settings: a mistake is reported faster
 
-    async def check() -> None:
-        gateway = Gateway(config)
-        await gateway.start()
-        try:
-            gateway.platforms.enabled(config)
-        finally:
-            await gateway.stop()
-
-    asyncio.run(check())
+    asyncio.run(Gateway(config).configure())
     typer.echo(f"settings OK ({config.source or 'defaults and environment'})")
 
 
