@@ -7,7 +7,10 @@ server two ways, one conversation each way in turn so that both see the same mac
   scripted server, as a stateless client must;
 - **hermes-core**: the same client sends only the new message to ``hermes-core run`` (the
   ``http`` platform, session in ``X-Hermes-Session``), which adds the session's history and
-  makes the same request to the same server; or, in process, ``Gateway.handle`` does.
+  makes the same request to the same server; or, in process, ``Gateway.handle`` does;
+- **SDK raw post** (in-process comparison only): the bare client's generic ``post``, which is
+  the call hermes-core's provider makes; it skips ``create``'s per-message request validation,
+  so it isolates what the gateway itself adds.
 
 Latency is per message, one message at a time, after one warm-up conversation each way.
 
@@ -23,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import openai
+from openai.types.chat import ChatCompletion
 from support import MODEL, Row, hermes_http, percentile, scripted_server
 
 from hermes_core.gateway import Gateway
@@ -60,6 +64,22 @@ def bare_sdk(client: openai.AsyncOpenAI) -> Send:
     return send
 
 
+def raw_post(client: openai.AsyncOpenAI) -> Send:
+    """Like :func:`bare_sdk`, through the client's generic ``post`` (no request validation)."""
+    histories: dict[str, list[dict[str, str]]] = {}
+
+    async def send(key: str, turn: int) -> str:
+        history = histories.setdefault(key, [])
+        history.append({"role": "user", "content": f"message {turn}"})
+        body = {"model": MODEL, "messages": history}
+        response = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+        reply = response.choices[0].message.content or ""
+        history.append({"role": "assistant", "content": reply})
+        return _expect(reply, turn)
+
+    return send
+
+
 def via_http(client: openai.AsyncOpenAI) -> Send:
     """The same SDK talking to hermes-core's ``http`` platform: only the new message."""
 
@@ -86,15 +106,13 @@ def via_gateway(gateway: Gateway) -> Send:
     return send
 
 
-async def compare(
-    measured: Send, baseline: Send, messages: int, per_session: int
-) -> tuple[list[float], list[float]]:
-    """Seconds per message for ``measured`` and ``baseline``, conversations alternating."""
-    timings: tuple[list[float], list[float]] = ([], [])
+async def compare(senders: list[Send], messages: int, per_session: int) -> list[list[float]]:
+    """Seconds per message for each sender, taking turns one conversation at a time."""
+    timings: list[list[float]] = [[] for _ in senders]
     conversations = max(messages // per_session, 1)
-    # Conversation -1 warms up connections and lazy imports on both sides; not timed.
+    # Conversation -1 warms up connections and lazy imports on every side; not timed.
     for number in range(-1, conversations):
-        for send, samples in zip((measured, baseline), timings, strict=True):
+        for send, samples in zip(senders, timings, strict=True):
             key = f"bench:{number}"
             for turn in range(per_session):
                 started = time.perf_counter()
@@ -105,7 +123,7 @@ async def compare(
 
 
 def latency_rows(label: str, measured: list[float], baseline: list[float]) -> list[Row]:
-    """Median and p95 milliseconds per message, each against the bare SDK's."""
+    """Median and p95 milliseconds per message, each against the baseline's."""
     return [
         Row(
             f"{label}, median",
@@ -113,7 +131,12 @@ def latency_rows(label: str, measured: list[float], baseline: list[float]) -> li
             "ms/msg",
             statistics.median(baseline) * 1000,
         ),
-        Row(f"{label}, p95", percentile(measured, 95) * 1000, "ms/msg", percentile(baseline, 95) * 1000),
+        Row(
+            f"{label}, p95",
+            percentile(measured, 95) * 1000,
+            "ms/msg",
+            percentile(baseline, 95) * 1000,
+        ),
     ]
 
 
@@ -127,21 +150,29 @@ async def http_rows(server_url: str, messages: int = 200, per_session: int = 5) 
     with hermes_http(server_url) as hermes_url:
         async with sdk_client(server_url) as bare, sdk_client(f"{hermes_url}/v1") as hermes:
             measured, baseline = await compare(
-                via_http(hermes), bare_sdk(bare), messages, per_session
+                [via_http(hermes), bare_sdk(bare)], messages, per_session
             )
     return latency_rows("latency over HTTP vs bare SDK", measured, baseline)
 
 
 async def gateway_rows(server_url: str, messages: int = 200, per_session: int = 5) -> list[Row]:
-    """``Gateway.handle`` in this process (in-memory store) vs the bare SDK."""
+    """``Gateway.handle`` in this process (in-memory store) vs the bare SDK, and vs the SDK's
+    raw ``post``, the call hermes-core's provider makes."""
     host = PluginHost()
     host.load(entry_points=False)
     config = config_from_dict(settings_for(server_url, MODEL))
-    async with Gateway(config, host, store=MemoryStore()) as gateway, sdk_client(server_url) as bare:
-        measured, baseline = await compare(
-            via_gateway(gateway), bare_sdk(bare), messages, per_session
+    async with (
+        Gateway(config, host, store=MemoryStore()) as gateway,
+        sdk_client(server_url) as bare,
+        sdk_client(server_url) as raw,
+    ):
+        measured, baseline, posted = await compare(
+            [via_gateway(gateway), bare_sdk(bare), raw_post(raw)], messages, per_session
         )
-    return latency_rows("latency in process vs bare SDK", measured, baseline)
+    rows = latency_rows("latency in process vs bare SDK", measured, baseline)
+    median = statistics.median
+    label = "latency in process vs SDK raw post, median"
+    return [*rows, Row(label, median(measured) * 1000, "ms/msg", median(posted) * 1000)]
 
 
 async def main() -> None:
@@ -153,7 +184,7 @@ async def main() -> None:
         rows = await http_rows(url, args.messages, args.per_session)
         rows += await gateway_rows(url, args.messages, args.per_session)
     for row in rows:
-        print(f"{row.benchmark:<44}{row.value:9.3f} {row.unit}  bare SDK {row.baseline:.3f}")
+        print(f"{row.benchmark:<44}{row.value:9.3f} {row.unit}  baseline {row.baseline:.3f}")
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ class Agent:
         # model or restarts its retry budget.
         while True:
             try:
-                return await self._complete_with_retries(state, messages, toolset)
+                return await self._complete_with_retries(session, state, messages, toolset)
             except ProviderError as error:
                 if state.index + 1 >= len(state.chain):
                     raise
@@ -175,18 +175,26 @@ class Agent:
                 )
 
     async def _complete_with_retries(
-        self, state: _RunState, messages: list[dict[str, Any]], toolset: ToolSet
+        self,
+        session: Session,
+        state: _RunState,
+        messages: list[dict[str, Any]],
+        toolset: ToolSet,
     ) -> Completion:
         ref = state.model
         config = self.services.providers.configs[ref.provider]
         provider = self.services.providers.get(ref.provider)
         tools = toolset.schemas() or None
+        hooks = self.services.hooks
         attempt = 0
         while True:
             state.api_calls += 1
+            started = time.perf_counter()
             try:
-                return await provider.complete(ref.model, messages, tools)
+                completion = await provider.complete(ref.model, messages, tools)
             except ProviderError as error:
+                elapsed = time.perf_counter() - started
+                await hooks.on_llm_request(session, self, str(ref), elapsed, error.kind)
                 if error.kind not in RETRYABLE_KINDS or attempt >= config.max_retries:
                     raise
                 attempt += 1
@@ -195,6 +203,10 @@ class Agent:
                 wait = min(wait, config.max_retry_wait_s)
                 logger.info("{} {}; retry {} in {:.2f}s", ref, error.kind, attempt, wait)
                 await asyncio.sleep(wait)
+            else:
+                elapsed = time.perf_counter() - started
+                await hooks.on_llm_request(session, self, str(ref), elapsed, None)
+                return completion
 
     async def _run_tools(
         self, session: Session, state: _RunState, calls: list[ToolCall], toolset: ToolSet

@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Any
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.mcp import MCPRegistry, MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
-from hermes_core.settings import Config, ProviderConfig, build_config, load_raw
+from hermes_core.settings import (
+    SETTINGS_FILE_ENV,
+    Config,
+    ProviderConfig,
+    build_config,
+    load_raw,
+)
 
 if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
@@ -136,8 +142,9 @@ def check_settings(
 def _settings_fix(error: ConfigError) -> str:
     if error.key.endswith(".api_key_env"):
         return "export that variable (the provider's API key), or correct the variable's name"
-    where = f"correct {error.key}" if error.key else "correct the settings"
-    return f"{where}; `hermes-core config show` prints what was read (docs/configuration.md)"
+    if error.key in ("--settings", SETTINGS_FILE_ENV):
+        return "name an existing settings file"
+    return f"correct {error.key or 'the settings'} (docs/configuration.md lists every key)"
 
 
 # --- plugins -------------------------------------------------------------------------------
@@ -152,9 +159,10 @@ def check_plugins(host: PluginHost) -> list[CheckResult]:
         if record.status == "loaded":
             results.append(passed(check, f"loaded ({origin.strip()})"))
         elif record.status == "disabled":
-            results.append(
-                passed(check, f"not loaded ({origin.strip()}): plugins.disabled or HERMES_LOAD_PLUGINS")
+            why = (
+                "plugins.disabled" if record.builtin else "plugins.disabled or HERMES_LOAD_PLUGINS"
             )
+            results.append(passed(check, f"not loaded ({origin.strip()}): {why}"))
         elif sum(other.name == record.name for other in host.records) > 1:
             # Its name belongs to another plugin: disabling the name would disable that one.
             fix = f"uninstall {record.dist or 'its distribution'} or rename its entry point"
@@ -223,11 +231,12 @@ async def check_provider(
     status, body, elapsed = fetched
     if status in (401, 403):
         env = provider.options.get("api_key_env")
-        fix = (
-            f"check the key in ${env}"
-            if env
-            else f"set providers.{name}.api_key_env to the variable holding the key"
-        )
+        if env:
+            fix = f"check the key in ${env}"
+        elif provider.api_key:
+            fix = f"check providers.{name}.api_key"
+        else:
+            fix = f"set providers.{name}.api_key_env to the variable holding the key"
         results.append(failed(endpoint, f"{url} refused the key (HTTP {status})", fix))
         return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
     if status == 404:
@@ -241,16 +250,14 @@ async def check_provider(
     return [*results, _models_result(listing, name, url, body, models)]
 
 
-async def _get_models(
-    url: str, api_key: str, timeout_s: float
-) -> tuple[int, bytes, float] | str:
+async def _get_models(url: str, api_key: str, timeout_s: float) -> tuple[int, bytes, float] | str:
     """``(status, body, seconds)`` of ``GET url``, or one line saying why there was no answer."""
     import httpx2
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    started = time.perf_counter()
     try:
         async with httpx2.AsyncClient(timeout=timeout_s) as client:
+            started = time.perf_counter()  # the request alone, not the client's TLS setup
             response = await client.get(url, headers=headers)
     except httpx2.TimeoutException:
         return f"no answer within {timeout_s:g}s"
@@ -295,9 +302,7 @@ async def collect_mcp_specs(
     try:
         await gateway.hooks.register_per_plugin("register_mcp_servers", registry.registrar)
     except HermesError as error:
-        results.append(
-            failed("mcp plugins", str(error), "fix or disable the plugin named above")
-        )
+        results.append(failed("mcp plugins", str(error), "fix or disable the plugin named above"))
     for name, values in gateway.config.section("mcp.servers").items():
         try:
             registry.apply_settings({name: values})
@@ -324,7 +329,10 @@ async def check_mcp_server(spec: MCPServerSpec, settings: PoolSettings) -> Check
     if probe.ok:
         return passed(check, f"ready in {probe.ready_s:.2f}s, {len(probe.tools)} tool(s)")
     if spec.source != "settings":
-        fix = f'the server comes from plugin {spec.source}: fix it or plugins.disabled = ["{spec.source}"]'
+        fix = (
+            f"the server comes from plugin {spec.source}: fix it, or disable it with "
+            f'plugins.disabled = ["{spec.source}"]'
+        )
     elif spec.transport == "http":
         fix = f"check mcp.servers.{spec.name}.url and that the server is running"
     else:
@@ -363,6 +371,15 @@ def check_platforms(gateway: Gateway) -> list[CheckResult]:
     results = []
     tables = gateway.config.section("platforms")
     factories = gateway.platforms.factories
+    for name, table in tables.items():  # a wrong type enables nothing, but is reported
+        if not isinstance(table, Mapping):
+            key, problem = f"platforms.{name}", f"expected a table, got {table!r}"
+        elif not isinstance(table.get("enabled"), bool | None):
+            key = f"platforms.{name}.enabled"
+            problem = f"expected true or false, got {table['enabled']!r}"
+        else:
+            continue
+        results.append(failed(f"platform {name}", f"{key}: {problem}", f"correct {key}"))
     for name in enabled_platforms(gateway):
         check = f"platform {name}"
         factory = factories.get(name)
@@ -382,11 +399,11 @@ def check_platforms(gateway: Gateway) -> list[CheckResult]:
             detail = _one_line(f"the adapter failed to build: {type(error).__name__}: {error}")
             results.append(failed(check, detail, f"check platforms.{name} or the plugin"))
             continue
-        results.append(_check_http(gateway, table) if name == "http" else passed(check, "ready"))
+        results.append(_check_http(table) if name == "http" else passed(check, "ready"))
     return results
 
 
-def _check_http(gateway: Gateway, table: Any) -> CheckResult:
+def _check_http(table: Any) -> CheckResult:
     from hermes_core.platforms import PlatformSettings
     from hermes_core.plugins.http import HttpSettings
 
@@ -442,16 +459,18 @@ def check_store(config: Config) -> CheckResult:
             fix = "point store.path at a writable place, or fix the directory's permissions"
             return failed("store", f"{path} cannot be created: {parent} is not writable", fix)
         return passed("store", f"{path} will be created on first run")
-    fix = "restore it from a backup, or move it away (the next start creates a new store)"
     try:
         version = check_store_file(path)
+    except ConfigError as error:  # not a store, another application's, or from a newer version
+        return failed("store", error.problem, "point store.path at another file")
+    fix = "restore it from a backup, or move it away (the next start creates a new store)"
+    try:
         with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-            rows = db.execute("PRAGMA integrity_check").fetchall()
-    except ConfigError as error:
-        return failed("store", error.problem, fix)
-    except sqlite3.Error as error:
-        return failed("store", f"{path}: cannot read it: {error}", fix)
-    problems = [str(row[0]) for row in rows if row[0] != "ok"]
+            problems = [
+                str(row[0]) for row in db.execute("PRAGMA integrity_check") if row[0] != "ok"
+            ]
+    except sqlite3.Error as error:  # damage bad enough that the check itself cannot finish
+        problems = [str(error)]
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         detail = _one_line(f"{path}: integrity check failed: {problems[0]}{more}")
@@ -510,6 +529,10 @@ async def run_checks(
         for name, provider in config.providers.items()
     ]
     mcp_checks = [check_mcp_server(spec, pool_settings) for spec in specs.values()]
+    if any(spec.enabled for spec in specs.values()):
+        from hermes_core.mcp.probe import import_sdk
+
+        import_sdk()  # it blocks the loop: not while the provider probes are being timed
     # Network probes and MCP starts are the slow part: run them all at once.
     provider_results, mcp_results = await asyncio.gather(
         asyncio.gather(*provider_checks), asyncio.gather(*mcp_checks)

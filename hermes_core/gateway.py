@@ -141,7 +141,13 @@ class Gateway:
         self._idle.clear()
         try:
             async with self._session_lock(message.session_key):
-                session = await self.session(message.session_key, message.platform)
+                try:
+                    session = await self.session(message.session_key, message.platform)
+                except Exception as error:  # the store failed: answer, never raise
+                    logger.opt(exception=error).error(
+                        "cannot load session {!r}: {}", message.session_key, error
+                    )
+                    return _crash_reply(error, time.perf_counter())
                 session.user_id = message.user_id
                 session.last_active = time.time()
                 parsed = self.commands.parse(message.text)
@@ -150,7 +156,12 @@ class Gateway:
                 else:
                     result = await self._run(session, message)
                     reply = Reply(result["final_response"] or "", result)
-                await self.store.save_session(session)
+                try:
+                    await self.store.save_session(session)
+                except Exception as error:  # the reply is ready: deliver it all the same
+                    logger.opt(exception=error).error(
+                        "cannot save session {!r}: {}", session.key, error
+                    )
             # Evictions are announced outside the session lock: teardown never blocks a run.
             await self.cache.flush()
             return reply
@@ -224,15 +235,7 @@ class Gateway:
             logger.opt(exception=error).error(
                 "run for session {} crashed: {}: {}", session.key, type(error).__name__, error
             )
-            result = make_result(
-                failed=True,
-                error=f"{type(error).__name__}: {error}",
-                error_kind="internal",
-                final_response=failure_text("internal", str(error)),
-                model=str(agent.models[0]) if agent else None,
-                primary_model=str(agent.models[0]) if agent else None,
-                duration_s=time.perf_counter() - started,
-            )
+            result = _internal_failure(error, started, agent)
             if begun:
                 with contextlib.suppress(Exception):
                     await self.store.finish_run(session, run_id, None)
@@ -293,3 +296,21 @@ class Gateway:
             "sessions": len(self._sessions),
             "runs_in_flight": self._inflight,
         }
+
+
+def _internal_failure(error: Exception, started: float, agent: Agent | None = None) -> RunResult:
+    """The RunResult of a run that crashed: the user gets an apology, never a traceback."""
+    return make_result(
+        failed=True,
+        error=f"{type(error).__name__}: {error}",
+        error_kind="internal",
+        final_response=failure_text("internal", str(error)),
+        model=str(agent.models[0]) if agent else None,
+        primary_model=str(agent.models[0]) if agent else None,
+        duration_s=time.perf_counter() - started,
+    )
+
+
+def _crash_reply(error: Exception, started: float) -> Reply:
+    result = _internal_failure(error, started)
+    return Reply(result["final_response"] or "", result)

@@ -18,7 +18,7 @@ import pluggy
 from loguru import logger
 
 from hermes_core.errors import HermesError
-from hermes_core.types import Message, RunResult, Session, make_result
+from hermes_core.types import ErrorKind, Message, RunResult, Session, make_result
 
 if TYPE_CHECKING:
     from hermes_core.agent import Agent
@@ -133,6 +133,23 @@ class Hooks:
         if not isinstance(value, dict):
             raise TypeError(f"pre_run must return a RunResult dict or None, got {value!r}")
         return make_result(**value)
+
+    async def on_llm_request(
+        self,
+        session: Session,
+        agent: Agent,
+        model: str,
+        duration_s: float,
+        error_kind: ErrorKind | None,
+    ) -> None:
+        kwargs = {
+            "session": session,
+            "agent": agent,
+            "model": model,
+            "duration_s": duration_s,
+            "error_kind": error_kind,
+        }
+        await self._call("on_llm_request", kwargs, isolate=True, first_result=False)
 
     async def on_fallback(
         self, session: Session, agent: Agent, error: str, from_model: str, to_model: str

@@ -32,6 +32,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("console", "hermes_core.plugins.console"),
     ("http", "hermes_core.plugins.http"),
     ("openai", "hermes_core.plugins.openai_provider"),
+    ("metrics", "hermes_core.plugins.metrics"),
+    ("tracing", "hermes_core.plugins.tracing"),
 )
 
 Status = Literal["loaded", "disabled", "failed"]

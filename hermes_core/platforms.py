@@ -98,8 +98,15 @@ class PlatformRegistry:
     def enabled(self, config: Config) -> list[str]:
         """Names to start: ``platforms.<name>.enabled``; the console when nothing else is."""
         tables = config.section("platforms")
-        for name in tables:
-            if _table(tables, name).get("enabled") is True and name not in self.factories:
+        for name, table in tables.items():
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"platforms.{name}", f"expected a table, got {table!r}")
+            enabled = table.get("enabled")
+            if enabled is not None and not isinstance(enabled, bool):
+                raise ConfigError(
+                    f"platforms.{name}.enabled", f"expected true or false, got {enabled!r}"
+                )
+            if enabled is True and name not in self.factories:
                 known = ", ".join(sorted(self.factories)) or "none"
                 raise ConfigError(
                     f"platforms.{name}.enabled", f"no platform {name!r} is installed ({known})"

@@ -6,10 +6,11 @@ reference in ``docs/configuration.md`` both come from it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("store.retention_days", NUMBER, 0, "Days an idle session is kept (0: forever)."),
     SettingSpec("logging.level", (str,), "INFO", "Log level: " + ", ".join(LOG_LEVELS) + "."),
     SettingSpec("logging.json", (bool,), False, "Write logs as JSON lines."),
+    SettingSpec("metrics.port", (int,), 0, "Port of a separate /metrics server (0: none)."),
+    SettingSpec("metrics.host", (str,), "127.0.0.1", "Address the /metrics server binds."),
 )
 
 #: Top-level keys that must be tables when present.
@@ -213,6 +216,8 @@ def settings_files(path: Path | str | None = None) -> list[Path]:
         file = Path(chosen).expanduser().resolve()
         if not file.is_file():
             option = "--settings" if path is not None else SETTINGS_FILE_ENV
+            if file.is_dir():
+                raise ConfigError(option, f"{file} is a directory, not a settings file")
             raise ConfigError(option, f"no such settings file: {file}")
         secrets = file.with_name(".secrets.toml")
         return [file, secrets] if secrets.is_file() else [file]
@@ -226,6 +231,9 @@ def _read_toml(file: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(file), f"invalid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # TOML files are UTF-8; tomllib lets this escape
+        byte = error.object[error.start]
+        raise ConfigError(str(file), f"not UTF-8 text: byte {byte:#04x} at {error.start}") from None
     except OSError as error:
         raise ConfigError(str(file), f"cannot read it: {error.strerror}") from None
 
@@ -258,7 +266,10 @@ def _validated(dyn: Dynaconf) -> dict[str, Any]:
         dyn.validators.validate_all()
     except ValidationError as error:
         details = getattr(error, "details", None) or [(None, str(error))]
-        raise ConfigError("", str(details[0][1])) from None
+        validator, message = details[0]
+        # Our messages start with the key; the ConfigError carries it apart, as elsewhere.
+        key = validator.names[0] if validator is not None else ""
+        raise ConfigError(key, str(message).removeprefix(f"{key}: ")) from None
     raw: dict[str, Any] = _lower_keys(dyn.as_dict())
     # dynaconf's own options, and HERMES_* variables that select things rather than set them.
     for internal in (
@@ -291,13 +302,82 @@ def _dynaconf(data: Mapping[str, Any], *, env_wins: bool) -> Dynaconf:
     return dyn
 
 
+def _settings(data: Mapping[str, Any], *, env_wins: bool) -> dict[str, Any]:
+    """:func:`_validated` settings from ``data`` and the environment.
+
+    dynaconf reads ``@int abc``, ``@json [1`` or ``@format {this.nope}`` (in a file or a
+    ``HERMES_`` variable) with errors of its own that name no key: find the value at fault.
+    """
+    try:
+        return _validated(_dynaconf(data, env_wins=env_wins))
+    except ConfigError:
+        raise
+    except Exception as error:
+        culprit = _unparsable(data)
+        if culprit is None:
+            raise
+        problem = " ".join(str(error).split())  # one line, whatever dynaconf wrote
+        raise ConfigError(culprit, f"cannot parse the value: {problem}") from None
+
+
+def _loads(data: Mapping[str, Any], key: str | None = None, value: str | None = None) -> bool:
+    """Whether dynaconf reads ``data``, plus the one setting ``key`` (from ``value``, else
+    from its ``HERMES_`` variable), and no other variable."""
+    dyn = Dynaconf(
+        envvar_prefix=ENV_PREFIX, environments=False, load_dotenv=False, core_loaders=[], loaders=[]
+    )
+    try:
+        dyn.update(_lower_keys(dict(data)))
+        if value is not None and key is not None:
+            dyn.set(key, value)
+        elif key is not None:
+            env_loader.load_from_env(dyn, ENV_PREFIX, key=key)
+        dyn.as_dict()
+    except Exception:
+        return False
+    return True
+
+
+def _unparsable(data: Mapping[str, Any]) -> str | None:
+    """The dotted key of the file value, or the name of the ``HERMES_`` variable, that
+    dynaconf fails to read; ``None`` when no single one does."""
+    converted = dict(_converted_values(data))
+    if not _loads(data):
+        plain = _without(data, set(converted))
+        return next((k for k, v in converted.items() if not _loads(plain, k, v)), None)
+    prefix = f"{ENV_PREFIX}_"
+    names = sorted(name for name in os.environ if name.startswith(prefix))
+    return next((name for name in names if not _loads(data, name.removeprefix(prefix))), None)
+
+
+def _converted_values(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every ``"@..."`` string in ``node`` (dynaconf converts those) by dotted key."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _converted_values(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, str) and node.startswith("@"):
+        yield path, node
+
+
+def _without(node: Any, keys: set[str], path: str = "") -> Any:
+    """``node`` without the dotted ``keys``."""
+    if not isinstance(node, Mapping):
+        return node
+    kept = {}
+    for key, value in node.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if dotted not in keys:
+            kept[key] = _without(value, keys, dotted)
+    return kept
+
+
 def load_raw(path: Path | str | None = None) -> tuple[dict[str, Any], Path | None]:
     """Read and type-check the settings files and ``HERMES_`` environment variables."""
     files = settings_files(path)
     data: dict[str, Any] = {}
     for file in files:
         data = _merged(data, _lower_keys(_read_toml(file)))
-    raw = _validated(_dynaconf(data, env_wins=True))
+    raw = _settings(data, env_wins=True)
     return raw, files[0] if files else None
 
 
@@ -313,6 +393,10 @@ def _provider(name: str, table: Any) -> ProviderConfig:
         values[spec.key] = value
     if values["type"] == "openai" and not values["base_url"]:
         raise ConfigError(f"{key}.base_url", "required for an OpenAI-compatible provider")
+    if values["type"] == "openai" and not values["base_url"].startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{key}.base_url", f"expected an http:// or https:// URL, got {values['base_url']!r}"
+        )
     api_key = values["api_key"]
     if values["api_key_env"]:
         api_key = os.environ.get(values["api_key_env"], "")
@@ -322,8 +406,11 @@ def _provider(name: str, table: Any) -> ProviderConfig:
                 f"environment variable {values['api_key_env']} is not set",
             )
     for number in ("timeout_s", "max_retries", "max_retry_wait_s"):
-        if values[number] < 0:
-            raise ConfigError(f"{key}.{number}", f"must be >= 0, got {values[number]!r}")
+        if not 0 <= values[number] < math.inf:  # NaN fails this too
+            problem = f"must be >= 0 and finite, got {values[number]!r}"
+            raise ConfigError(f"{key}.{number}", problem)
+    if values["timeout_s"] == 0:
+        raise ConfigError(f"{key}.timeout_s", "must be > 0: every request would time out")
     return ProviderConfig(
         name=name,
         type=values["type"],
@@ -357,6 +444,11 @@ def build_config(raw: dict[str, Any], source: Path | None = None) -> Config:
         if ref.provider not in providers:
             known = ", ".join(sorted(providers)) or "none configured"
             raise ConfigError(key, f"unknown provider {ref.provider!r} (known: {known})")
+    seen = {model: "agent.model"}
+    for index, ref in enumerate(fallbacks):
+        if ref in seen:  # a model tried twice in one run only doubles the wait and the bill
+            raise ConfigError(f"agent.fallbacks[{index}]", f"{ref} is already {seen[ref]}")
+        seen[ref] = f"agent.fallbacks[{index}]"
 
     for key, minimum in (
         ("agent.max_tool_rounds", 1),
@@ -365,10 +457,13 @@ def build_config(raw: dict[str, Any], source: Path | None = None) -> Config:
         ("cache.idle_ttl_s", 0),
         ("circuit_breaker.threshold", 1),
         ("store.retention_days", 0),
+        ("metrics.port", 0),
     ):
         section, name = key.split(".")
-        if raw[section][name] < minimum:
+        if not raw[section][name] >= minimum:  # rather than <, which NaN would pass
             raise ConfigError(key, f"must be >= {minimum}, got {raw[section][name]!r}")
+    if raw["metrics"]["port"] > 65535:
+        raise ConfigError("metrics.port", f"must be <= 65535, got {raw['metrics']['port']!r}")
     level = str(raw["logging"]["level"]).upper()
     if level not in LOG_LEVELS:
         raise ConfigError(
@@ -393,7 +488,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     The dict plays the part of a settings file; ``HERMES_`` environment variables still fill
     the keys it leaves out, but never override a key it sets.
     """
-    return build_config(_validated(_dynaconf(data, env_wins=False)))
+    return build_config(_settings(data, env_wins=False))
 
 
 def redacted(value: Any, key: str = "") -> Any:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from hermes_core.platforms import RegisterPlatform
     from hermes_core.providers import RegisterProvider
     from hermes_core.tools import RegisterTool
-    from hermes_core.types import Message, RunResult, Session
+    from hermes_core.types import ErrorKind, Message, RunResult, Session
 
 PROJECT_NAME = "hermes_core"
 
@@ -136,6 +136,33 @@ class HermesSpec:
             filled with defaults) to short-circuit it: no LLM request is made, the result's
             ``final_response`` is the reply and ``post_run`` still fires with ``agent=None``.
             The first implementation returning non-``None`` wins.
+        """
+
+    @hookspec
+    def on_llm_request(
+        self,
+        session: Session,
+        agent: Agent,
+        model: str,
+        duration_s: float,
+        error_kind: ErrorKind | None,
+    ) -> None:
+        """One request to an LLM provider has ended, answered or failed.
+
+        Fires during a run, once per request: every retry and every fallback model is a request
+        of its own, so a run whose primary failed once, was retried, then failed over fires it
+        three times (``result["api_calls"]`` counts the same requests). It fires on the run's
+        own task, after the provider call returned or raised and before any retry wait or
+        ``on_fallback``. Metrics (latency by model) and tracing (one span per request) use it.
+
+        :param session: the session being served.
+        :param agent: the agent doing the run.
+        :param model: the ``provider:model`` that was asked.
+        :param duration_s: wall time of the request, in seconds (no retry wait included).
+        :param error_kind: ``None`` when the model answered, else the failure's ``error_kind``
+            (``"rate_limit"``, ``"timeout"``, ``"server"``, ``"connection"``, ``"auth"`` or
+            ``"non_retryable"``).
+        :return: ignored. Exceptions are logged and isolated.
         """
 
     @hookspec

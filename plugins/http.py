@@ -1,7 +1,8 @@
 """Built-in ``http`` platform: an OpenAI-compatible chat-completions API.
 
 Endpoints: ``POST /v1/chat/completions`` (plain JSON, or server-sent events with
-``"stream": true``), ``GET /v1/models`` (the configured model chain) and ``GET /health`` (no
+``"stream": true``), ``GET /v1/models`` (the configured model chain), ``GET /metrics``
+(Prometheus, from the ``metrics`` plugin; same auth as the API) and ``GET /health`` (no
 auth). Starlette serves them through uvicorn *inside the gateway's event loop*: the uvicorn
 server is a task this platform owns, with its signal handling switched off because the runner
 owns SIGINT/SIGTERM.
@@ -46,6 +47,7 @@ from starlette.routing import Route
 from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import Intake, IntakeClosed, PlatformSettings, RegisterPlatform
+from hermes_core.plugins.metrics import metrics_for
 from hermes_core.types import Message, Reply
 
 NAME = "http"
@@ -62,6 +64,8 @@ MAX_ID_LENGTH = 256
 RESPONSE_FLUSH_S = 5
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+#: Message roles of the chat-completions API.
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,12 @@ class ChatRequest:
                 raise _bad_request(
                     f"messages[{index}] must be an object with a string `role`", "messages"
                 )
+            if item["role"] not in ROLES:
+                raise _bad_request(
+                    f"messages[{index}].role must be one of {', '.join(ROLES)}, "
+                    f"got {item['role'][:40]!r}",
+                    "messages",
+                )
             if item["role"] == "user":
                 last_user = index
         if last_user is None:
@@ -193,6 +203,7 @@ class ChatRequest:
         text = _text_of(messages[last_user].get("content"), last_user)
         if not text.strip():
             raise _bad_request(f"messages[{last_user}] (the last user message) is empty")
+        _check_unicode(text, f"messages[{last_user}].content")
         stream = data.get("stream")
         if stream is not None and not isinstance(stream, bool):
             raise _bad_request("`stream` must be a boolean", "stream")
@@ -227,14 +238,45 @@ def _text_of(content: Any, index: int) -> str:
     )
 
 
+def _check_unicode(text: str, what: str) -> None:
+    """JSON may escape a lone surrogate (``"\\ud800"``); no store or model can take one."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _bad_request(
+            f"{what} is not valid Unicode: a lone surrogate {text[error.start]!r} at "
+            f"character {error.start}",
+            "messages" if what.startswith("messages") else None,
+        ) from None
+
+
 def _identifier(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _bad_request(f"{what} must be a non-empty string")
+    _check_unicode(value, what)
     if len(value) > MAX_ID_LENGTH or not _PRINTABLE.match(value):
         raise _bad_request(
             f"{what} must be at most {MAX_ID_LENGTH} printable characters, got {value[:40]!r}"
         )
     return value
+
+
+def _check_content_type(request: Request) -> None:
+    """Refuse (415) a body declared as anything but JSON, such as ``curl -d``'s form encoding.
+
+    A request without ``Content-Type`` is read as JSON: a declared type is the only mistake
+    worth refusing.
+    """
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    media_type = declared.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(
+            415,
+            f"unsupported Content-Type {declared[:60]!r}: send the body as application/json",
+            code="unsupported_media_type",
+        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -352,6 +394,7 @@ class HttpPlatform:
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/health", self.health, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
             ],
             exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         )
@@ -441,6 +484,7 @@ class HttpPlatform:
     async def chat_completions(self, request: Request) -> Response:
         """``POST /v1/chat/completions``: one message into the session, the reply out."""
         self._authenticate(request)
+        _check_content_type(request)
         try:
             body = await _read_body(request, self.settings.max_body_bytes)
         except ClientDisconnect:
@@ -498,6 +542,17 @@ class HttpPlatform:
             for ref in (config.model, *config.fallbacks)
         ]
         return JSONResponse({"object": "list", "data": data})
+
+    async def metrics(self, request: Request) -> Response:
+        """``GET /metrics``: Prometheus metrics, behind the same API keys as the API.
+
+        404 when the ``metrics`` plugin is disabled."""
+        self._authenticate(request)
+        metrics = metrics_for(self.gateway)
+        if metrics is None:
+            raise ApiError(404, "metrics are off: the metrics plugin is disabled", code="not_found")
+        body, content_type = metrics.exposition(request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type})
 
     async def health(self, _: Request) -> Response:
         """``GET /health``: 200 while serving, 503 while stopping. No auth."""

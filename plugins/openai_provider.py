@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any
-
-import openai
-from openai.types.chat import ChatCompletion
+from typing import TYPE_CHECKING, Any
 
 from hermes_core import hookimpl
 from hermes_core.providers import Completion, ProviderError, RegisterProvider, ToolCall
 from hermes_core.settings import ProviderConfig
 from hermes_core.types import ErrorKind
+
+if TYPE_CHECKING:
+    import openai
 
 # Bodies that turn an otherwise retryable status into a permanent one, and the reverse
 # (nanobot's classification; a proxy's 403 "try again in 2m" is not a dead key).
@@ -69,6 +69,10 @@ class OpenAIProvider:
         self.name = name
         # max_retries=0: the run loop owns retries, so a fallback is never delayed by hidden
         # SDK retries and every attempt is counted in the run result.
+        # Imported here, not at module level: the SDK takes over a second to import, and
+        # listing plugins or printing --help must not pay for it (llm#732).
+        import openai
+
         self.client = openai.AsyncOpenAI(
             base_url=config.base_url,
             api_key=config.api_key or "not-needed",
@@ -79,6 +83,9 @@ class OpenAIProvider:
     async def complete(
         self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
     ) -> Completion:
+        import openai
+        from openai.types.chat import ChatCompletion
+
         body: dict[str, Any] = {"model": model, "messages": messages}
         if tools:
             body["tools"] = tools
@@ -100,8 +107,10 @@ class OpenAIProvider:
         except openai.APITimeoutError as error:
             raise ProviderError("timeout", f"{self.name}:{model} timed out") from error
         except openai.APIConnectionError as error:
+            # The SDK says only "Connection error."; its cause says refused, reset or cut short.
+            detail = error.__cause__ or error
             raise ProviderError(
-                "connection", f"cannot reach {self.name}:{model}: {error}"
+                "connection", f"connection to {self.name}:{model} failed: {detail}"
             ) from error
         except (openai.APIResponseValidationError, ValueError) as error:
             raise ProviderError(
@@ -114,18 +123,28 @@ class OpenAIProvider:
 
 
 def _completion(response: Any, where: str) -> Completion:
+    if isinstance(response, str):  # the SDK hands back a body that is not JSON as text
+        text = " ".join(response.split())[:80]
+        raise ProviderError("server", f"malformed response from {where}: not JSON: {text!r}")
     choices = getattr(response, "choices", None)
     if not choices:
         raise ProviderError("server", f"malformed response from {where}: no choices")
-    message = choices[0].message
-    calls = [
-        ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "")
-        for call in (message.tool_calls or [])
-        if getattr(call, "function", None) is not None
-    ]
-    if message.content is None and not calls:
+    # The SDK does not validate responses: a wrong shape surfaces as a missing attribute.
+    try:
+        message = choices[0].message
+        calls = [
+            ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "")
+            for call in (message.tool_calls or [])
+            if getattr(call, "function", None) is not None
+        ]
+        content = message.content
+    except (AttributeError, TypeError, KeyError, IndexError) as error:
+        raise ProviderError("server", f"malformed response from {where}: {error}") from None
+    if content is None and not calls:
         raise ProviderError("server", f"malformed response from {where}: empty message")
-    return Completion(content=message.content, tool_calls=calls)
+    if content is not None and not isinstance(content, str):
+        raise ProviderError("server", f"malformed response from {where}: content {content!r}")
+    return Completion(content=content, tool_calls=calls)
 
 
 @hookimpl(trylast=True)

@@ -215,6 +215,27 @@ async def test_garbage_body_raises(client: openai.AsyncOpenAI) -> None:
         await ask(client, "garbage-x")
 
 
+async def test_empty_message_has_neither_content_nor_tool_calls(
+    client: openai.AsyncOpenAI,
+) -> None:
+    completion = await client.chat.completions.create(model="empty-x", messages=USER_HI)
+    message = completion.choices[0].message
+    assert message.content is None
+    assert not message.tool_calls
+
+
+def test_html_page_and_truncated_completion(server: FakeOpenAI) -> None:
+    request = {"messages": USER_HI}
+    with httpx2.Client(base_url=server.url, timeout=10) as http:
+        page = http.post("/chat/completions", json={"model": "html-x", **request})
+        with pytest.raises(httpx2.RemoteProtocolError, match="complete message body"):
+            http.post("/chat/completions", json={"model": "truncated-x", **request})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text.startswith("<html>")
+    assert [r.model for r in server.requests] == ["html-x", "truncated-x"]
+
+
 # -- tools -----------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
 from hermes_core.providers import Completion, RegisterProvider
 from hermes_core.settings import ProviderConfig, config_from_dict
+from hermes_core.store import MemoryStore
 from hermes_core.testing import FakeOpenAI, HookRecorder, message, send, settings_for
 from hermes_core.types import Message, RunResult, Session
 
@@ -239,3 +240,21 @@ async def test_stop_waits_for_the_run_in_flight(plugin_host, fake_openai: FakeOp
     reply = task.result()
     assert reply.text == "[slow-0.5-x] hello (user messages: 1)"
     assert gateway.status()["runs_in_flight"] == 0
+
+
+class _UnreadableStore(MemoryStore):
+    """A store whose session reads fail, as a broken disk or a corrupt row would."""
+
+    async def load_session(self, key: str) -> Session | None:
+        raise OSError("disk I/O error")
+
+
+async def test_a_store_that_fails_to_load_the_session_gets_an_apology_not_an_exception(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(store=_UnreadableStore())
+    reply = await send(gateway, "hello")
+    assert reply.result is not None
+    assert (reply.result["failed"], reply.result["error_kind"]) == (True, "internal")
+    assert "OSError: disk I/O error" in (reply.result["error"] or "")
+    assert fake_openai.requests == []

@@ -259,10 +259,16 @@ def hermes_irc(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest_asyncio.fixture
 async def start_bot(
-    make_gateway: Any, fake_openai: FakeOpenAI, ngircd: IrcServer, hermes_irc: Any
+    make_gateway: Any,
+    register_plugin: Any,
+    fake_openai: FakeOpenAI,
+    ngircd: IrcServer,
+    hermes_irc: Any,
 ) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     """``await start_bot(model, **platforms_irc)``: a started IrcPlatform on ``ngircd``."""
     bots: list[Any] = []
+    # The gateway checks that every enabled platform is installed: register the plugin.
+    register_plugin(hermes_irc, "irc")
 
     async def start(model: str = "ok-primary", **irc: Any) -> Any:
         table = {

@@ -113,7 +113,15 @@ def config_check(settings: SettingsOption = None) -> None:
     configure_logging("WARNING")
     from hermes_core.gateway import Gateway  # after the settings: a mistake is reported faster
 
-    asyncio.run(Gateway(config).configure())
+    async def check() -> None:
+        gateway = Gateway(config)
+        await gateway.configure()
+        # Building an adapter checks its own settings (platforms.http.port, ...); none starts.
+        tables = config.section("platforms")
+        for name in gateway.platforms.enabled(config):
+            gateway.platforms.factories[name](gateway, tables.get(name, {}))
+
+    asyncio.run(check())
     typer.echo(f"settings OK ({config.source or 'defaults and environment'})")
 
 
@@ -122,8 +130,11 @@ def doctor(
     settings: SettingsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check settings, plugins, providers, MCP servers, platforms and the store; exit 1 when
-    something is broken, 2 when the settings are invalid."""
+    """Check settings, plugins, providers, MCP servers, platforms and the store.
+
+    Prints a table with the fix for each failed check (--json: a list). Exit code 1 when
+    something is broken, 2 when the settings themselves are invalid.
+    """
     from hermes_core.cli.doctor import doctor as run_doctor
 
     run_doctor(settings, as_json)

@@ -1,8 +1,8 @@
 """``hermes-core doctor``: run every check of :mod:`hermes_core.doctor` and print the report.
 
-A table (✓ passed, ✗ failed with its fix on the next line, – skipped) or, with ``--json``, a list of
-``{check, ok, detail, fix}``. Exit code 0 when every check passed, 1 when one failed, 2 when
-the settings themselves are invalid (as every other command).
+A table (✓ passed, ✗ failed with its fix on the next line, - skipped) or, with ``--json``, a
+list of ``{check, ok, detail, fix}``. Exit code 0 when every check passed, 1 when one failed,
+2 when the settings themselves are invalid (as every other command).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hermes_core.doctor import EXIT_CONFIG, Report, run_checks
 from hermes_core.errors import HermesError
 from hermes_core.log import configure_logging
 
-SYMBOLS = {True: ("✓", "green"), False: ("✗", "red"), None: ("–", "dim")}
+SYMBOLS = {True: ("✓", "green"), False: ("✗", "red"), None: ("-", "dim")}
 
 
 def render(report: Report) -> None:

@@ -5,6 +5,8 @@ Settings override a plugin's spec of the same name; two plugins claiming one nam
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +65,7 @@ class MCPServerSpec:
             raise ConfigError(f"{where}.command", "required for a stdio server")
         if transport == "http" and not values.get("url"):
             raise ConfigError(f"{where}.url", "required for an http server")
+        _check_values(where, values, transport)
         tools = values.get("tools")
         return cls(
             name=name,
@@ -78,6 +81,31 @@ class MCPServerSpec:
             enabled=values.get("enabled", True),
             tools=tuple(str(t) for t in tools) if tools is not None else None,
         )
+
+
+def _check_values(where: str, values: Mapping[str, Any], transport: str) -> None:
+    """What types alone cannot catch: both transports at once, ranges, list items."""
+    if values.get("command") and values.get("url"):
+        other = "url" if transport == "stdio" else "command"
+        raise ConfigError(
+            f"{where}.{other}", "set either command (a stdio server) or url (an http server)"
+        )
+    url = values.get("url")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.url", f"expected an http:// or https:// URL, got {url!r}")
+    for key in ("timeout_s", "startup_timeout_s"):
+        value = values.get(key)
+        if value is not None and not 0 < value < math.inf:  # NaN fails this too
+            raise ConfigError(f"{where}.{key}", f"must be > 0 and finite, got {value!r}")
+    # Numbers and paths are fine as arguments (they become text); a table or list is a typo.
+    items = [("args", item) for item in values.get("args", ())]
+    items += [("env", value) for value in values.get("env", {}).values()]
+    for key, item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int | float | os.PathLike):
+            raise ConfigError(f"{where}.{key}", f"expected strings, got {item!r}")
+    for tool in values.get("tools") or ():
+        if not isinstance(tool, str):
+            raise ConfigError(f"{where}.tools", f"expected tool names, got {tool!r}")
 
 
 class MCPRegistry:
@@ -102,6 +130,8 @@ class MCPRegistry:
 
     def apply_settings(self, servers: Mapping[str, Any]) -> None:
         """Settings win over any plugin's spec of the same name."""
+        if not isinstance(servers, Mapping):
+            raise ConfigError("mcp.servers", f"expected a table of servers, got {servers!r}")
         for name, values in servers.items():
             if not isinstance(values, Mapping):
                 raise ConfigError(f"mcp.servers.{name}", f"expected a table, got {values!r}")

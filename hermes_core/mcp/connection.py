@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections import deque
@@ -73,6 +74,17 @@ def _leaf(error: BaseException) -> BaseException:
         inner = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
         error = (inner or list(error.exceptions))[0]
     return error
+
+
+def _offending_input(error: Exception) -> str:
+    """The start of what the server wrote, from the SDK's parse error of that line."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError) or not error.errors():
+        return _one_line(str(error))[:80]
+    value = error.errors()[0]["input"]  # the rejected line, or the JSON it held
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return repr(text[:80])
 
 
 def _one_line(text: str) -> str:
@@ -192,6 +204,8 @@ class ServerConnection:
         self._connection_closed = False
         self._tools_changed = False
         self._http_errors: list[BaseException] = []
+        #: The first line of this attempt that was not JSON-RPC, for the start-up error.
+        self._garbage: str | None = None
         self._ready_at: float | None = None
         self._set_state(ServerState.IDLE)
 
@@ -297,6 +311,7 @@ class ServerConnection:
 
         self._set_state(ServerState.STARTING)
         self._connection_closed = self._tools_changed = False
+        self._garbage = None
         self._wake.clear()
         started = time.perf_counter()
         async with self._transport() as (read, write):
@@ -419,6 +434,8 @@ class ServerConnection:
             self._tools_changed = True
             self._wake.set()
         elif isinstance(message, Exception):
+            if self._garbage is None:
+                self._garbage = _offending_input(message)
             logger.warning("mcp server {!r}: transport error: {}", self.name, message)
 
     def _describe(self, error: BaseException, *, startup: bool) -> str:
@@ -428,10 +445,20 @@ class ServerConnection:
         leaf = _leaf(error)
         if isinstance(leaf, StartupError | _ConnectionLost):
             return _one_line(str(leaf))
+        if isinstance(leaf, UnicodeDecodeError):
+            return _one_line(f"the server wrote bytes that are not UTF-8 on stdout: {leaf.reason}")
         if isinstance(leaf, TimeoutError):
             if startup:
                 timeout = self.spec.startup_timeout_s
-                return f"no MCP handshake within {timeout:g}s (startup_timeout_s)"
+                garbage = (
+                    f"; it wrote output that is not JSON-RPC on stdout (its logs belong on "
+                    f"stderr): {self._garbage}"
+                    if self._garbage is not None
+                    else ""
+                )
+                return _one_line(
+                    f"no MCP handshake within {timeout:g}s (startup_timeout_s){garbage}"
+                )
             return f"tool listing timed out after {self.spec.timeout_s:g}s"
         if self._http_errors:
             last = self._http_errors[-1]

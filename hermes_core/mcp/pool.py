@@ -22,8 +22,10 @@ from hermes_core.mcp.naming import offered_name
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.tools import Tool
 
-#: Extra seconds the first wait for servers allows beyond their ``startup_timeout_s``.
-SETTLE_GRACE_S = 5.0
+#: Extra seconds the first wait for servers allows beyond their ``startup_timeout_s``: a
+#: failed start settles only once the SDK has killed the process, which takes it up to 4 s
+#: for a hung one (stdin closed, 2 s, SIGTERM, 2 s, SIGKILL), plus the spawn on a busy host.
+SETTLE_GRACE_S = 15.0
 #: The run loop's own deadline on an MCP call, beyond ``timeout_s``: a backstop only, the
 #: SDK's per-request timeout answers first (and tells the server to cancel).
 CALL_GRACE_S = 5.0

@@ -49,14 +49,21 @@ class ProbeResult:
         return self.state is ServerState.READY
 
 
-async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResult:
-    """Start ``spec``'s server, wait for the first attempt (bounded by its
-    ``startup_timeout_s``), then stop it. Never raises for a server that cannot start."""
-    # Imported before the clock starts, so the timings are the server's, not the SDK import.
+def import_sdk() -> None:
+    """Import the MCP client SDK (about a second) now, not inside a timed probe.
+
+    Call it before running probes concurrently with other work: the import blocks the event
+    loop, and would otherwise be counted in whatever else is being timed.
+    """
     import mcp.client.session
     import mcp.client.stdio
     import mcp.client.streamable_http  # noqa: F401
 
+
+async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResult:
+    """Start ``spec``'s server, wait for the first attempt (bounded by its
+    ``startup_timeout_s``), then stop it. Never raises for a server that cannot start."""
+    import_sdk()  # before the clock starts: the timings are the server's, not the import's
     connection = ServerConnection(spec, settings)
     started = time.perf_counter()
     connection.start()

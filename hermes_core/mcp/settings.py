@@ -43,6 +43,8 @@ class PoolSettings:
         values: dict[str, Any] = {}
         for key, value in table.items():
             if key == "servers":
+                if not isinstance(value, Mapping):  # each server is checked by MCPRegistry
+                    raise ConfigError("mcp.servers", f"expected a table of servers, got {value!r}")
                 continue
             if key not in POOL_KEYS:
                 known = ", ".join(["servers", *POOL_KEYS])

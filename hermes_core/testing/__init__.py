@@ -102,6 +102,19 @@ class HookRecorder:
         self._record("pre_run", session=session, message=message)
 
     @hookimpl
+    def on_llm_request(
+        self, session: Any, agent: Any, model: str, duration_s: float, error_kind: Any
+    ) -> None:
+        self._record(
+            "on_llm_request",
+            session=session,
+            agent=agent,
+            model=model,
+            duration_s=duration_s,
+            error_kind=error_kind,
+        )
+
+    @hookimpl
     def on_fallback(
         self, session: Any, agent: Any, error: str, from_model: str, to_model: str
     ) -> None:

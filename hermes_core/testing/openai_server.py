@@ -20,6 +20,9 @@ model name          behaviour
 ``hang-*``          never answers; the connection is closed when the server stops
 ``garbage-*``       200 ``application/json`` whose body is not JSON
 ``nochoices-*``     200 completion object with ``"choices": []``
+``empty-*``         200 completion whose message has neither content nor tool calls
+``html-*``          200 ``text/html`` page (a proxy's error page), not a completion
+``truncated-*``     200 completion cut off mid-body: the connection closes early
 ``tool-*``          scripted tool calls (see :meth:`FakeOpenAI._tool_answer`)
 ``badtool-*``       like ``tool-*`` but the call's ``arguments`` are invalid JSON
 anything else       404 ``model_not_found``
@@ -154,7 +157,19 @@ class _Garbage:
     """Answer 200 ``application/json`` with a body that is not JSON."""
 
 
-_Outcome = _Error | _Answer | _Delay | _Hang | _Garbage
+class _Html:
+    """Answer 200 with an HTML page, as a misconfigured proxy or captive portal does."""
+
+
+@dataclass(frozen=True)
+class _Truncated:
+    """Promise the whole completion for ``then`` in ``Content-Length``, send half, close."""
+
+    then: _Answer
+
+
+_Outcome = _Error | _Answer | _Delay | _Hang | _Garbage | _Html | _Truncated
+_HTML_PAGE = b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
 
 
 def _matches(model: str, prefix: str) -> bool:
@@ -518,6 +533,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif isinstance(outcome, _Garbage):
             self._send_bytes(200, b"this is not json", "application/json")
+        elif isinstance(outcome, _Html):
+            self._send_bytes(200, _HTML_PAGE, "text/html; charset=utf-8")
+        elif isinstance(outcome, _Truncated):
+            body = json.dumps(self.server.fake._completion(request, outcome.then)).encode()
+            self._responded = True
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
         elif request.stream:
             self._stream(request, outcome)
         else:
@@ -784,6 +811,12 @@ class FakeOpenAI:
             return _Garbage()
         if _matches(model, "nochoices"):
             return _Answer(None, no_choices=True)
+        if _matches(model, "empty"):
+            return _Answer(None)
+        if _matches(model, "html"):
+            return _Html()
+        if _matches(model, "truncated"):
+            return _Truncated(_Answer(_echo(model, request.messages)))
         if _matches(model, "tool"):
             return self._tool_answer(request, valid_arguments=True)
         if _matches(model, "badtool"):

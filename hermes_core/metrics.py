@@ -1,0 +1,271 @@
+"""Prometheus metrics of one gateway: the instruments, the live-state collector, the exposition,
+and the small server behind ``metrics.port``.
+
+Each gateway has its own ``CollectorRegistry``, never prometheus_client's global one: a process
+may run several gateways (a test suite does), and each reports only its own. Counters and
+histograms are fed from hooks by the built-in ``metrics`` plugin; what the gateway already knows
+(cached agents, runs in flight, MCP servers) is read at scrape time, so it cannot drift.
+
+Importing this module imports ``prometheus_client`` (about 0.1 s), which is why the plugin
+imports it only when the gateway starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import uvicorn
+from loguru import logger
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hermes_core.mcp.connection import ServerState
+
+if TYPE_CHECKING:
+    from hermes_core.gateway import Gateway
+    from hermes_core.types import ErrorKind, RunResult
+
+#: Histogram buckets in seconds, from a short answer to a long tool-using run.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+#: The ``error_kind`` label of a run or request that did not fail.
+NO_ERROR = "none"
+#: The ``on_evict`` reason of a circuit breaker opening (the built-in one uses it).
+BREAKER_REASON = "circuit_open"
+#: The MCP server states whose stdio server has a running process.
+PROCESS_STATES = frozenset({ServerState.STARTING.value, ServerState.READY.value})
+#: Every state ``hermes_mcp_servers`` reports, zeros included, so each series always exists.
+SERVER_STATES = (*(state.value for state in ServerState), "disabled")
+#: Seconds the ``metrics.port`` server gets to finish a scrape in progress when stopping.
+STOP_GRACE_S = 5
+
+
+def _outcome(failed: bool) -> str:
+    return "failed" if failed else "ok"
+
+
+class GatewayMetrics:
+    """The instruments of one gateway, in their own :attr:`registry`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.runs = Counter(
+            "hermes_runs",
+            "Agent runs, by outcome (ok, failed) and error_kind (none when ok).",
+            ["outcome", "error_kind"],
+            registry=registry,
+        )
+        self.run_duration = Histogram(
+            "hermes_run_duration_seconds",
+            "Wall time of agent runs (RunResult duration_s), by outcome.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tool_calls = Counter(
+            "hermes_tool_calls", "Tool calls made by agent runs.", registry=registry
+        )
+        self.fallbacks = Counter(
+            "hermes_fallbacks",
+            "Switches of a run from one model to the next of agent.fallbacks.",
+            ["from_model", "to_model"],
+            registry=registry,
+        )
+        self.evictions = Counter(
+            "hermes_evictions",
+            "Agents that left the cache, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.breaker_openings = Counter(
+            "hermes_circuit_breaker_openings",
+            "Circuit breaker openings (evictions with reason circuit_open).",
+            registry=registry,
+        )
+        self.llm_request_duration = Histogram(
+            "hermes_llm_request_duration_seconds",
+            "Wall time of each LLM request (retries included), by model and outcome.",
+            ["model", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.llm_request_errors = Counter(
+            "hermes_llm_request_errors",
+            "Failed LLM requests, by model and error_kind.",
+            ["model", "error_kind"],
+            registry=registry,
+        )
+        # The usual first series exists from the start, so rates work before any failure.
+        self.runs.labels("ok", NO_ERROR)
+        registry.register(LiveState(gateway))
+
+    def record_run(self, result: RunResult) -> None:
+        """Count one finished run (``post_run``)."""
+        outcome = _outcome(result["failed"])
+        self.runs.labels(outcome, result["error_kind"] or NO_ERROR).inc()
+        self.run_duration.labels(outcome).observe(result["duration_s"])
+        self.tool_calls.inc(result["tool_calls"])
+
+    def record_fallback(self, from_model: str, to_model: str) -> None:
+        """Count one switch to a fallback model (``on_fallback``)."""
+        self.fallbacks.labels(from_model, to_model).inc()
+
+    def record_eviction(self, reason: str) -> None:
+        """Count one eviction (``on_evict``); a ``circuit_open`` one is a breaker opening."""
+        self.evictions.labels(reason).inc()
+        if reason == BREAKER_REASON:
+            self.breaker_openings.inc()
+
+    def record_llm_request(
+        self, model: str, duration_s: float, error_kind: ErrorKind | None
+    ) -> None:
+        """Time one LLM request (``on_llm_request``)."""
+        self.llm_request_duration.labels(model, _outcome(error_kind is not None)).observe(
+            duration_s
+        )
+        if error_kind is not None:
+            self.llm_request_errors.labels(model, error_kind).inc()
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The metrics as ``(body, content type)``, in the format the ``Accept`` header asks
+        for: Prometheus text by default, OpenMetrics when asked."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
+
+
+class LiveState(Collector):
+    """Gauges and counters read from the gateway at each scrape.
+
+    It holds the gateway weakly: a registry outliving its gateway reports nothing more.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = weakref.ref(gateway)
+
+    def collect(self) -> Iterator[Metric]:
+        gateway = self._gateway()
+        if gateway is None:
+            return
+        yield GaugeMetricFamily(
+            "hermes_cached_agents", "Agents in the agent cache.", value=len(gateway.cache)
+        )
+        yield GaugeMetricFamily(
+            "hermes_runs_in_flight",
+            "Messages being handled now.",
+            value=gateway.status()["runs_in_flight"],
+        )
+        rows = gateway.mcp_pool.status()
+        servers = GaugeMetricFamily(
+            "hermes_mcp_servers", "Configured MCP servers, by state.", labels=["state"]
+        )
+        for state in SERVER_STATES:
+            servers.add_metric([state], sum(1 for row in rows if row["state"] == state))
+        yield servers
+        yield GaugeMetricFamily(
+            "hermes_mcp_processes",
+            "MCP server processes running (stdio servers starting or ready).",
+            value=sum(
+                1 for row in rows if row["transport"] == "stdio" and row["state"] in PROCESS_STATES
+            ),
+        )
+        starts = CounterMetricFamily(
+            "hermes_mcp_server_starts",
+            "Connection attempts of each MCP server (each spawns a stdio server's process).",
+            labels=["server"],
+        )
+        restarts = CounterMetricFamily(
+            "hermes_mcp_server_restarts",
+            "Connection attempts of each MCP server after its first.",
+            labels=["server"],
+        )
+        for row in rows:
+            starts.add_metric([row["name"]], row["starts"])
+            restarts.add_metric([row["name"]], row["restarts"])
+        yield starts
+        yield restarts
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves the process's signal handlers to the runner."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class MetricsServer:
+    """``GET /metrics`` of one gateway on a port of its own, served inside the event loop.
+
+    Scrapes run on the loop, like the runs that change what they read, so a scrape never sees
+    state half-updated. After :meth:`start`, :attr:`port` is the bound port.
+    """
+
+    def __init__(self, metrics: GatewayMetrics, host: str, port: int) -> None:
+        self.metrics = metrics
+        self.host = host
+        self.port = port
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _scrape(self, request: Request) -> Response:
+        body, content_type = self.metrics.exposition(request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type})
+
+    async def start(self) -> None:
+        """Bind and serve; raises ``OSError`` when the port cannot be had."""
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(64)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        app = Starlette(routes=[Route("/metrics", self._scrape, methods=["GET"])])
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,  # never reconfigure the application's logging
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=STOP_GRACE_S,
+        )
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[sock]), name="hermes-core metrics server"
+        )
+        while not self._server.started:
+            if self._task.done():
+                sock.close()
+                await self._task  # re-raises what stopped it
+                raise OSError(f"the metrics server on {self.host}:{self.port} exited at start")
+            await asyncio.sleep(0.01)
+        logger.info("metrics served on http://{}:{}/metrics", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Close the port and await the server task (idempotent)."""
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        await asyncio.wait({self._task}, timeout=STOP_GRACE_S + 5)
+        if not self._task.done():
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._server = self._task = None

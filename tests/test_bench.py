@@ -1,0 +1,120 @@
+"""Smoke tests of bench/: every benchmark runs end to end with tiny counts and returns rows of
+the right shape. Nothing here is timed: the numbers are checked for shape, never for speed.
+
+The benchmarks talk to real local processes (the scripted OpenAI server, ``hermes-core run``,
+MCP servers, ``pip``), exactly as ``bench/run.py`` does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[dict[str, ModuleType]]:
+    """The bench modules, imported as ``bench/run.py`` imports them (bench/ on sys.path)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        names = (
+            "support",
+            "run",
+            "mcp_starts",
+            "overhead",
+            "throughput",
+            "agent_memory",
+            "startup",
+        )
+        yield {name: importlib.import_module(name) for name in names}
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def server_url(bench: dict[str, ModuleType]) -> Iterator[str]:
+    """The scripted OpenAI server, as a process."""
+    with bench["support"].scripted_server() as url:
+        yield url
+
+
+def check_rows(rows: list[Any], count: int, *, baseline: bool = True) -> None:
+    """``count`` rows, each with a name, a unit, a finite value and, when ``baseline``, a
+    positive baseline and the ratio of the two."""
+    assert len(rows) == count, rows
+    for row in rows:
+        assert row.benchmark and row.unit, row
+        assert math.isfinite(row.value), row
+        if baseline:
+            assert row.baseline is not None and row.baseline > 0, row
+            assert row.ratio == pytest.approx(row.value / row.baseline), row
+
+
+async def test_mcp_starts_counts_one_pool_process_per_policy(
+    bench: dict[str, ModuleType], server_url: str
+) -> None:
+    policies = bench["mcp_starts"].POLICIES
+    defaults, evict_always = policies[0], policies[-1]
+    assert "defaults" in defaults[0] and "evict-always, circuit_breaker off" in evict_always[0]
+    run = bench["run"]
+    rows = await run.mcp_start_rows(server_url, messages=4, policies=[defaults, evict_always])
+    check_rows(rows, 2)
+    # The pool starts the one server once, whatever the policy does to agents...
+    assert [row.value for row in rows] == [1, 1]
+    # ...while a per-agent design spawns one per agent: 4 under evict-always with no breaker.
+    assert [row.baseline for row in rows] == [1, 4]
+
+
+async def test_latency_rows_over_http_and_in_process(
+    bench: dict[str, ModuleType], server_url: str
+) -> None:
+    overhead = bench["overhead"]
+    http = await overhead.http_rows(server_url, messages=4, per_session=2)
+    check_rows(http, 2)
+    in_process = await overhead.gateway_rows(server_url, messages=4, per_session=2)
+    check_rows(in_process, 3)
+    assert all(row.value > 0 for row in http + in_process)
+
+
+async def test_throughput_rows(bench: dict[str, ModuleType], server_url: str) -> None:
+    rows = await bench["throughput"].rows(server_url, sessions=3, per_session=2, connections=2)
+    check_rows(rows, 1)
+    assert rows[0].value > 0
+
+
+async def test_agent_memory_rows(bench: dict[str, ModuleType], server_url: str) -> None:
+    # A few agents move RSS by less than a page: only the shape is checked, not the size.
+    rows = await bench["agent_memory"].rows(server_url, agents=3)
+    check_rows(rows, 2, baseline=False)
+    assert rows[1].value > 0  # the whole process's RSS
+
+
+def test_startup_rows_with_plugins_installed(bench: dict[str, ModuleType]) -> None:
+    # One contrib plugin (a pip build) plus the two generated ones keeps this quick.
+    rows = bench["startup"].rows(runs=1, contrib=("hermes-evict-always",))
+    check_rows(rows, 2)
+    assert "3 plugins" in rows[0].benchmark
+
+
+async def test_store_rows(bench: dict[str, ModuleType]) -> None:
+    rows = await bench["run"].store_rows(messages=4, per_session=2, rounds=1)
+    check_rows(rows[:2], 2)
+    check_rows(rows[2:], 1, baseline=False)
+
+
+def test_table_has_one_line_per_row_and_the_machine(bench: dict[str, ModuleType]) -> None:
+    run, support = bench["run"], bench["support"]
+    rows = [support.Row("a", 2.5, "ms", 5), support.Row("b", 1500.4, "KiB")]
+    lines = run.table(rows).splitlines()
+    assert lines[0] == "| benchmark | value | unit | baseline | ratio |"
+    assert lines[2:] == ["| a | 2.50 | ms | 5 | 0.50x |", "| b | 1,500 | KiB |  |  |"]
+    description = "\n".join(run.machine())
+    assert "cores" in description and "Python" in description
