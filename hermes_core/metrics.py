@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -30,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hermes_core.asgi import EmbeddedServer, listen
 from hermes_core.mcp.connection import ServerState
 
 if TYPE_CHECKING:
@@ -196,14 +196,6 @@ class LiveState(Collector):
         yield restarts
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves the process's signal handlers to the runner."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class MetricsServer:
     """``GET /metrics`` of one gateway on a port of its own, served inside the event loop.
 
@@ -215,7 +207,7 @@ class MetricsServer:
         self.metrics = metrics
         self.host = host
         self.port = port
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def _scrape(self, request: Request) -> Response:
@@ -224,18 +216,7 @@ class MetricsServer:
 
     async def start(self) -> None:
         """Bind and serve; raises ``OSError`` when the port cannot be had."""
-        family, kind, proto, _, address = socket.getaddrinfo(
-            self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-            sock.listen(64)
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        sock = listen(self.host, self.port, backlog=64)
         self.port = sock.getsockname()[1]
         app = Starlette(routes=[Route("/metrics", self._scrape, methods=["GET"])])
         config = uvicorn.Config(
@@ -246,7 +227,7 @@ class MetricsServer:
             server_header=False,
             timeout_graceful_shutdown=STOP_GRACE_S,
         )
-        self._server = _EmbeddedServer(config)
+        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(
             self._server.serve(sockets=[sock]), name="hermes-core metrics server"
         )

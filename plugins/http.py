@@ -29,7 +29,6 @@ import json
 import math
 import os
 import re
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -45,6 +44,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from hermes_core import hookimpl
+from hermes_core.asgi import EmbeddedServer, listen
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import Intake, IntakeClosed, PlatformSettings, RegisterPlatform
 from hermes_core.plugins.metrics import metrics_for
@@ -351,35 +351,6 @@ async def _stream(events: Iterator[str]) -> AsyncIterator[str]:
 # --- the platform -------------------------------------------------------------------------
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handlers alone: the runner owns SIGINT/SIGTERM.
-
-    uvicorn 0.54 has no setting for this; ``serve()`` wraps itself in ``capture_signals()``,
-    which replaces the process's handlers and re-raises captured signals on exit.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket; binding here makes a taken port fail in ``start()``."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 class HttpPlatform:
     """The ``http`` platform. After :meth:`start`, :attr:`port` is the bound port."""
 
@@ -398,7 +369,7 @@ class HttpPlatform:
             ],
             exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         )
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._closed = asyncio.Event()
@@ -416,7 +387,7 @@ class HttpPlatform:
         """Bind, start the uvicorn task, and return once it accepts connections."""
         if self._task is not None:
             raise RuntimeError("the http platform is already started")
-        sock = _listen(self.settings.host, self.settings.port)
+        sock = listen(self.settings.host, self.settings.port, backlog=2048)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,
@@ -426,7 +397,7 @@ class HttpPlatform:
             server_header=False,
             timeout_graceful_shutdown=RESPONSE_FLUSH_S,
         )
-        self._server = _EmbeddedServer(config)
+        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(
             self._server.serve(sockets=[sock]), name="hermes-core http server"
         )
