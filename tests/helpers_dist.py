@@ -9,11 +9,15 @@ directory on ``sys.path`` (``monkeypatch.syspath_prepend``) for in-process tests
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -171,3 +175,31 @@ def start_hermes_core(*args: str, env: dict[str, str], cwd: Path) -> subprocess.
         env=env,
         cwd=cwd,
     )
+
+
+@contextlib.asynccontextmanager
+async def hermes_run_process(
+    settings: Path, env: dict[str, str]
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``hermes-core run --settings SETTINGS`` in its own process group, stderr piped (the logs).
+    The whole group is killed if the test leaves it running."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hermes_core",
+        "run",
+        "--settings",
+        str(settings),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()

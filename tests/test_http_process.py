@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
-from helpers_dist import cli_env
+from helpers_dist import cli_env, hermes_run_process
 
 from hermes_core.testing import FakeOpenAI
 
@@ -50,31 +50,18 @@ def env() -> dict[str, str]:
 async def hermes_run(settings: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """A ``hermes-core run`` process in its own process group, and the URL it listens on.
     Killed (whole group) if the test leaves it running."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hermes_core",
-        "run",
-        "--settings",
-        str(settings),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env=env(),
-    )
-    assert process.stderr is not None
-    lines: list[str] = []
-
-    async def listening() -> str:
+    async with hermes_run_process(settings, env()) as process:
         assert process.stderr is not None
-        while line := (await process.stderr.readline()).decode():
-            lines.append(line)
-            if match := LISTENING.search(line):
-                return match.group(1)
-        raise AssertionError("hermes-core run ended before listening:\n" + "".join(lines))
+        lines: list[str] = []
 
-    try:
+        async def listening() -> str:
+            assert process.stderr is not None
+            while line := (await process.stderr.readline()).decode():
+                lines.append(line)
+                if match := LISTENING.search(line):
+                    return match.group(1)
+            raise AssertionError("hermes-core run ended before listening:\n" + "".join(lines))
+
         url = await asyncio.wait_for(listening(), 60)
         drain = asyncio.create_task(_drain(process.stderr, lines))
         try:
@@ -82,11 +69,6 @@ async def hermes_run(settings: Path) -> AsyncIterator[tuple[asyncio.subprocess.P
         finally:
             await asyncio.wait({drain}, timeout=30)
             drain.cancel()
-    finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
     assert "Traceback" not in "".join(lines), "".join(lines)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from helpers_dist import cli_env, install_contrib
+from helpers_dist import cli_env, hermes_run_process, install_contrib
 
 from hermes_core.errors import ConfigError
 from hermes_core.platforms import REFUSAL
@@ -520,34 +520,20 @@ nick = "{BOT}"
 channels = ["{CHANNEL}"]
 """
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hermes_core",
-        "run",
-        "--settings",
-        str(settings),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env=cli_env(irc_site, XDG_DATA_HOME=str(tmp_path / "data")),
-    )
-    alice = await IrcClient.connect(ngircd.port, "alice")
-    try:
-        await alice.join(CHANNEL, wait_for=BOT)
-        alice.send(f"PRIVMSG {CHANNEL} :{BOT}: are you there?")
-        assert await alice.privmsg_from(BOT, CHANNEL) == (
-            "alice: [ok-primary] are you there? (user messages: 1)"
-        )
-        process.send_signal(signal.SIGTERM)
-        quit_line = await alice.expect(lambda line: line.command == "QUIT" and line.nick == BOT)
-        code = await asyncio.wait_for(process.wait(), TIMEOUT_S)
-    finally:
-        await alice.close()
-        if process.returncode is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+    env = cli_env(irc_site, XDG_DATA_HOME=str(tmp_path / "data"))
+    async with hermes_run_process(settings, env) as process:
+        alice = await IrcClient.connect(ngircd.port, "alice")
+        try:
+            await alice.join(CHANNEL, wait_for=BOT)
+            alice.send(f"PRIVMSG {CHANNEL} :{BOT}: are you there?")
+            assert await alice.privmsg_from(BOT, CHANNEL) == (
+                "alice: [ok-primary] are you there? (user messages: 1)"
+            )
+            process.send_signal(signal.SIGTERM)
+            quit_line = await alice.expect(lambda line: line.command == "QUIT" and line.nick == BOT)
+            code = await asyncio.wait_for(process.wait(), TIMEOUT_S)
+        finally:
+            await alice.close()
     assert process.stderr is not None
     log = (await process.stderr.read()).decode()
     assert code == 0, log

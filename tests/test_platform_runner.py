@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
-from helpers_dist import cli_env, write_dist
+from helpers_dist import cli_env, hermes_run_process, write_dist
 
 from hermes_core.testing import FakeOpenAI
 
@@ -61,22 +58,10 @@ enabled = true
 port = 0
 """
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hermes_core",
-        "run",
-        "--settings",
-        str(settings),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env=cli_env(site, XDG_DATA_HOME=str(tmp_path / "data")),
-    )
-    assert process.stderr is not None
+    env = cli_env(site, XDG_DATA_HOME=str(tmp_path / "data"))
     log: list[str] = []
-    try:
+    async with hermes_run_process(settings, env) as process:
+        assert process.stderr is not None
         url = None
         while url is None:
             line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
@@ -90,10 +75,6 @@ port = 0
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 30)
         log.append((await process.stderr.read()).decode())
-    finally:
-        if process.returncode is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
     text = "".join(log)
     assert code == 0, text
     assert response.json()["choices"][0]["message"]["content"].startswith("[ok-primary]")
