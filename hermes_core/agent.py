@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from hermes_core.hooks import HookCallError, Hooks
+from hermes_core.events import Fallback, TextDelta, ToolCallFinished, ToolCallStarted, emit
+from hermes_core.hookexec import HookCallError
+from hermes_core.hooks import Hooks
 from hermes_core.providers import Completion, ProviderError, ProviderRegistry, ToolCall
 from hermes_core.settings import ModelRef
 from hermes_core.tools import Tool, ToolRegistry, ToolSet
@@ -40,8 +42,6 @@ class AgentServices:
 
 def failure_text(kind: ErrorKind, error: str) -> str:
     """What the user reads when a run fails. It never enters the model's history."""
-    if kind == "internal":
-        return "Sorry, something went wrong on our side; your message was kept. Please retry."
     return f"Sorry, the request failed ({kind}): {error}"
 
 
@@ -96,16 +96,17 @@ class Agent:
     async def run(self, session: Session, text: str) -> tuple[RunResult, list[dict[str, Any]]]:
         """Run one user message to a final answer or a classified failure.
 
-        Returns the result and, when the run succeeded, the messages it added (user message,
-        assistant and tool messages) — already appended to :attr:`history`. A failed run adds
-        nothing, so a failure can never poison the next request.
+        Returns the result and, when the run succeeded, the assistant and tool messages it
+        produced after the user's message; a failed run produces none, so a failure can never
+        poison the next request. :attr:`history` is left alone: the gateway adds the turn once
+        the store has it.
         """
         self.runs += 1
         started = time.perf_counter()
         state = _RunState(self.models)
         user_message = {"role": "user", "content": text}
         messages = self._context(user_message)
-        added: list[dict[str, Any]] = [user_message]
+        added: list[dict[str, Any]] = []
         tool_rounds = 0
 
         def result(**fields: Any) -> RunResult:
@@ -135,7 +136,8 @@ class Agent:
             messages.append(assistant)
             added.append(assistant)
             if not completion.tool_calls:
-                self.history.extend(added)
+                if completion.content:
+                    emit(TextDelta(completion.content))
                 return result(final_response=completion.content or ""), added
             if tool_rounds >= self.max_tool_rounds:
                 error_text = (
@@ -170,6 +172,7 @@ class Agent:
                 from_model, to_model = state.model, state.chain[state.index + 1]
                 logger.warning("{} failed ({}); falling back to {}", from_model, error, to_model)
                 state.index += 1
+                emit(Fallback(str(from_model), str(to_model), str(error)))
                 await self.services.hooks.on_fallback(
                     session, self, str(error), str(from_model), str(to_model)
                 )
@@ -221,6 +224,8 @@ class Agent:
         ]
 
     async def _call_tool(self, session: Session, call: ToolCall, toolset: ToolSet) -> str:
+        started = time.perf_counter()
+        emit(ToolCallStarted(call.id, call.name, call.arguments))
         arguments: dict[str, Any] = {}
         try:
             decoded = json.loads(call.arguments or "{}")
@@ -231,7 +236,9 @@ class Agent:
         else:
             arguments = decoded
             output = await self._invoke(session, toolset.get(call.name), call.name, arguments)
-        await self.services.hooks.post_tool_call(session, call.name, arguments, output)
+        elapsed = time.perf_counter() - started
+        emit(ToolCallFinished(call.id, call.name, output, elapsed))
+        await self.services.hooks.post_tool_call(session, call.name, arguments, output, elapsed)
         return output
 
     async def _invoke(

@@ -48,7 +48,7 @@ class AgentCache:
         return agent
 
     def peek(self, key: str) -> Agent | None:
-        """The cached agent of ``key`` without marking it used (for status displays)."""
+        """The cached agent of ``key`` without marking it used: looking is not using."""
         return self._agents.get(key)
 
     def put(self, key: str, agent: Agent) -> None:

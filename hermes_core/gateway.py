@@ -1,8 +1,9 @@
 """The gateway: turns inbound messages into serialized per-session runs, with hooks around each.
 
-Runs of one session happen one at a time, in arrival order (``asyncio.Lock`` wakes waiters
-first-in first-out); different sessions run concurrently. Nothing a run does can raise into a
-platform: every failure becomes a RunResult with ``failed=True``.
+Runs of one session happen one at a time, in arrival order (the sessions component's locks);
+different sessions run concurrently. Nothing a run does can raise into a platform: every
+failure becomes a RunResult with ``failed=True``. The gateway is the only writer of a
+conversation's history: a turn joins the cached agent's history only once the store has it.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from loguru import logger
 
-from hermes_core.agent import Agent, AgentServices, failure_text
+from hermes_core.agent import Agent, AgentServices
 from hermes_core.cache import AgentCache
 from hermes_core.commands import CommandContext, CommandRegistry
+from hermes_core.events import RunEvent, RunFinished, RunStarted, TextDelta, current_sink, emit
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
@@ -26,13 +28,20 @@ from hermes_core.mcp.pool import MCPPool
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
+from hermes_core.sessions import Sessions
 from hermes_core.settings import Config, ModelRef
 from hermes_core.store import Store, store_from_config
 from hermes_core.tools import ToolRegistry
 from hermes_core.types import Message, Reply, RunResult, Session, make_result
 
-#: How often idle agents are looked for, at most.
+#: How often idle agents and sessions are looked for, at most.
 SWEEP_INTERVAL_S = 30.0
+#: What the user reads when a run crashed, by whether their message reached the store.
+KEPT_TEXT = "Sorry, something went wrong on our side; your message was kept. Please retry."
+NOT_KEPT_TEXT = (
+    "Sorry, something went wrong on our side and your message could not be saved. "
+    "Please send it again."
+)
 
 
 class Gateway:
@@ -46,8 +55,12 @@ class Gateway:
             host = PluginHost()
             host.load(config.disabled_plugins)
         self.host = host
-        self.hooks = Hooks(host.pm)
-        self.store: Store = store if store is not None else store_from_config(config)
+        self.hooks = Hooks(host.pm, self)
+        self.sessions = Sessions(
+            store if store is not None else store_from_config(config),
+            max_sessions=int(config.get("cache.max_sessions")),
+            idle_ttl_s=float(config.get("cache.idle_ttl_s")),
+        )
         self.providers = ProviderRegistry()
         self.tools = ToolRegistry()
         self.commands = CommandRegistry()
@@ -61,13 +74,30 @@ class Gateway:
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
             on_evict=self._notify_evicted,
         )
-        self._sessions: dict[str, Session] = {}
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        # The agent each session's current run uses, between agent_run and post_run.
+        self._run_agents: dict[str, Agent] = {}
+        self._streams: set[asyncio.Task[None]] = set()
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._sweeper: asyncio.Task[None] | None = None
         self.started = False
+
+    @property
+    def store(self) -> Store:
+        """The transcript store (owned by :attr:`sessions`)."""
+        return self.sessions.store
+
+    def plugin_settings(self, name: str) -> Mapping[str, Any]:
+        """The settings table of plugin ``name`` (``circuit_breaker`` → ``[circuit_breaker]``),
+        validated, with the defaults it declared; empty when it has none."""
+        return self.config.section(name)
+
+    def plugin(self, name: str) -> object | None:
+        """The plugin registered as ``name`` (its module, for built-ins), or None when it is
+        disabled or absent: how one plugin uses another's public API."""
+        plugin: object | None = self.host.pm.get_plugin(name)
+        return plugin
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -97,7 +127,7 @@ class Gateway:
             self.mcp_pool.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="hermes-core cache sweeper")
         self.started = True
-        await self.hooks.startup(self)
+        await self.hooks.startup()
 
     async def stop(self, grace_s: float = 30.0) -> None:
         """Wait (up to ``grace_s``) for runs in flight, then release everything."""
@@ -112,7 +142,7 @@ class Gateway:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.hooks.shutdown(self)
+        await self.hooks.shutdown()
         self.cache.clear("shutdown")
         await self.cache.flush()
         await self.mcp_pool.stop()
@@ -130,6 +160,7 @@ class Gateway:
         interval = min(SWEEP_INTERVAL_S, max(self.cache.idle_ttl_s / 4, 0.05))
         while True:
             await asyncio.sleep(interval)
+            self.sessions.evict_idle()
             if self.cache.evict_idle():
                 await self.cache.flush()
 
@@ -140,9 +171,9 @@ class Gateway:
         self._inflight += 1
         self._idle.clear()
         try:
-            async with self._session_lock(message.session_key):
+            async with self.sessions.hold(message.session_key):
                 try:
-                    session = await self.session(message.session_key, message.platform)
+                    session = await self.sessions.get(message.session_key, message.platform)
                 except Exception as error:  # the store failed: answer, never raise
                     logger.opt(exception=error).error(
                         "cannot load session {!r}: {}", message.session_key, error
@@ -157,7 +188,7 @@ class Gateway:
                     result = await self._run(session, message)
                     reply = Reply(result["final_response"] or "", result)
                 try:
-                    await self.store.save_session(session)
+                    await self.sessions.save(session)
                 except Exception as error:  # the reply is ready: deliver it all the same
                     logger.opt(exception=error).error(
                         "cannot save session {!r}: {}", session.key, error
@@ -170,28 +201,42 @@ class Gateway:
             if self._inflight == 0:
                 self._idle.set()
 
-    @contextlib.asynccontextmanager
-    async def _session_lock(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]  # no waiter left: do not keep a lock per session forever
-            else:
-                self._locks[key] = (lock, users - 1)
+    async def stream(self, message: Message) -> AsyncIterator[RunEvent]:
+        """Serve ``message`` as :meth:`handle` does, yielding its run's events as they happen
+        (see :mod:`hermes_core.events`); the last one is :class:`RunFinished`, with the reply.
+
+        The text deltas add up to the reply's text: what was not streamed (a command's
+        answer, a plugin's, a failure's explanation) comes as one last delta. The message is
+        served to its end, and stored, even when the consumer stops listening early.
+        """
+        queue: asyncio.Queue[RunEvent] = asyncio.Queue()
+        task = asyncio.create_task(self._serve_streamed(message, queue.put_nowait))
+        self._streams.add(task)  # owned here until it ends; stop() waits for it via handle()
+        task.add_done_callback(self._streams.discard)
+        while True:
+            event = await queue.get()
+            yield event
+            if isinstance(event, RunFinished):
+                return
+
+    async def _serve_streamed(self, message: Message, put: Callable[[RunEvent], None]) -> None:
+        sent: list[str] = []
+
+        def sink(event: RunEvent) -> None:
+            if isinstance(event, TextDelta):
+                sent.append(event.text)
+            put(event)
+
+        current_sink.set(sink)  # this task's context only: the run and the tasks it starts
+        reply = await self.handle(message)
+        streamed = "".join(sent)
+        if reply.text.startswith(streamed) and len(reply.text) > len(streamed):
+            put(TextDelta(reply.text[len(streamed) :]))
+        put(RunFinished(reply))
 
     async def session(self, key: str, platform: str) -> Session:
         """The session ``key``, loaded from the store or created."""
-        session = self._sessions.get(key)
-        if session is None:
-            session = await self.store.load_session(key) or Session(key=key, platform=platform)
-            session.config = self.config
-            self._sessions[key] = session
-        return session
+        return await self.sessions.get(key, platform)
 
     async def _run_command(self, session: Session, message: Message, name: str, args: str) -> Reply:
         command = self.commands.commands.get(name)
@@ -206,44 +251,62 @@ class Gateway:
 
     async def _run(self, session: Session, message: Message) -> RunResult:
         started = time.perf_counter()
-        agent: Agent | None = None
+        try:
+            emit(RunStarted(session.key, str(self.models_for(session)[0])))
+            result = await self.hooks.agent_run(session, message)
+            if result is None:
+                raise RuntimeError("no plugin answered agent_run")
+        except Exception as error:  # a plugin's agent_run (the built-in one never raises)
+            logger.opt(exception=error).error(
+                "run for session {} crashed: {}: {}", session.key, type(error).__name__, error
+            )
+            result = _internal_failure(error, started, kept=True)
+        agent = self._run_agents.pop(session.key, None)
+        await self.hooks.post_run(session, agent, result, self.cache)
+        return result
+
+    async def execute_run(self, session: Session, message: Message) -> RunResult:
+        """The built-in run (``agent_run``): commit the user's message, ask ``pre_run``, run
+        the agent, commit the result, and only then add the turn to the agent's history."""
+        started = time.perf_counter()
         run_id = uuid.uuid4().hex
         user_message = {"role": "user", "content": message.text}
-        begun = False
         try:
             # Committed before anything else happens: neither a crash nor a refusal by a
             # pre_run plugin (the circuit breaker) can lose the user's message.
-            await self.store.begin_run(session, run_id, user_message)
-            begun = True
+            await self.sessions.begin_run(session, run_id, user_message)
+        except Exception as error:
+            logger.opt(exception=error).error(
+                "cannot store the message of session {}: {}", session.key, error
+            )
+            return _internal_failure(error, started, kept=False)
+        agent: Agent | None = None
+        try:
             result = await self.hooks.pre_run(session, message)
             if result is None:
                 agent = self.cache.get(session.key) or await self._create_agent(session)
+                self._run_agents[session.key] = agent
                 self.cache.acquire(session.key)
                 try:
                     result, added = await agent.run(session, message.text)
                 finally:
                     self.cache.release(session.key)
-            else:
-                added = [user_message, {"role": "assistant", "content": result["final_response"]}]
-                cached = self.cache.peek(session.key)
-                if not result["failed"] and cached is not None:
-                    cached.history.extend(added)  # a plugin's answer is part of the conversation
-            await self.store.finish_run(
-                session, run_id, None if result["failed"] else added, result["model"]
-            )
+            else:  # a plugin's answer is part of the conversation, unless it is a failure
+                added = [{"role": "assistant", "content": result["final_response"]}]
+            answered = None if result["failed"] else added
+            await self.sessions.finish_run(session, run_id, answered, result["model"])
         except Exception as error:
             logger.opt(exception=error).error(
                 "run for session {} crashed: {}: {}", session.key, type(error).__name__, error
             )
-            result = _internal_failure(error, started, agent)
-            if begun:
-                with contextlib.suppress(Exception):
-                    await self.store.finish_run(session, run_id, None)
-        await self.hooks.post_run(session, agent, result, self.cache)
+            with contextlib.suppress(Exception):
+                await self.sessions.finish_run(session, run_id, None)
+            return _internal_failure(error, started, agent, kept=True)
+        if answered is not None and (keeper := agent or self.cache.peek(session.key)):
+            keeper.history.extend([user_message, *answered])
         return result
 
     # --- agents --------------------------------------------------------------------------
-
     def models_for(self, session: Session) -> list[ModelRef]:
         """The session's model chain: its ``/model`` choice or ``agent.model``, then fallbacks.
 
@@ -269,7 +332,7 @@ class Gateway:
         agent = Agent(
             session.key,
             self.models_for(session),
-            await self.store.history(session, limit),
+            await self.sessions.history(session, limit),
             AgentServices(self.hooks, self.providers, self.tools),
             system_prompt=str(self.config.get("agent.system_prompt") or ""),
             max_tool_rounds=int(self.config.get("agent.max_tool_rounds")),
@@ -293,18 +356,21 @@ class Gateway:
     def status(self) -> dict[str, Any]:
         return {
             "cached_agents": len(self.cache),
-            "sessions": len(self._sessions),
+            "sessions": len(self.sessions),
             "runs_in_flight": self._inflight,
         }
 
 
-def _internal_failure(error: Exception, started: float, agent: Agent | None = None) -> RunResult:
-    """The RunResult of a run that crashed: the user gets an apology, never a traceback."""
+def _internal_failure(
+    error: Exception, started: float, agent: Agent | None = None, *, kept: bool
+) -> RunResult:
+    """The RunResult of a run that crashed: the user gets an apology that tells the truth
+    about their message, never a traceback."""
     return make_result(
         failed=True,
         error=f"{type(error).__name__}: {error}",
         error_kind="internal",
-        final_response=failure_text("internal", str(error)),
+        final_response=KEPT_TEXT if kept else NOT_KEPT_TEXT,
         model=str(agent.models[0]) if agent else None,
         primary_model=str(agent.models[0]) if agent else None,
         duration_s=time.perf_counter() - started,
@@ -312,5 +378,5 @@ def _internal_failure(error: Exception, started: float, agent: Agent | None = No
 
 
 def _crash_reply(error: Exception, started: float) -> Reply:
-    result = _internal_failure(error, started)
+    result = _internal_failure(error, started, kept=False)
     return Reply(result["final_response"] or "", result)

@@ -19,12 +19,16 @@ import pluggy
 from loguru import logger
 
 from hermes_core.errors import PluginError
-from hermes_core.hookspecs import PROJECT_NAME, HermesSpec
+from hermes_core.hookexec import AsyncPluginManager
+from hermes_core.hookspecs import PROJECT_NAME
 
 LOAD_PLUGINS_ENV = "HERMES_LOAD_PLUGINS"
 
+#: Built-in plugins the gateway cannot work without: always registered, never disabled.
+ESSENTIAL_PLUGINS: tuple[tuple[str, str], ...] = (("agent", "hermes_core.plugins.agent"),)
 #: Built-in plugins, registered under these short, stable names (the names
-#: ``plugins.disabled`` accepts). They are ordinary plugins, and ``trylast``.
+#: ``plugins.disabled`` accepts). They are ordinary plugins; their hooks are ``trylast`` (or
+#: ``tryfirst`` wrappers) so that third-party implementations run first.
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("eviction", "hermes_core.plugins.eviction"),
     ("circuit_breaker", "hermes_core.plugins.circuit_breaker"),
@@ -77,8 +81,7 @@ class PluginHost:
     """Owns the pluggy ``PluginManager`` and the load record of every plugin."""
 
     def __init__(self) -> None:
-        self.pm = pluggy.PluginManager(PROJECT_NAME)
-        self.pm.add_hookspecs(HermesSpec)
+        self.pm = AsyncPluginManager()
         #: One record per plugin, in load order (built-ins first). A list, not a dict by
         #: name: an entry point whose name is already taken is reported next to the owner.
         self.records: list[PluginRecord] = []
@@ -98,6 +101,11 @@ class PluginHost:
 
     def load_builtins(self, blocked: set[str]) -> None:
         dist = metadata.distribution("hermes-core")
+        for name in blocked & {name for name, _ in ESSENTIAL_PLUGINS}:
+            logger.warning("plugins.disabled names {!r}, which cannot be disabled", name)
+        for name, module_name in ESSENTIAL_PLUGINS:
+            self.pm.unblock(name)
+            self._load(name, lambda m=module_name: importlib.import_module(m), dist, True)
         for name, module_name in DEFAULT_PLUGINS:
             if name in blocked:
                 self._record(name, dist.name, dist.version, True, "disabled")
@@ -202,12 +210,15 @@ class PluginHost:
 
     @staticmethod
     def _check_hookimpls(plugin: object) -> None:
-        # Hooks are called one implementation at a time (to await each and isolate failures),
-        # so pluggy's wrapper protocol cannot be honoured: reject it loudly at load time.
+        # Old-style wrappers get a pluggy.Result to inspect, which an awaited call cannot hand
+        # them in pluggy's form: reject them loudly at load time (new-style wrappers work).
         for attr in dir(plugin):
             opts = getattr(getattr(plugin, attr, None), f"{PROJECT_NAME}_impl", None)
-            if isinstance(opts, dict) and (opts.get("wrapper") or opts.get("hookwrapper")):
-                raise PluginError(f"hook {attr}: wrapper implementations are not supported")
+            if isinstance(opts, dict) and opts.get("hookwrapper"):
+                raise PluginError(
+                    f"hook {attr}: old-style hookwrapper=True is not supported; "
+                    "use @hookimpl(wrapper=True)"
+                )
 
     def _record(
         self,

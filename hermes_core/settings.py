@@ -58,6 +58,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("agent.max_history_messages", (int,), 200, "History messages sent per request."),
     SettingSpec("cache.max_agents", (int,), 256, "Cached agents kept; least recently used go."),
     SettingSpec("cache.idle_ttl_s", NUMBER, 3600, "Seconds an unused agent stays (0: forever)."),
+    SettingSpec(
+        "cache.max_sessions", (int,), 1000, "Sessions kept loaded; the rest reload from the store."
+    ),
     SettingSpec("plugins.disabled", (list,), [], "Plugin names blocked before import."),
     SettingSpec("circuit_breaker.threshold", (int,), 3, "Consecutive hard failures to open."),
     SettingSpec(
@@ -454,6 +457,7 @@ def build_config(raw: dict[str, Any], source: Path | None = None) -> Config:
         ("agent.max_tool_rounds", 1),
         ("agent.max_history_messages", 1),
         ("cache.max_agents", 1),
+        ("cache.max_sessions", 1),
         ("cache.idle_ttl_s", 0),
         ("circuit_breaker.threshold", 1),
         ("store.retention_days", 0),

@@ -440,8 +440,7 @@ class SQLiteStore:
         model: str | None = None,
     ) -> None:
         status: RunStatus = "failed" if added is None else "answered"
-        # ``added`` starts with the user message, which begin_run already stored.
-        lines = [_message_row(session, run_id, m, model, status) for m in (added or [])[1:]]
+        lines = [_message_row(session, run_id, m, model, status) for m in added or []]
 
         def update(db: sqlite3.Connection) -> None:
             db.execute(

@@ -71,7 +71,7 @@ class Store(Protocol):
         ...
 
     async def load_session(self, key: str) -> Session | None:
-        """The stored session ``key`` (without ``config``), or None."""
+        """The stored session ``key``, or None."""
         ...
 
     async def save_session(self, session: Session) -> None:
@@ -89,9 +89,11 @@ class Store(Protocol):
         added: list[dict[str, Any]] | None,
         model: str | None = None,
     ) -> None:
-        """Mark the run answered and append ``added`` (assistant and tool messages), or, with
-        ``added=None``, mark it failed: its user message stays in the transcript but out of
-        the model's history. ``model`` is the model that answered (or the last one tried)."""
+        """Mark the run answered and append ``added`` (the assistant and tool messages after
+        the user message :meth:`begin_run` stored), or, with ``added=None``, mark it failed:
+        its user message stays in the transcript but out of the model's history. ``model`` is
+        the model that answered (or the last one tried). Raises when the commit fails: the
+        gateway then keeps the turn out of the agent's history too."""
         ...
 
     async def history(self, session: Session, limit: int) -> list[dict[str, Any]]:
@@ -163,12 +165,10 @@ class MemoryStore:
         return replace(stored, data=dict(stored.data)) if stored else None
 
     async def save_session(self, session: Session) -> None:
-        self._sessions[session.key] = replace(session, data=dict(session.data), config=None)
+        self._sessions[session.key] = replace(session, data=dict(session.data))
 
     async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
-        self._sessions.setdefault(
-            session.key, replace(session, data=dict(session.data), config=None)
-        )
+        self._sessions.setdefault(session.key, replace(session, data=dict(session.data)))
         self._messages.setdefault(session.key, []).append(
             StoredMessage(
                 session.key, session.conversation, run_id, user_message, "pending", time.time()
@@ -188,8 +188,7 @@ class MemoryStore:
             if line.run_id == run_id:
                 line.status = status
                 line.model = model
-        # ``added`` starts with the user message, which begin_run already stored.
-        for message in (added or [])[1:]:
+        for message in added or []:
             lines.append(
                 StoredMessage(
                     session.key, session.conversation, run_id, message, status, time.time(), model

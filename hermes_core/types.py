@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
-
-if TYPE_CHECKING:
-    from hermes_core.settings import Config
+from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 ErrorKind = Literal[
     "non_retryable",
@@ -19,6 +17,7 @@ ErrorKind = Literal[
     "connection",
     "tool",
     "circuit_open",
+    "unavailable",
     "internal",
 ]
 
@@ -26,6 +25,14 @@ ErrorKind = Literal[
 NON_RETRYABLE_KINDS: frozenset[str] = frozenset({"non_retryable", "auth"})
 #: Error kinds worth retrying on the same model before failing over.
 RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limit", "timeout", "server", "connection"})
+
+
+class Usage(TypedDict):
+    """Tokens of a run, summed over its requests, as the upstream counted them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
 class RunResult(TypedDict):
@@ -44,6 +51,7 @@ class RunResult(TypedDict):
     api_calls: int
     tool_calls: int
     duration_s: float
+    usage: Usage | None
 
 
 def make_result(**fields: Any) -> RunResult:
@@ -66,6 +74,7 @@ def make_result(**fields: Any) -> RunResult:
         "api_calls": 0,
         "tool_calls": 0,
         "duration_s": 0.0,
+        "usage": None,
     }
     result.update(fields)  # type: ignore[typeddict-item]
     return result
@@ -87,9 +96,9 @@ class Message:
 class Session:
     """A conversation's identity and durable state; outlives any cached agent.
 
-    ``data`` is per-plugin state (the circuit breaker keeps its count here), namespaced by
-    plugin name and cleared by ``/reset`` and ``/new``. ``config`` is the gateway's settings,
-    so plugins can read their own section (as pytest items carry ``.config``).
+    ``data`` is per-plugin state, namespaced by plugin name, stored with the session and
+    cleared by ``/reset`` and ``/new``; plugins reach their own part through a
+    :class:`SessionState`.
     """
 
     key: str
@@ -100,7 +109,6 @@ class Session:
     conversation: int = 0
     created_at: float = field(default_factory=time.time)
     last_active: float = field(default_factory=time.time)
-    config: Config | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -114,3 +122,30 @@ class Reply:
     @property
     def failed(self) -> bool:
         return self.result is not None and self.result["failed"]
+
+
+StateT = TypeVar("StateT")
+
+
+class SessionState(Generic[StateT]):
+    """A plugin's typed state in ``session.data[name]``: a dataclass of JSON-ready fields.
+
+    ``BREAKER = SessionState("circuit_breaker", BreakerState)``; ``BREAKER.get(session)``
+    returns the state (the defaults when none is stored) and ``BREAKER.put(session, state)``
+    stores it. Only the plugin named ``name`` should write it.
+    """
+
+    def __init__(self, name: str, type_: type[StateT]) -> None:
+        if not dataclasses.is_dataclass(type_):
+            raise TypeError(f"SessionState needs a dataclass, got {type_!r}")
+        self.name = name
+        self.type = type_
+        self._fields = {f.name for f in dataclasses.fields(type_)}
+
+    def get(self, session: Session) -> StateT:
+        stored = session.data.get(self.name)
+        values = {k: v for k, v in stored.items() if k in self._fields} if stored else {}
+        return self.type(**values)
+
+    def put(self, session: Session, state: StateT) -> None:
+        session.data[self.name] = dataclasses.asdict(state)  # type: ignore[call-overload]

@@ -2,20 +2,32 @@
 
 Every hook may be implemented as a plain function or as a coroutine function; the core awaits
 whatever an implementation returns. Implementations may accept any subset of the arguments
-(pluggy passes them by name). Hooks are called one implementation at a time, last registered
-first, with ``tryfirst``/``trylast`` respected; built-in plugins are ``trylast`` so yours run
-before them.
+(pluggy passes them by name). Implementations run one at a time, last registered first, with
+``tryfirst``/``trylast`` respected; most built-in plugins are ``trylast`` so yours run before
+them.
 
-Isolation: an exception raised by an implementation of a *registration* or *observer* hook
-(``register_*``, ``startup``, ``shutdown``, ``on_*``, ``post_run``, ``post_tool_call``) is logged
-with the plugin's name and the remaining implementations still run. An exception raised by a
-*decision* hook (``pre_run``, ``pre_tool_call``) fails that run (``error_kind="internal"``) or
-that tool call, because carrying on would ignore the decision.
+Each spec declares its *kind* with :func:`spec`, and the kind carries the call rules
+(:mod:`hermes_core.hookexec` applies them to every call):
+
+- ``registration`` (``register_*``, ``startup``): an exception is logged with the plugin's name
+  and the other implementations still run; a :class:`~hermes_core.errors.HermesError` (a bad
+  setting a plugin found) stops start-up instead.
+- ``decision`` (``pre_run``, ``agent_run``, ``pre_tool_call``; pluggy's ``firstresult``): the
+  first non-``None`` *awaited* value wins. An exception fails that run (``error_kind="internal"``)
+  or that tool call, because carrying on would ignore the decision.
+- ``observer`` (``shutdown``, ``on_*``, ``post_run``, ``post_tool_call``): return values are
+  ignored; an exception is logged with the plugin's name and the other implementations still run.
+
+New-style wrappers (``@hookimpl(wrapper=True)``, a generator that does ``result = yield`` and
+returns the result) work on every hook: the value sent in at ``yield`` is the *awaited* result
+of the implementations it wraps, and an exception is thrown in there. Old-style
+``hookwrapper=True`` implementations are refused at load time.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pluggy
 
@@ -31,8 +43,28 @@ if TYPE_CHECKING:
     from hermes_core.types import ErrorKind, Message, RunResult, Session
 
 PROJECT_NAME = "hermes_core"
+#: The key of a spec's pluggy options that holds its :data:`HookKind`.
+KIND_OPTION = "kind"
+
+HookKind = Literal["registration", "decision", "observer"]
+_Spec = TypeVar("_Spec", bound=Callable[..., Any])
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+def spec(kind: HookKind) -> Callable[[_Spec], _Spec]:
+    """Mark a hook specification and its kind; decision hooks are pluggy ``firstresult``.
+
+    The kind is kept in the spec's own pluggy options (``HookCaller.spec.opts["kind"]``), so
+    the rules of each hook live on its spec and nowhere else.
+    """
+
+    def mark(function: _Spec) -> _Spec:
+        hookspec(firstresult=kind == "decision")(function)
+        getattr(function, f"{PROJECT_NAME}_spec")[KIND_OPTION] = kind
+        return function
+
+    return mark
 
 
 class HermesSpec:
@@ -40,7 +72,7 @@ class HermesSpec:
 
     # --- registration hooks: called once at startup --------------------------------------
 
-    @hookspec
+    @spec("registration")
     def register_platforms(self, register: RegisterPlatform) -> None:
         """Contribute platform adapters (chat front ends).
 
@@ -53,7 +85,7 @@ class HermesSpec:
         :return: ignored.
         """
 
-    @hookspec
+    @spec("registration")
     def register_mcp_servers(self, register: RegisterMCPServer) -> None:
         """Contribute MCP servers, exactly as if they were written under ``mcp.servers``.
 
@@ -66,7 +98,7 @@ class HermesSpec:
         :return: ignored.
         """
 
-    @hookspec
+    @spec("registration")
     def register_commands(self, register: RegisterCommand) -> None:
         """Contribute slash commands such as ``/reset``.
 
@@ -80,7 +112,7 @@ class HermesSpec:
         :return: ignored.
         """
 
-    @hookspec
+    @spec("registration")
     def register_providers(self, register: RegisterProvider) -> None:
         """Contribute LLM provider types.
 
@@ -92,7 +124,7 @@ class HermesSpec:
         :return: ignored.
         """
 
-    @hookspec
+    @spec("registration")
     def register_tools(self, register: RegisterTool) -> None:
         """Contribute Python tools that every agent may call.
 
@@ -106,15 +138,16 @@ class HermesSpec:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    @hookspec
+    @spec("registration")
     def startup(self, gateway: Gateway) -> None:
         """The gateway has started: settings loaded, plugins registered, before any message.
 
         :param gateway: the running :class:`hermes_core.gateway.Gateway`.
-        :return: ignored. Exceptions are logged and isolated.
+        :return: ignored. Exceptions are logged and isolated, except a
+            :class:`~hermes_core.errors.HermesError`, which stops start-up.
         """
 
-    @hookspec
+    @spec("observer")
     def shutdown(self, gateway: Gateway) -> None:
         """The gateway is stopping, after the last run finished.
 
@@ -123,22 +156,46 @@ class HermesSpec:
         """
 
     # --- around each run -------------------------------------------------------------------
+    # Every run hook also receives ``gateway``, the Gateway serving the run: plugins read their
+    # settings (``gateway.plugin_settings(name)``) and find their per-gateway state through it.
 
-    @hookspec
-    def pre_run(self, session: Session, message: Message) -> RunResult | dict[str, Any] | None:
+    @spec("decision")
+    def agent_run(self, session: Session, message: Message, gateway: Gateway) -> RunResult | None:
+        """Perform one run: ``pre_run``, the agent's model and tool loop, and the commit of
+        its result to the store.
+
+        The built-in ``agent`` plugin implements it (``trylast``) with
+        :meth:`hermes_core.gateway.Gateway.execute_run`. Wrap it (``@hookimpl(wrapper=True)``,
+        ``result = yield``) to observe or time whole runs, short-circuited ones included: the
+        built-in ``tracing`` plugin opens its run span there. Returning a RunResult from an
+        ordinary implementation replaces the run loop (the store and ``post_run`` still see the
+        result; nothing is committed for you).
+
+        :param session: the session the message belongs to.
+        :param message: the inbound message.
+        :param gateway: the gateway serving the run.
+        :return: the run's :class:`~hermes_core.types.RunResult`. An exception fails the run
+            (``error_kind="internal"``).
+        """
+
+    @spec("decision")
+    def pre_run(
+        self, session: Session, message: Message, gateway: Gateway
+    ) -> RunResult | dict[str, Any] | None:
         """Before every agent run, before the agent is fetched or created.
 
         Slash commands do not reach this hook.
 
         :param session: the :class:`hermes_core.types.Session` the message belongs to.
         :param message: the inbound :class:`hermes_core.types.Message`.
+        :param gateway: the gateway serving the run.
         :return: ``None`` to let the run proceed, or a RunResult (a dict; missing keys are
             filled with defaults) to short-circuit it: no LLM request is made, the result's
             ``final_response`` is the reply and ``post_run`` still fires with ``agent=None``.
             The first implementation returning non-``None`` wins.
         """
 
-    @hookspec
+    @spec("observer")
     def on_llm_request(
         self,
         session: Session,
@@ -146,6 +203,7 @@ class HermesSpec:
         model: str,
         duration_s: float,
         error_kind: ErrorKind | None,
+        gateway: Gateway,
     ) -> None:
         """One request to an LLM provider has ended, answered or failed.
 
@@ -162,12 +220,19 @@ class HermesSpec:
         :param error_kind: ``None`` when the model answered, else the failure's ``error_kind``
             (``"rate_limit"``, ``"timeout"``, ``"server"``, ``"connection"``, ``"auth"`` or
             ``"non_retryable"``).
+        :param gateway: the gateway serving the run.
         :return: ignored. Exceptions are logged and isolated.
         """
 
-    @hookspec
+    @spec("observer")
     def on_fallback(
-        self, session: Session, agent: Agent, error: str, from_model: str, to_model: str
+        self,
+        session: Session,
+        agent: Agent,
+        error: str,
+        from_model: str,
+        to_model: str,
+        gateway: Gateway,
     ) -> None:
         """The run switches from one model to the next in ``agent.fallbacks``.
 
@@ -176,12 +241,18 @@ class HermesSpec:
         :param error: one line describing why ``from_model`` failed.
         :param from_model: the ``provider:model`` that failed.
         :param to_model: the ``provider:model`` tried next.
+        :param gateway: the gateway serving the run.
         :return: ignored. Exceptions are logged and isolated.
         """
 
-    @hookspec
+    @spec("observer")
     def post_run(
-        self, session: Session, agent: Agent | None, result: RunResult, cache: AgentCache
+        self,
+        session: Session,
+        agent: Agent | None,
+        result: RunResult,
+        cache: AgentCache,
+        gateway: Gateway,
     ) -> None:
         """After every run, failed or not (including short-circuited and crashed runs).
 
@@ -193,11 +264,12 @@ class HermesSpec:
         :param result: the :class:`hermes_core.types.RunResult`, every key present.
         :param cache: the :class:`hermes_core.cache.AgentCache`; ``cache.evict(key, reason)``
             removes an agent (``on_evict`` fires once the run has finished).
+        :param gateway: the gateway serving the run.
         :return: ignored. Exceptions are logged and isolated: the user still gets the reply.
         """
 
-    @hookspec
-    def on_evict(self, session_key: str, agent: Agent, reason: str) -> None:
+    @spec("observer")
+    def on_evict(self, session_key: str, agent: Agent, reason: str, gateway: Gateway) -> None:
         """A cached agent left the cache, for any reason.
 
         Reasons used by the core and built-ins: ``fallback_succeeded``, ``circuit_open``,
@@ -206,31 +278,47 @@ class HermesSpec:
         :param session_key: the key of the session whose agent left.
         :param agent: the agent that was evicted.
         :param reason: why it left.
+        :param gateway: the gateway whose cache it left.
         :return: ignored. Exceptions are logged and isolated.
         """
 
     # --- around each tool call -------------------------------------------------------------
 
-    @hookspec
-    def pre_tool_call(self, session: Session, tool: str, arguments: dict[str, Any]) -> Any:
+    @spec("decision")
+    def pre_tool_call(
+        self, session: Session, tool: str, arguments: dict[str, Any], gateway: Gateway
+    ) -> Any:
         """Before each tool call the model asked for.
 
         :param session: the session being served.
         :param tool: the tool's name as offered to the model.
         :param arguments: the decoded arguments.
+        :param gateway: the gateway serving the run.
         :return: ``None`` to make the call, or a replacement result (turned into a string) that
             the model sees instead; the tool is then not called. First non-``None`` wins.
         """
 
-    @hookspec
+    @spec("observer")
     def post_tool_call(
-        self, session: Session, tool: str, arguments: dict[str, Any], result: str
+        self,
+        session: Session,
+        tool: str,
+        arguments: dict[str, Any],
+        result: str,
+        duration_s: float,
+        gateway: Gateway,
     ) -> None:
         """After each tool call, with the result the model will see (errors included).
+
+        Fires on the tool call's own task, which inherits the run's context (an OpenTelemetry
+        span made current by an ``agent_run`` wrapper is the parent of what it records).
 
         :param session: the session being served.
         :param tool: the tool's name as offered to the model.
         :param arguments: the decoded arguments.
         :param result: the text handed back to the model.
+        :param duration_s: wall time from the model's request to the result, in seconds
+            (``pre_tool_call`` included).
+        :param gateway: the gateway serving the run.
         :return: ignored. Exceptions are logged and isolated.
         """

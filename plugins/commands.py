@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 from hermes_core import hookimpl
 from hermes_core.commands import CommandContext, RegisterCommand
 from hermes_core.errors import ConfigError
 from hermes_core.settings import ModelRef
+from hermes_core.types import Session
+
+
+class _Breaker(Protocol):
+    """The public API of the ``circuit_breaker`` plugin that ``/status`` reads."""
+
+    def status(self, session: Session) -> _BreakerState: ...
+
+
+class _BreakerState(Protocol):
+    failures: int
 
 
 def reset(ctx: CommandContext) -> str:
@@ -39,8 +52,10 @@ def status(ctx: CommandContext) -> str:
         f"Agent: {'cached, ' + str(agent.runs) + ' run(s)' if agent else 'not cached'}",
         f"History: {len(agent.history) if agent else 0} message(s) in the cached agent",
     ]
-    failures = session.data.get("circuit_breaker", {}).get("failures", 0)
-    lines.append(f"Consecutive hard failures: {failures}")
+    breaker = gateway.plugin("circuit_breaker")
+    if breaker is not None:
+        failures = cast(_Breaker, breaker).status(session).failures
+        lines.append(f"Consecutive hard failures: {failures}")
     return "\n".join(lines)
 
 

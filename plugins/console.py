@@ -1,8 +1,8 @@
 """Built-in ``console`` platform: a terminal chat on stdin/stdout.
 
 Each line is one message from user ``local`` in session ``console:local``; replies go to stdout
-and logs to stderr. Without a terminal it prints no prompt, and at end of input it finishes the
-runs in flight and closes.
+as they are produced (the run's text deltas) and logs to stderr. Without a terminal it prints no
+prompt, and at end of input it finishes the runs in flight and closes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from hermes_core import hookimpl
+from hermes_core.events import TextDelta
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import RegisterPlatform
 from hermes_core.types import Message
@@ -66,8 +67,11 @@ class ConsolePlatform:
                 message = Message(
                     text=line, platform=NAME, session_key=SESSION_KEY, user_id=USER_ID
                 )
-                reply = await self.gateway.handle(message)
-                self.stdout.write(reply.text + "\n")
+                async for event in self.gateway.stream(message):
+                    if isinstance(event, TextDelta):
+                        self.stdout.write(event.text)
+                        self.stdout.flush()
+                self.stdout.write("\n")
                 self.stdout.flush()
         finally:
             self._closed.set()

@@ -7,22 +7,21 @@ or a plugin that sets one up in ``startup``), and nowhere when none is configure
 ``opentelemetry-api`` package the plugin does nothing; it imports the API when the gateway
 starts, never at plugin load. See docs/observability.md.
 
-The run span is made current in ``pre_run`` (which is ``tryfirst`` and never decides anything,
-so the span covers the other plugins' decisions too) and ended in ``post_run``; both run on the
-run's task, so a context variable carries the span between them, and the tool-call tasks the
-run starts inherit it as their parent. The same goes for a tool call between ``pre_tool_call``
-and ``post_tool_call``, on that call's own task. An LLM request is recorded when it has ended
-(``on_llm_request``), with its measured start and end times.
+The run span comes from an ordinary ``agent_run`` wrapper: made current before the run (so
+the other plugins' ``pre_run`` decisions and the tool-call tasks the run starts are inside
+it), ended with the run's result. LLM requests and tool calls are recorded when they have
+ended (``on_llm_request``, ``post_tool_call``), with their measured start and end times, as
+children of the run span current on their task.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
-from contextvars import ContextVar, Token
+from collections.abc import Callable, Generator
+from contextvars import Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hermes_core import __version__, hookimpl
 
@@ -49,18 +48,6 @@ class _OTel:
     error: StatusCode
 
 
-@dataclass(frozen=True)
-class _Open:
-    """A span made current on this task, and the token that restores the previous one."""
-
-    span: Span
-    token: Token[Context]
-
-
-_run: ContextVar[_Open | None] = ContextVar("hermes_core_tracing_run", default=None)
-_tool: ContextVar[_Open | None] = ContextVar("hermes_core_tracing_tool", default=None)
-
-
 @functools.cache
 def otel() -> _OTel | None:
     """The OpenTelemetry API, or ``None`` when ``opentelemetry-api`` is not installed."""
@@ -77,53 +64,38 @@ def otel() -> _OTel | None:
     )
 
 
-def _open(api: _OTel, name: str, attributes: dict[str, Any]) -> _Open:
-    span = api.tracer.start_span(name, attributes=attributes)
-    return _Open(span, api.attach(api.in_context(span)))
-
-
-def _close(api: _OTel, var: ContextVar[_Open | None]) -> Span | None:
-    """End the current task's hold on the span in ``var``; the span itself is returned."""
-    opened = var.get()
-    if opened is None:
-        return None
-    var.set(None)
-    api.detach(opened.token)
-    return opened.span
-
-
-def _ago_ns(seconds: float) -> int:
-    return time.time_ns() - int(seconds * 1e9)
-
-
 @hookimpl(trylast=True)
 def startup() -> None:
     otel()  # import the API now rather than in the first user's run
 
 
-@hookimpl(tryfirst=True)
-def pre_run(session: Session, message: Message) -> None:
+@hookimpl(wrapper=True, tryfirst=True)
+def agent_run(session: Session, message: Message) -> Generator[None, RunResult, RunResult]:
     if (api := otel()) is None:
-        return
-    attributes = {
-        "hermes.session.key": session.key,
-        "hermes.platform": session.platform,
-        "hermes.message.id": message.id,
-    }
-    _run.set(_open(api, RUN_SPAN, attributes))
+        return (yield)
+    span = api.tracer.start_span(
+        RUN_SPAN,
+        attributes={
+            "hermes.session.key": session.key,
+            "hermes.platform": session.platform,
+            "hermes.message.id": message.id,
+        },
+    )
+    token = api.attach(api.in_context(span))
+    try:
+        result = yield
+    except BaseException as error:
+        span.set_status(api.error, f"{type(error).__name__}: {error}")
+        raise
+    else:
+        _describe_run(api, span, result)
+        return result
+    finally:
+        api.detach(token)
+        span.end()
 
 
-@hookimpl(trylast=True)
-def post_run(session: Session, result: RunResult) -> None:
-    if (api := otel()) is None:
-        return
-    span = _close(api, _run)
-    if span is None:  # the run crashed before pre_run: record it after the fact
-        span = api.tracer.start_span(
-            RUN_SPAN,
-            attributes={"hermes.session.key": session.key, "hermes.platform": session.platform},
-            start_time=_ago_ns(result["duration_s"]),
-        )
+def _describe_run(api: _OTel, span: Span, result: RunResult) -> None:
     span.set_attributes(
         {
             "hermes.fallback_used": result["fallback_used"],
@@ -139,7 +111,6 @@ def post_run(session: Session, result: RunResult) -> None:
     if result["failed"]:
         span.set_attribute("hermes.error_kind", result["error_kind"] or "internal")
         span.set_status(api.error, result["error"])
-    span.end()
 
 
 @hookimpl(trylast=True)
@@ -164,25 +135,18 @@ def on_llm_request(
     span.end(end_time=ended)
 
 
-@hookimpl(tryfirst=True)
-def pre_tool_call(session: Session, tool: str) -> None:
-    if (api := otel()) is None:
-        return
-    attributes = {"hermes.session.key": session.key, "gen_ai.tool.name": tool}
-    _tool.set(_open(api, TOOL_SPAN, attributes))
-
-
 @hookimpl(trylast=True)
-def post_tool_call(session: Session, tool: str, result: str) -> None:
+def post_tool_call(session: Session, tool: str, result: str, duration_s: float) -> None:
     if (api := otel()) is None:
         return
-    span = _close(api, _tool)
-    if span is None:  # refused before pre_tool_call (unknown tool, undecodable arguments)
-        span = api.tracer.start_span(
-            TOOL_SPAN, attributes={"hermes.session.key": session.key, "gen_ai.tool.name": tool}
-        )
+    ended = time.time_ns()
+    span = api.tracer.start_span(
+        TOOL_SPAN,
+        attributes={"hermes.session.key": session.key, "gen_ai.tool.name": tool},
+        start_time=ended - int(duration_s * 1e9),
+    )
     failed = result.startswith("error:")  # the core's and MCP's failure texts all start so
     span.set_attributes({"hermes.tool.error": failed, "hermes.tool.result_chars": len(result)})
     if failed:
         span.set_status(api.error, result.splitlines()[0][:200])
-    span.end()
+    span.end(end_time=ended)

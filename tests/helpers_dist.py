@@ -56,9 +56,9 @@ WRAPPER_HOOK = """
 from hermes_core import hookimpl
 
 
-@hookimpl(wrapper=True)
+@hookimpl(hookwrapper=True)
 def post_run(session):
-    return (yield)
+    yield
 """
 
 #: Writes ``<module>.imported`` next to itself when imported: proof that it was (or was not).

@@ -90,7 +90,7 @@ def test_plugins_lists_builtins_and_the_disabled_one(listed: dict[str, dict[str,
     [
         (BROKEN, "RuntimeError: broken on purpose at import"),
         ("misspelled_hook", "unknown hook 'post_rum'"),
-        ("wrapper_hook", "wrapper implementations are not supported"),
+        ("wrapper_hook", "old-style hookwrapper=True is not supported"),
     ],
 )
 def test_plugins_shows_each_broken_plugin_failed_with_its_error(

@@ -210,6 +210,8 @@ def example_plugins() -> list[tuple[str, str]]:
 
 def load_module(example_id: str, code: str) -> types.ModuleType:
     module = types.ModuleType("docs_example_" + re.sub(r"\W", "_", example_id))
+    # Imported modules are in sys.modules; dataclasses (SessionState) look themselves up there.
+    sys.modules[module.__name__] = module
     exec(compile(code, example_id, "exec"), module.__dict__)
     return module
 
@@ -364,7 +366,7 @@ async def test_echo_provider_example_answers_and_fails_over(
 async def test_quota_example_short_circuits_after_the_limit(
     make_gateway: Any, register_plugin: Any, fake_openai: FakeOpenAI
 ) -> None:
-    register_plugin(example('setdefault("quota"'), "hermes_quota")
+    register_plugin(example('SessionState("quota"'), "hermes_quota")
     gateway = await make_gateway(settings_for(fake_openai.url, quota={"per_session": 1}))
     assert (await send(gateway, "one")).text == "[ok-primary] one (user messages: 1)"
     assert (await send(gateway, "two")).text.startswith("This conversation reached its 1 mess")

@@ -93,7 +93,7 @@ async def seed_scenario(gateway: Gateway, messages: int) -> tuple[list[str], lis
     """Send ``messages`` messages that fail on the primary and the fallback; return the
     eviction reasons seen and the cached agent after each message (None: evicted)."""
     recorder = HookRecorder()
-    gateway.host.register(recorder, "recorder")
+    recorder.attach(gateway.host.pm)
     await gateway.start()
     try:
         agents = []
@@ -185,7 +185,7 @@ def test_a_plugin_whose_import_raises_is_failed_and_the_rest_load(
     ("source", "error"),
     [
         (MISSPELLED_HOOK, "unknown hook 'post_rum'"),
-        (WRAPPER_HOOK, "wrapper implementations are not supported"),
+        (WRAPPER_HOOK, "old-style hookwrapper=True is not supported"),
     ],
     ids=["misspelled hook", "wrapper"],
 )
@@ -212,7 +212,7 @@ async def test_a_plugin_whose_post_run_raises_does_not_cost_the_user_the_answer(
     config = config_from_dict(settings_for(fake_openai.url, "bad-primary", ["ok-b"]))
     gateway = Gateway(config, store=MemoryStore())
     recorder = HookRecorder()
-    gateway.host.register(recorder, "recorder")
+    recorder.attach(gateway.host.pm)
 
     async with gateway:
         reply = await send(gateway, "hello")

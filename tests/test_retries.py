@@ -25,6 +25,7 @@ RESULT_TYPES: dict[str, tuple[type, ...]] = {
     "api_calls": (int,),
     "tool_calls": (int,),
     "duration_s": (float,),
+    "usage": (dict, type(None)),
 }
 ERROR_KINDS = {
     None,
@@ -36,6 +37,7 @@ ERROR_KINDS = {
     "connection",
     "tool",
     "circuit_open",
+    "unavailable",
     "internal",
 }
 

@@ -31,7 +31,6 @@ def fill(path: Path) -> None:
             console,
             "r1",
             [
-                {"role": "user", "content": "time?"},
                 {"role": "assistant", "content": None, "tool_calls": [CALL]},
                 {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
                 {"role": "assistant", "content": "It is noon."},
@@ -49,7 +48,7 @@ def fill(path: Path) -> None:
         await store.finish_run(
             old,
             "r4",
-            [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}],
+            [{"role": "assistant", "content": "hi"}],
         )
         await store.save_session(old)
         await store.save_session(Session(key="http:bob", platform="http", model="local:ok-b"))

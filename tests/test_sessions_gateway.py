@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hermes_core.gateway import Gateway
+import pytest
+
+from hermes_core.gateway import KEPT_TEXT, NOT_KEPT_TEXT, Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
 from hermes_core.sqlite_store import SQLiteStore
@@ -240,3 +244,103 @@ def test_store_defaults_to_the_user_data_dir_and_memory_on_request(
 
     memory = settings_for(fake_openai.url, store={"path": ":memory:"})
     assert isinstance(Gateway(config_from_dict(memory), plugin_host).store, MemoryStore)
+
+
+async def test_loaded_sessions_are_bounded_and_reload_from_the_store(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    settings = settings_for(fake_openai.url, "ok-primary", cache={"max_sessions": 5})
+    gateway = await make_gateway(settings, store=SQLiteStore(tmp_path / "sessions.db"))
+    await send(gateway, "/model local:ok-chosen", "test:first")
+    for index in range(40):
+        await send(gateway, f"hello {index}", f"test:{index}")
+        assert len(gateway.sessions) <= 5
+    assert "test:first" not in gateway.sessions  # unloaded long ago...
+    # ...and loaded again, /model choice included, from the store.
+    reply = await send(gateway, "back again", "test:first")
+    assert reply.text == "[ok-chosen] back again (user messages: 1)"
+
+
+async def test_idle_sessions_are_unloaded(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings_for(fake_openai.url, cache={"idle_ttl_s": 0.2}))
+    await send(gateway, "hello", "test:idle")
+    assert "test:idle" in gateway.sessions
+    deadline = time.monotonic() + 10
+    while "test:idle" in gateway.sessions:
+        assert time.monotonic() < deadline, "the idle session was never unloaded"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs, so a test can fill the disk under a real SQLite store."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of ``disk``; returns the filler to delete."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * 4096)
+    return filler
+
+
+async def test_a_turn_the_store_could_not_commit_never_joins_the_agents_history(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tiny_disk: Path
+) -> None:
+    path = tiny_disk / "sessions.db"
+    gateway = await make_gateway(settings_for(fake_openai.url), store=SQLiteStore(path))
+    assert not (await send(gateway, "one")).failed
+    await send(gateway, "/model local:slow-1-answer")  # a run that takes a second
+
+    run = asyncio.create_task(send(gateway, "lost " + "x" * 4000))
+    deadline = time.monotonic() + 10
+    while not fake_openai.requests_for("slow-1-answer"):  # begin_run has committed
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    filler = fill(tiny_disk)
+    reply = await run
+    filler.unlink()
+
+    assert reply.result is not None and reply.result["error_kind"] == "internal"
+    assert reply.text == KEPT_TEXT  # the user's message did reach the store, as pending
+    await send(gateway, "/model local:ok-primary")
+    assert (await send(gateway, "two")).text == "[ok-primary] two (user messages: 2)"
+    sent = [m["content"] for m in fake_openai.requests_for("ok-primary")[-1].messages]
+    assert sent == ["one", "[ok-primary] one (user messages: 1)", "two"]
+    lines = await gateway.store.transcript("test:1")
+    assert [line.status for line in lines if line.message["content"].startswith("lost")] == [
+        "pending"
+    ]
+
+
+async def test_a_message_the_store_could_not_take_is_not_said_to_be_kept(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tiny_disk: Path
+) -> None:
+    gateway = await make_gateway(
+        settings_for(fake_openai.url), store=SQLiteStore(tiny_disk / "sessions.db")
+    )
+    assert not (await send(gateway, "one")).failed
+    filler = fill(tiny_disk)
+    try:
+        reply = await send(gateway, "too big to store " + "y" * 100_000)
+    finally:
+        filler.unlink()
+    assert reply.result is not None and reply.result["error_kind"] == "internal"
+    assert reply.text == NOT_KEPT_TEXT
+    assert fake_openai.requests_for("ok-primary")[-1].messages[-1]["content"] == "one"

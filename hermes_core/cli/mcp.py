@@ -34,7 +34,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 async def _load(settings: Path | None) -> tuple[dict[str, Any], Any]:
     """Every server spec (settings and plugins) and the pool settings, as the gateway does."""
-    from hermes_core.hooks import Hooks
+    from hermes_core.hookexec import PerPlugin
     from hermes_core.manager import PluginHost
     from hermes_core.mcp import MCPRegistry
     from hermes_core.mcp.settings import PoolSettings
@@ -44,7 +44,7 @@ async def _load(settings: Path | None) -> tuple[dict[str, Any], Any]:
     host = PluginHost()
     host.load(raw["plugins"]["disabled"])
     registry = MCPRegistry()
-    await Hooks(host.pm).register_per_plugin("register_mcp_servers", registry.registrar)
+    await host.pm.hook.register_mcp_servers(register=PerPlugin(registry.registrar))
     mcp_table = raw.get("mcp") or {}
     registry.apply_settings(mcp_table.get("servers") or {})
     return dict(registry.specs), PoolSettings.from_mapping(mcp_table)

@@ -13,14 +13,14 @@ after the test).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pluggy
 import pytest
 import pytest_asyncio
 
-from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
@@ -70,80 +70,49 @@ def message(text: str, session_key: str = "test:1", platform: str = "test") -> M
 
 @dataclass
 class HookCall:
+    """One hook call: its name, its arguments, and (once it has ended) its outcome."""
+
     hook: str
     kwargs: dict[str, Any]
+    outcome: pluggy.Result[Any] | None = None
 
 
 @dataclass
 class HookRecorder:
-    """A plugin that records every hook call it sees; it never changes an outcome."""
+    """Every hook call of a plugin manager, in call order, seen through pluggy's hook-call
+    monitoring: it is no plugin, so it never changes an outcome or the implementations list.
+
+    ``post_run``'s ``result`` is copied when the call starts, as the policies saw it.
+    """
 
     calls: list[HookCall] = field(default_factory=list)
+
+    def attach(self, pm: pluggy.PluginManager) -> Callable[[], None]:
+        """Start recording ``pm``'s hook calls; returns the function that stops it."""
+        pending: dict[int, HookCall] = {}
+
+        def before(hook: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+            values = dict(kwargs)
+            if hook == "post_run":
+                values["result"] = dict(values["result"])
+            call = pending[id(kwargs)] = HookCall(hook, values)
+            self.calls.append(call)
+
+        def after(
+            outcome: pluggy.Result[Any],
+            hook: str,
+            impls: Sequence[pluggy.HookImpl],
+            kwargs: Mapping[str, Any],
+        ) -> None:
+            pending.pop(id(kwargs)).outcome = outcome
+
+        return pm.add_hookcall_monitoring(before, after)
 
     def names(self) -> list[str]:
         return [call.hook for call in self.calls]
 
     def of(self, hook: str) -> list[dict[str, Any]]:
         return [call.kwargs for call in self.calls if call.hook == hook]
-
-    def _record(self, hook: str, **kwargs: Any) -> None:
-        self.calls.append(HookCall(hook, kwargs))
-
-    @hookimpl
-    def startup(self, gateway: Any) -> None:
-        self._record("startup", gateway=gateway)
-
-    @hookimpl
-    def shutdown(self, gateway: Any) -> None:
-        self._record("shutdown", gateway=gateway)
-
-    @hookimpl
-    def pre_run(self, session: Any, message: Any) -> None:
-        self._record("pre_run", session=session, message=message)
-
-    @hookimpl
-    def on_llm_request(
-        self, session: Any, agent: Any, model: str, duration_s: float, error_kind: Any
-    ) -> None:
-        self._record(
-            "on_llm_request",
-            session=session,
-            agent=agent,
-            model=model,
-            duration_s=duration_s,
-            error_kind=error_kind,
-        )
-
-    @hookimpl
-    def on_fallback(
-        self, session: Any, agent: Any, error: str, from_model: str, to_model: str
-    ) -> None:
-        self._record(
-            "on_fallback",
-            session=session,
-            agent=agent,
-            error=error,
-            from_model=from_model,
-            to_model=to_model,
-        )
-
-    @hookimpl
-    def post_run(self, session: Any, agent: Any, result: Any, cache: Any) -> None:
-        self._record("post_run", session=session, agent=agent, result=dict(result), cache=cache)
-
-    @hookimpl
-    def on_evict(self, session_key: str, agent: Any, reason: str) -> None:
-        self._record("on_evict", session_key=session_key, agent=agent, reason=reason)
-
-    @hookimpl
-    def pre_tool_call(self, session: Any, tool: str, arguments: Any) -> None:
-        self._record("pre_tool_call", session=session, tool=tool, arguments=arguments)
-
-    @hookimpl
-    def post_tool_call(self, session: Any, tool: str, arguments: Any, result: str) -> None:
-        self._record(
-            "post_tool_call", session=session, tool=tool, arguments=arguments, result=result
-        )
 
 
 @pytest.fixture(scope="session")
@@ -190,11 +159,12 @@ def register_plugin(plugin_host: PluginHost) -> Iterator[Callable[..., object]]:
 
 
 @pytest.fixture
-def hook_recorder(register_plugin: Callable[..., object]) -> HookRecorder:
-    """A :class:`HookRecorder` registered on ``plugin_host``."""
+def hook_recorder(plugin_host: PluginHost) -> Iterator[HookRecorder]:
+    """A :class:`HookRecorder` of every hook call on ``plugin_host``."""
     recorder = HookRecorder()
-    register_plugin(recorder, "hook-recorder")
-    return recorder
+    detach = recorder.attach(plugin_host.pm)
+    yield recorder
+    detach()
 
 
 @pytest.fixture(autouse=True)

@@ -4,10 +4,9 @@ The ``http`` platform serves them at ``GET /metrics``. With ``metrics.port`` set
 served on that port, by a small server this plugin starts in ``startup`` and stops in
 ``shutdown``. Disabling the plugin (``plugins.disabled = ["metrics"]``) removes both.
 
-Hooks carry no gateway, so each gateway's :class:`~hermes_core.metrics.GatewayMetrics` is found
-through an object that belongs to that gateway alone: its agent cache (``post_run``) or its
-hooks facade (``agent.services.hooks``, for the hooks that receive the agent). The index holds
-them weakly, so a gateway that is gone takes its metrics with it.
+Each started gateway has its own :class:`~hermes_core.plugins.metrics.instruments.GatewayMetrics`,
+found from the ``gateway`` every hook receives and held weakly, so a gateway that is gone takes
+its metrics with it.
 
 This module stays light: ``prometheus_client`` is imported when a gateway starts.
 """
@@ -22,33 +21,33 @@ from loguru import logger
 from hermes_core import hookimpl
 
 if TYPE_CHECKING:
-    from hermes_core.agent import Agent
-    from hermes_core.cache import AgentCache
     from hermes_core.gateway import Gateway
-    from hermes_core.metrics import GatewayMetrics, MetricsServer
+    from hermes_core.plugins.metrics.instruments import GatewayMetrics
+    from hermes_core.plugins.metrics.server import MetricsServer
     from hermes_core.types import ErrorKind, RunResult
 
 NAME = "metrics"
 DEFAULT_HOST = "127.0.0.1"
 
-#: Each started gateway's metrics, under the gateway, its cache and its hooks facade.
-_index: weakref.WeakKeyDictionary[object, GatewayMetrics] = weakref.WeakKeyDictionary()
+#: Each started gateway's metrics.
+_metrics: weakref.WeakKeyDictionary[Gateway, GatewayMetrics] = weakref.WeakKeyDictionary()
 #: The ``metrics.port`` server of each gateway that has one.
 _servers: weakref.WeakKeyDictionary[Gateway, MetricsServer] = weakref.WeakKeyDictionary()
 
 
 def metrics_for(gateway: Gateway) -> GatewayMetrics | None:
     """The metrics of ``gateway``, or ``None`` when this plugin did not start with it."""
-    return _index.get(gateway)
+    return _metrics.get(gateway)
 
 
 @hookimpl(trylast=True)
 async def startup(gateway: Gateway) -> None:
-    from hermes_core.metrics import GatewayMetrics, MetricsServer
+    # Imported here, not at module level: prometheus_client costs start-up time that listing
+    # plugins or printing --help must not pay.
+    from hermes_core.plugins.metrics.instruments import GatewayMetrics
+    from hermes_core.plugins.metrics.server import MetricsServer
 
-    metrics = GatewayMetrics(gateway)
-    for key in (gateway, gateway.cache, gateway.hooks):
-        _index[key] = metrics
+    metrics = _metrics[gateway] = GatewayMetrics(gateway)
     port = int(gateway.config.get("metrics.port", 0))
     if not port:
         return
@@ -76,26 +75,26 @@ async def shutdown(gateway: Gateway) -> None:
 
 
 @hookimpl(trylast=True)
-def post_run(result: RunResult, cache: AgentCache) -> None:
-    if (metrics := _index.get(cache)) is not None:
+def post_run(result: RunResult, gateway: Gateway) -> None:
+    if (metrics := _metrics.get(gateway)) is not None:
         metrics.record_run(result)
 
 
 @hookimpl(trylast=True)
 def on_llm_request(
-    agent: Agent, model: str, duration_s: float, error_kind: ErrorKind | None
+    model: str, duration_s: float, error_kind: ErrorKind | None, gateway: Gateway
 ) -> None:
-    if (metrics := _index.get(agent.services.hooks)) is not None:
+    if (metrics := _metrics.get(gateway)) is not None:
         metrics.record_llm_request(model, duration_s, error_kind)
 
 
 @hookimpl(trylast=True)
-def on_fallback(agent: Agent, from_model: str, to_model: str) -> None:
-    if (metrics := _index.get(agent.services.hooks)) is not None:
+def on_fallback(from_model: str, to_model: str, gateway: Gateway) -> None:
+    if (metrics := _metrics.get(gateway)) is not None:
         metrics.record_fallback(from_model, to_model)
 
 
 @hookimpl(trylast=True)
-def on_evict(agent: Agent, reason: str) -> None:
-    if (metrics := _index.get(agent.services.hooks)) is not None:
+def on_evict(reason: str, gateway: Gateway) -> None:
+    if (metrics := _metrics.get(gateway)) is not None:
         metrics.record_eviction(reason)

@@ -1,0 +1,113 @@
+"""The sessions component: the one owner of loaded sessions, their locks and their store I/O.
+
+Loaded sessions are a cache of the store, bounded like the agent cache: by count (least
+recently used first) and by idle time. A session that leaves it is simply loaded again from
+the store when its next message comes; one that is held (a message of it is being handled, or
+waits its turn) never leaves. Every read and write of sessions and transcripts goes through
+here, so the store and the gateway's view of a session cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hermes_core.store import Store
+from hermes_core.types import Session
+
+
+class Sessions:
+    """Sessions by key, loaded from ``store`` on demand; runs of one session one at a time."""
+
+    def __init__(self, store: Store, *, max_sessions: int, idle_ttl_s: float) -> None:
+        self.store = store
+        self.max_sessions = max_sessions
+        self.idle_ttl_s = idle_ttl_s
+        self._loaded: OrderedDict[str, Session] = OrderedDict()
+        self._used: dict[str, float] = {}
+        # A lock per session with a waiter or holder, and how many there are.
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._loaded)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._loaded
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Serialize the handling of ``key``'s messages: waiters go first-in first-out
+        (``asyncio.Lock``), and the session stays loaded while held."""
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]  # no waiter left: no lock per session forever
+            else:
+                self._locks[key] = (lock, users - 1)
+            self._used[key] = time.monotonic()
+            self._shrink()
+
+    async def get(self, key: str, platform: str) -> Session:
+        """The session ``key``: loaded, from the store, or new."""
+        session = self._loaded.get(key)
+        if session is None:
+            session = await self.store.load_session(key) or Session(key=key, platform=platform)
+            self._loaded[key] = session
+        self._loaded.move_to_end(key)
+        self._used[key] = time.monotonic()
+        return session
+
+    def _shrink(self) -> None:
+        excess = len(self._loaded) - self.max_sessions
+        if excess <= 0:
+            return
+        idle = [key for key in self._loaded if key not in self._locks][:excess]
+        for key in idle:
+            self._forget(key)
+
+    def evict_idle(self, now: float | None = None) -> int:
+        """Unload sessions unused for ``idle_ttl_s`` (0 disables); returns how many went."""
+        if self.idle_ttl_s <= 0:
+            return 0
+        now = time.monotonic() if now is None else now
+        stale = [
+            key
+            for key, used in self._used.items()
+            if now - used >= self.idle_ttl_s and key not in self._locks
+        ]
+        for key in stale:
+            self._forget(key)
+        return len(stale)
+
+    def _forget(self, key: str) -> None:
+        self._loaded.pop(key, None)
+        self._used.pop(key, None)
+
+    # --- store I/O -----------------------------------------------------------------------
+
+    async def save(self, session: Session) -> None:
+        await self.store.save_session(session)
+
+    async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
+        await self.store.begin_run(session, run_id, user_message)
+
+    async def finish_run(
+        self,
+        session: Session,
+        run_id: str,
+        added: list[dict[str, Any]] | None,
+        model: str | None = None,
+    ) -> None:
+        await self.store.finish_run(session, run_id, added, model)
+
+    async def history(self, session: Session, limit: int) -> list[dict[str, Any]]:
+        return await self.store.history(session, limit)
