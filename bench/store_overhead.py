@@ -76,7 +76,7 @@ async def store_calls_alone(directory: Path, count: int) -> float:
             user = {"role": "user", "content": f"message {i}"}
             await store.begin_run(session, run_id, user)
             await store.finish_run(
-                session, run_id, [user, {"role": "assistant", "content": "answer"}], "local:ok"
+                session, run_id, [{"role": "assistant", "content": "answer"}], "local:ok"
             )
             await store.save_session(session)
         return time.perf_counter() - started

@@ -92,7 +92,7 @@ def test_every_module_is_in_the_architecture_page() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
     listed = set(re.findall(r"`([\w/]+\.py)`", text))
     missing = []
-    for name, path in modules().items():
+    for path in modules().values():
         folder = path.relative_to(ROOT).parts[0]
         relative = path.relative_to(ROOT / folder).as_posix()
         shown = relative if folder == "hermes_core" else f"{folder}/{relative}"
