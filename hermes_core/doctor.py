@@ -28,13 +28,14 @@ import socket
 import sqlite3
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.mcp import MCPRegistry, MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
+from hermes_core.redaction import redact_text, register_settings
 from hermes_core.settings import (
     SETTINGS_FILE_ENV,
     Config,
@@ -77,19 +78,20 @@ class CheckResult:
         return {"check": self.check, "ok": self.ok, "detail": self.detail, "fix": self.fix}
 
 
+# Details quote URLs, server output and upstream answers: each result is redacted as made.
 def passed(check: str, detail: str) -> CheckResult:
     """A passing check."""
-    return CheckResult(check, True, detail)
+    return CheckResult(check, True, redact_text(detail))
 
 
 def failed(check: str, detail: str, fix: str) -> CheckResult:
     """A failing check, with what to do about it."""
-    return CheckResult(check, False, detail, fix)
+    return CheckResult(check, False, redact_text(detail), redact_text(fix))
 
 
 def skipped(check: str, detail: str) -> CheckResult:
     """A check that could not run because something it needs is broken."""
-    return CheckResult(check, None, detail)
+    return CheckResult(check, None, redact_text(detail))
 
 
 @dataclass(frozen=True)
@@ -505,6 +507,7 @@ async def run_checks(
     if raw is None:
         _skip_rest(results, ("plugins", "providers", "mcp servers", "platforms", "store"))
         return Report(results, settings_valid=False)
+    register_settings(raw)
     host = PluginHost()
     # Names only: a non-string entry is a settings error already reported above.
     disabled = [name for name in raw["plugins"]["disabled"] if isinstance(name, str)]
@@ -524,6 +527,8 @@ async def run_checks(
         except HermesError as error:
             results.append(failed(hook, str(error), "fix or disable the plugin named above"))
     specs, pool_settings, spec_results = await collect_mcp_specs(gateway)
+    for spec in specs.values():  # a plugin's servers have secrets of their own
+        register_settings(asdict(spec))
     provider_checks = [
         check_provider(provider, configured_models(config, name), gateway.providers.factories)
         for name, provider in config.providers.items()

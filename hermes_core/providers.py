@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from loguru import logger
 
 from hermes_core.errors import ConfigError
+from hermes_core.redaction import register_secrets, scrub
 from hermes_core.settings import ProviderConfig
 from hermes_core.types import ErrorKind
 
@@ -49,7 +50,11 @@ class Completion:
 
 
 class ProviderError(Exception):
-    """A failed completion, classified into the contract's ``error_kind`` taxonomy."""
+    """A failed completion, classified into the contract's ``error_kind`` taxonomy.
+
+    The message is scrubbed of every registered secret here, where it is made: it travels on
+    into replies, results, hooks and logs (an upstream 401 body may echo the API key).
+    """
 
     def __init__(
         self,
@@ -62,7 +67,7 @@ class ProviderError(Exception):
         self.kind: ErrorKind = kind
         self.status = status
         self.retry_after = retry_after
-        super().__init__(message)
+        super().__init__(scrub(message))
 
 
 class Provider(Protocol):
@@ -114,6 +119,7 @@ class ProviderRegistry:
                     f"providers.{name}.type", f"unknown provider type {config.type!r} ({known})"
                 )
         self.configs = dict(configs)
+        register_secrets(config.api_key for config in configs.values())
 
     def get(self, name: str) -> Provider:
         """The shared provider for ``providers.<name>``, created on first use."""

@@ -22,9 +22,6 @@ from hermes_core.errors import ConfigError
 
 ENV_PREFIX = "HERMES"
 SETTINGS_FILE_ENV = "HERMES_SETTINGS"
-SECRET_KEY_PATTERN = re.compile(
-    r"(api_key|api_keys|token|tokens|secret|password|authorization)$", re.IGNORECASE
-)
 MODEL_PATTERN = re.compile(r"^(?P<provider>[A-Za-z0-9_.-]+):(?P<model>\S.*)$")
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -493,14 +490,3 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     the keys it leaves out, but never override a key it sets.
     """
     return build_config(_settings(data, env_wins=False))
-
-
-def redacted(value: Any, key: str = "") -> Any:
-    """A copy of the settings with every secret replaced, for ``config show`` and logs."""
-    if isinstance(value, Mapping):
-        return {k: redacted(v, k) for k, v in value.items()}
-    if key and SECRET_KEY_PATTERN.search(key) and value:
-        return "***" if not isinstance(value, list) else ["***" for _ in value]
-    if isinstance(value, list):
-        return [redacted(v) for v in value]
-    return value

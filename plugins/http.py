@@ -48,6 +48,7 @@ from hermes_core.asgi import EmbeddedServer, listen
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import Intake, IntakeClosed, PlatformSettings, RegisterPlatform
 from hermes_core.plugins.metrics import metrics_for
+from hermes_core.redaction import scrub
 from hermes_core.types import Message, Reply
 
 NAME = "http"
@@ -131,13 +132,14 @@ class ApiError(Exception):
     def response(self) -> JSONResponse:
         body = {
             "error": {
-                "message": self.message,
+                "message": scrub(self.message),
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,
             }
         }
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        headers = {name: scrub(value) for name, value in self.headers.items()}
+        return JSONResponse(body, status_code=self.status, headers=headers)
 
 
 def _bad_request(message: str, param: str | None = None) -> ApiError:

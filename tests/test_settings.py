@@ -18,7 +18,8 @@ import pytest
 from helpers_dist import cli_env, hermes_core, start_hermes_core
 
 from hermes_core.errors import ConfigError
-from hermes_core.settings import config_from_dict, load_config, redacted
+from hermes_core.redaction import redacted
+from hermes_core.settings import config_from_dict, load_config
 
 KEY_ENV = "LOCAL_LLM_KEY"  # not HERMES_-prefixed: dynaconf would read that as a setting
 

@@ -20,6 +20,7 @@ from hermes_core.cli.mcp import mcp_app
 from hermes_core.cli.sessions import sessions_app
 from hermes_core.errors import HermesError
 from hermes_core.log import configure_logging
+from hermes_core.redaction import redact_text, redacted, register_settings
 
 app = typer.Typer(
     name="hermes-core",
@@ -50,7 +51,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except HermesError as error:
-            typer.echo(f"hermes-core: error: {error}", err=True)
+            typer.echo(f"hermes-core: error: {redact_text(str(error))}", err=True)
             raise typer.Exit(EXIT_CONFIG) from None
 
     return wrapper  # type: ignore[return-value]
@@ -65,6 +66,7 @@ def run(settings: SettingsOption = None) -> None:
     from hermes_core.settings import load_config
 
     config = load_config(settings)
+    register_settings(config.raw)  # replies, errors and logs never show a configured secret
     configure_logging(config.get("logging.level"), config.get("logging.json"))
     raise typer.Exit(asyncio.run(serve(Gateway(config))))
 
@@ -97,9 +99,10 @@ def plugins(settings: SettingsOption = None) -> None:
 @user_errors
 def config_show(settings: SettingsOption = None) -> None:
     """Print the merged settings as JSON, secrets redacted."""
-    from hermes_core.settings import load_raw, redacted
+    from hermes_core.settings import load_raw
 
     raw, source = load_raw(settings)
+    register_settings(raw)  # a secret repeated under another key is masked there too
     typer.echo(json.dumps({"source": str(source) if source else None, **redacted(raw)}, indent=2))
 
 

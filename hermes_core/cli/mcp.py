@@ -8,6 +8,7 @@ that cannot be started makes ``mcp test`` exit 1 with one line saying why.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ import typer
 
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.log import configure_logging
+from hermes_core.redaction import redact_text, redacted, register_settings
 
 mcp_app = typer.Typer(help="List the MCP servers, or test one.", no_args_is_help=True)
 
@@ -28,7 +30,7 @@ EXIT_CONFIG = 2
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"hermes-core: error: {message}", err=True)
+    typer.echo(f"hermes-core: error: {redact_text(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -41,12 +43,15 @@ async def _load(settings: Path | None) -> tuple[dict[str, Any], Any]:
     from hermes_core.settings import load_raw
 
     raw, _ = load_raw(settings)
+    register_settings(raw)
     host = PluginHost()
     host.load(raw["plugins"]["disabled"])
     registry = MCPRegistry()
     await host.pm.hook.register_mcp_servers(register=PerPlugin(registry.registrar))
     mcp_table = raw.get("mcp") or {}
     registry.apply_settings(mcp_table.get("servers") or {})
+    for spec in registry.specs.values():  # a plugin's servers have secrets of their own
+        register_settings(dataclasses.asdict(spec))
     return dict(registry.specs), PoolSettings.from_mapping(mcp_table)
 
 
@@ -57,10 +62,11 @@ async def _list(settings: Path | None, start: bool) -> tuple[list[dict[str, Any]
     pool = MCPPool()
     pool.configure(specs, pool_settings)
     if not start:
-        return pool.status(), []
+        return redacted(pool.status()), []
     try:
         await pool.tools()  # starts every server, waits for each first attempt
-        return pool.status(), pool.collisions
+        # Errors quote what a server wrote and the URL it was reached at.
+        return redacted(pool.status()), [redact_text(line) for line in pool.collisions]
     finally:
         await pool.stop()
 
@@ -107,13 +113,14 @@ async def _test(settings: Path | None, name: str) -> int:
         raise ConfigError("mcp test", f"no MCP server named {name!r} (known: {known})")
     probe = await probe_server(spec, pool_settings)
     if not probe.ok:
-        typer.echo(f"hermes-core: mcp test {name}: {probe.error}", err=True)
+        typer.echo(f"hermes-core: mcp test {name}: {probe.error}", err=True)  # already redacted
         return EXIT_FAILED
     steps = ", ".join(f"{step} {seconds:.2f}s" for step, seconds in probe.timings.items())
     typer.echo(f"{name}: ready in {probe.ready_s:.2f}s ({steps}); {len(probe.tools)} tool(s)")
     for tool in probe.tools:
         description = (tool.description or "").strip().splitlines()
-        typer.echo(f"  {tool.name}" + (f": {description[0]}" if description else ""))
+        line = f"  {tool.name}" + (f": {description[0]}" if description else "")
+        typer.echo(redact_text(line))  # a server's own text may quote its environment
     typer.echo(f"{name}: stopped in {probe.stop_s:.2f}s")
     return 0
 

@@ -18,6 +18,7 @@ from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.connection import ServerConnection, ServerState
 from hermes_core.mcp.pool import SETTLE_GRACE_S
 from hermes_core.mcp.settings import PoolSettings
+from hermes_core.redaction import redact_text
 
 if TYPE_CHECKING:
     from mcp_types import Tool as MCPTool
@@ -28,7 +29,7 @@ class ProbeResult:
     """What one start of a server showed.
 
     :ivar state: the connection's state when its first attempt ended (``READY`` on success).
-    :ivar error: the one-line reason when it is not ready (``None`` when it is).
+    :ivar error: the one-line reason when it is not ready (``None`` when it is), redacted.
     :ivar tools: the tools it offers (allowlist applied).
     :ivar timings: seconds taken by ``connect``, ``initialize`` and ``list_tools``.
     :ivar ready_s: seconds from start until the first attempt ended.
@@ -83,7 +84,8 @@ async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResu
     return ProbeResult(
         spec=spec,
         state=state,
-        error=error if state is not ServerState.READY else None,
+        # Errors quote what the server wrote and the URL it was reached at: both may hold secrets.
+        error=redact_text(error) if state is not ServerState.READY and error else None,
         tools=tools,
         timings=timings,
         ready_s=ready_s,

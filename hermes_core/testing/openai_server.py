@@ -10,6 +10,7 @@ model name          behaviour
 ``ok-*``            200, content ``[{model}] {last user text} (user messages: {n})``
 ``bad-*``           400 ``invalid_request_error`` / ``model_not_found``
 ``auth-*``          401 ``invalid_api_key`` (API keys are never checked otherwise)
+``authecho-*``      like ``auth-*``, its message quoting the bearer key sent, as OpenAI's does
 ``forbidden-*``     403 ``permission_error``
 ``notfound-*``      404 ``model_not_found``
 ``ratelimit-S-*``   429 ``rate_limit_exceeded`` with ``Retry-After: S`` (default 1)
@@ -759,6 +760,15 @@ class FakeOpenAI:
             return _Error(
                 401,
                 "Incorrect API key provided. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        if _matches(model, "authecho"):
+            key = request.headers.get("authorization", "").removeprefix("Bearer ")
+            return _Error(
+                401,
+                f"Incorrect API key provided: {key}. You can find your API key at "
                 "https://platform.openai.com/account/api-keys.",
                 "invalid_request_error",
                 "invalid_api_key",
