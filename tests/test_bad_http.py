@@ -25,7 +25,9 @@ import pytest_asyncio
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
+from hermes_core.platforms import session_key
 from hermes_core.plugins.http import HttpPlatform
+from hermes_core.plugins.http_settings import ApiKey
 from hermes_core.settings import config_from_dict
 from hermes_core.sqlite_store import SQLiteStore
 from hermes_core.testing import FakeOpenAI, settings_for
@@ -37,6 +39,8 @@ KEY = "sk-bad-http"
 LIMIT = 64 * 1024
 CHAT = "/v1/chat/completions"
 JSON = "application/json"
+#: Sessions belong to the API key that made them: the store files them under its name.
+OWNER = ApiKey.plain(KEY).name
 
 
 def body(data: Any) -> bytes:
@@ -293,9 +297,11 @@ async def test_the_server_keeps_serving_and_stores_only_the_good_runs(
     assert len(llm.requests) == sum(len(texts) for texts in good.values())
 
     store = served.store
-    assert {s.key for s in await store.sessions()} == {f"http:{name}" for name in good}
+    assert {s.key for s in await store.sessions()} == {
+        session_key("http", name, OWNER) for name in good
+    }
     for name, texts in good.items():
-        lines = await store.transcript(f"http:{name}")
+        lines = await store.transcript(session_key("http", name, OWNER))
         assert {line.status for line in lines} == {"answered"}
         users = [line.message["content"] for line in lines if line.message["role"] == "user"]
         assert users == [text if isinstance(text, str) else "from\nparts" for text in texts]
