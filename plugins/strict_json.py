@@ -17,8 +17,8 @@ MAX_DEPTH = 64
 #: Most digits accepted in an integer (a 64-bit number has 20).
 MAX_INT_DIGITS = 100
 
-#: A complete string literal, or one structural character.
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:]')
+#: A string literal with its escapes removed, or one structural character.
+_TOKENS = re.compile(r'"[^"]*"|[\[\]{}:]')
 
 
 class JsonProblem(ValueError):
@@ -75,8 +75,12 @@ def _parse_int(digits: str) -> int | _LongInteger:
 def _depth_exceeded(text: str) -> tuple[bool, str | None]:
     """Whether nesting passes :data:`MAX_DEPTH` (checked before parsing, which would recurse),
     and the top-level key it happens under."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False, None
+    # Without escapes, a string is just quote to quote: the scan stays a fast regex.
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
     depth, key, last_string = 0, None, None
-    for token in _TOKENS.finditer(text):
+    for token in _TOKENS.finditer(unescaped):
         char = token.group()[0]
         if char in "[{":
             depth += 1
