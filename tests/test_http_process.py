@@ -48,6 +48,25 @@ def env() -> dict[str, str]:
     return cli_env(HERMES_LOAD_PLUGINS="")
 
 
+def hermes(*args: str, settings: Path) -> subprocess.CompletedProcess[str]:
+    """``hermes-core ARGS --settings SETTINGS`` to completion (``run`` only when it is
+    expected to stop by itself, such as a start-up refusal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "hermes_core", *args, "--settings", str(settings)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env=env(),
+    )
+
+
+def quiet(settings: Path) -> Path:
+    """Only warnings and errors on stderr, so a refusal is the one line there."""
+    settings.write_text(settings.read_text().replace('level = "INFO"', 'level = "WARNING"'))
+    return settings
+
+
 @contextlib.asynccontextmanager
 async def hermes_run(
     settings: Path, **variables: str
@@ -135,39 +154,12 @@ def test_non_loopback_host_without_api_keys_exits_2_with_one_line(
     settings = write_settings(
         tmp_path / "s.toml", fake_openai.url, "ok-primary", 'host = "0.0.0.0"\nport = 0'
     )
-    text = settings.read_text().replace('level = "INFO"', 'level = "WARNING"')
-    settings.write_text(text)
-    done = subprocess.run(
-        [sys.executable, "-m", "hermes_core", "run", "--settings", str(settings)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env=env(),
-    )
+    done = hermes("run", settings=quiet(settings))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("hermes-core: error: platforms.http.host: ")
     assert "0.0.0.0 without API keys" in lines[0]
-
-
-def run_to_exit(settings: Path) -> subprocess.CompletedProcess[str]:
-    """``hermes-core run`` expected to stop by itself (a start-up refusal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "hermes_core", "run", "--settings", str(settings)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env=env(),
-    )
-
-
-def quiet(settings: Path) -> Path:
-    """Only warnings and errors on stderr, so a refusal is the one line there."""
-    settings.write_text(settings.read_text().replace('level = "INFO"', 'level = "WARNING"'))
-    return settings
 
 
 def test_a_port_in_use_exits_2_with_one_line_naming_the_key_and_address(
@@ -180,7 +172,7 @@ def test_a_port_in_use_exits_2_with_one_line_naming_the_key_and_address(
         settings = quiet(
             write_settings(tmp_path / "s.toml", fake_openai.url, "ok-primary", f"port = {port}")
         )
-        done = run_to_exit(settings)
+        done = hermes("run", settings=settings)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -195,13 +187,7 @@ async def test_a_bracketed_ipv6_host_passes_config_check_and_serves(
     settings = write_settings(
         tmp_path / "s.toml", fake_openai.url, "ok-primary", 'host = "[::1]"\nport = 0'
     )
-    check = subprocess.run(
-        [sys.executable, "-m", "hermes_core", "config", "check", "--settings", str(settings)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env(),
-    )
+    check = hermes("config", "check", settings=settings)
     assert check.returncode == 0, check.stderr
     async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
         assert url.startswith("http://[::1]:")
@@ -278,13 +264,7 @@ async def test_sessions_of_two_keys_are_stored_apart_and_listed_with_their_owner
             assert response.headers["x-hermes-session"] == "same"
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
-    listed = subprocess.run(
-        [sys.executable, "-m", "hermes_core", "sessions", "list", "--settings", str(settings)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env(),
-    )
+    listed = hermes("sessions", "list", settings=settings)
     assert listed.returncode == 0, listed.stderr
     header, *rows = listed.stdout.splitlines()
     assert "OWNER" in header.split()
