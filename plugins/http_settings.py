@@ -32,6 +32,7 @@ MAX_HEADER_TIMEOUT_S = 3600.0
 KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: The keys of a named-key table.
 KEY_TABLE = ("name", "key_env")
+EXPECTED_KEYS = "expected a list of strings (plain keys) or {name, key_env} tables"
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,7 @@ def _is_loopback(host: str) -> bool:
 def _api_keys(settings: PlatformSettings) -> tuple[ApiKey, ...]:
     entries = settings.values.get("api_keys", [])
     if not isinstance(entries, list):
-        raise settings.error(
-            "api_keys",
-            f"expected a list of keys (strings or {{name, key_env}} tables), "
-            f"got a {type(entries).__name__}",
-        )
+        raise settings.error("api_keys", f"{EXPECTED_KEYS}, got a {type(entries).__name__}")
     keys = [_api_key(settings, index, entry) for index, entry in enumerate(entries)]
     env = settings.string("api_keys_env", "")
     if env:
@@ -141,10 +138,9 @@ def _api_key(settings: PlatformSettings, index: int, entry: Any) -> ApiKey | Non
     if isinstance(entry, str):
         return ApiKey.plain(entry.strip()) if entry.strip() else None
     if not isinstance(entry, Mapping):
-        raise ConfigError(
-            where,
-            f"expected a key (a string) or a {{name, key_env}} table, got a {type(entry).__name__}",
-        )
+        # Only a number or boolean is shown: anything else might hold a key.
+        shown = repr(entry) if isinstance(entry, int | float) else f"a {type(entry).__name__}"
+        raise settings.error("api_keys", f"{EXPECTED_KEYS}, got item {shown}")
     unknown = sorted(set(entry) - set(KEY_TABLE))
     if unknown:
         raise ConfigError(

@@ -344,7 +344,7 @@ async def test_non_loopback_host_without_keys_is_refused_at_build_time(
         ({"header_timeout_s": 86400}, "platforms.http.header_timeout_s"),
         ({"host": "[::1"}, "platforms.http.host"),
         ({"host": "[localhost]"}, "platforms.http.host"),
-        ({"api_keys": [5]}, "platforms.http.api_keys[0]"),
+        ({"api_keys": [["sk-nested"]]}, "platforms.http.api_keys"),
         ({"api_keys": [{"name": "a"}]}, "platforms.http.api_keys[0].key_env"),
         ({"api_keys": [{"name": "a", "key_env": "HERMES_TEST_UNSET_KEY"}]},
          "platforms.http.api_keys[0].key_env"),
