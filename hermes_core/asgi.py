@@ -1,15 +1,87 @@
-"""Serving an ASGI app inside the gateway's event loop (the HTTP platform, the metrics port)."""
+"""Serving an ASGI app inside the gateway's event loop (the HTTP platform, the metrics port).
+
+:class:`EmbeddedServer` is the one start/stop both use: it binds the socket itself (a taken port
+raises ``OSError`` from :meth:`~EmbeddedServer.start` instead of uvicorn calling ``sys.exit``),
+runs uvicorn as a task it owns with signal handling left to the runner, and on :meth:`stop`
+gives responses in progress a bounded time before cancelling the task.
+
+Connections that never finish sending their request headers are closed after
+``header_timeout_s`` (see :class:`HeaderDeadlineProtocol`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
+from loguru import logger
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+#: Seconds a connection may take to send a request's headers (``platforms.http.header_timeout_s``).
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+#: Extra seconds :meth:`EmbeddedServer.stop` waits past uvicorn's own graceful shutdown.
+STOP_MARGIN_S = 5
 
 
-class EmbeddedServer(uvicorn.Server):
+class _Config(uvicorn.Config):
+    """uvicorn's settings plus the header deadline, which uvicorn has no setting for."""
+
+    def __init__(self, app: Any, *, header_timeout_s: float, **options: Any) -> None:
+        super().__init__(app, http=HeaderDeadlineProtocol, **options)
+        self.header_timeout_s = header_timeout_s
+
+
+class HeaderDeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete
+    ``header_timeout_s`` after it opened or after its previous response.
+
+    uvicorn 0.54 has no header timeout: its keep-alive timer stops at the first byte received,
+    so a client that sends half a request line holds a connection and a file descriptor for as
+    long as it likes. The deadline is off while a request is being answered.
+    """
+
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_deadline()
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a new request's headers are complete
+            self._disarm_deadline()
+
+    def on_response_complete(self) -> None:
+        if not self.transport.is_closing():
+            self._arm_deadline()  # for the next request; a pipelined one disarms it at once
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_deadline()
+        super().connection_lost(exc)
+
+    def _arm_deadline(self) -> None:
+        self._disarm_deadline()
+        assert isinstance(self.config, _Config)
+        self._deadline = self.loop.call_later(self.config.header_timeout_s, self._headers_late)
+
+    def _disarm_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class _Uvicorn(uvicorn.Server):
     """A uvicorn server that leaves signal handlers alone: the runner owns SIGINT/SIGTERM.
 
     uvicorn 0.54 has no setting for this; ``serve()`` wraps itself in ``capture_signals()``,
@@ -21,9 +93,80 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+class EmbeddedServer:
+    """``app`` served by uvicorn as a task of the running loop. After :meth:`start`,
+    :attr:`port` is the bound port (useful with port 0)."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        name: str,
+        stop_grace_s: float,
+        header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    ) -> None:
+        self.name = name
+        self.stop_grace_s = stop_grace_s
+        self.port: int | None = None
+        self._config = _Config(
+            app,
+            header_timeout_s=header_timeout_s,
+            lifespan="off",
+            log_config=None,  # never reconfigure the application's logging
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=max(1, round(stop_grace_s)),
+        )
+        self._server: _Uvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server task is alive."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self, host: str, port: int, *, backlog: int) -> int:
+        """Bind ``host:port`` and serve; return the bound port once connections are accepted.
+
+        Raises ``OSError`` (``socket.gaierror`` for a host that does not resolve) when the
+        address cannot be had.
+        """
+        if self._task is not None:
+            raise RuntimeError(f"{self.name} is already started")
+        sock = listen(host, port, backlog)
+        self.port = sock.getsockname()[1]
+        self._server = _Uvicorn(self._config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=self.name)
+        while not self._server.started:
+            if self._task.done():
+                sock.close()
+                await self._task  # re-raises what stopped it
+                raise OSError(f"{self.name} on {host}:{self.port} exited while starting")
+            await asyncio.sleep(0.01)
+        return self.port
+
+    async def stop(self) -> None:
+        """Close the port, give responses in progress ``stop_grace_s``, then end the task.
+        Idempotent."""
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        # uvicorn itself cancels handlers after its graceful shutdown; this bounds the rest.
+        await asyncio.wait({self._task}, timeout=self.stop_grace_s + STOP_MARGIN_S)
+        if not self._task.done():
+            logger.warning("{} did not stop in time; cancelling it", self.name)
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def wait_closed(self) -> None:
+        """Return once the server task has ended (at once if it never started)."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+
 def listen(host: str, port: int, backlog: int) -> socket.socket:
-    """A bound, listening, non-blocking socket: a taken port fails here, in ``start()``,
-    rather than inside uvicorn (which would call ``sys.exit``)."""
+    """A bound, listening, non-blocking socket for ``host:port``."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -28,6 +29,7 @@ from hermes_core.mcp.pool import MCPPool
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
+from hermes_core.redaction import register_settings, scrub
 from hermes_core.sessions import Sessions
 from hermes_core.settings import Config, ModelRef
 from hermes_core.store import Store, store_from_config
@@ -51,6 +53,7 @@ class Gateway:
         self, config: Config, host: PluginHost | None = None, *, store: Store | None = None
     ) -> None:
         self.config = config
+        register_settings(config.raw)  # so no configured secret leaves in any text
         if host is None:
             host = PluginHost()
             host.load(config.disabled_plugins)
@@ -113,6 +116,9 @@ class Gateway:
         await hooks.register("register_platforms", self.platforms.register)
         await hooks.register_per_plugin("register_mcp_servers", self.mcp.registrar)
         self.mcp.apply_settings(self.config.section("mcp.servers"))
+        # Servers from plugins carry secrets (env, headers) the settings never named.
+        specs = {name: dataclasses.asdict(spec) for name, spec in self.mcp.specs.items()}
+        register_settings({"mcp": {"servers": specs}})
         self.mcp_pool.configure(
             self.mcp.specs, PoolSettings.from_mapping(self.config.section("mcp"))
         )
@@ -185,7 +191,7 @@ class Gateway:
                 if parsed is not None:
                     reply = await self._run_command(session, message, *parsed)
                 else:
-                    result = await self._run(session, message)
+                    result = _scrubbed(await self._run(session, message))
                     reply = Reply(result["final_response"] or "", result)
                 try:
                     await self.sessions.save(session)
@@ -270,7 +276,7 @@ class Gateway:
         the agent, commit the result, and only then add the turn to the agent's history."""
         started = time.perf_counter()
         run_id = uuid.uuid4().hex
-        user_message = {"role": "user", "content": message.text}
+        user_message = _written({"role": "user", "content": message.text})
         try:
             # Committed before anything else happens: neither a crash nor a refusal by a
             # pre_run plugin (the circuit breaker) can lose the user's message.
@@ -293,7 +299,7 @@ class Gateway:
                     self.cache.release(session.key)
             else:  # a plugin's answer is part of the conversation, unless it is a failure
                 added = [{"role": "assistant", "content": result["final_response"]}]
-            answered = None if result["failed"] else added
+            answered = None if result["failed"] else [_written(m) for m in added]
             await self.sessions.finish_run(session, run_id, answered, result["model"])
         except Exception as error:
             logger.opt(exception=error).error(
@@ -375,6 +381,20 @@ def _internal_failure(
         primary_model=str(agent.models[0]) if agent else None,
         duration_s=time.perf_counter() - started,
     )
+
+
+def _written(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as the store and the history keep it: no configured secret in its text."""
+    content = message.get("content")
+    return {**message, "content": scrub(content)} if isinstance(content, str) else message
+
+
+def _scrubbed(result: RunResult) -> RunResult:
+    """The result with every configured secret replaced in the texts a user may see."""
+    for key in ("final_response", "error"):
+        if (text := result[key]) is not None:  # type: ignore[literal-required]
+            result[key] = scrub(text)  # type: ignore[literal-required]
+    return result
 
 
 def _crash_reply(error: Exception, started: float) -> Reply:

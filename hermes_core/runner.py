@@ -28,6 +28,9 @@ async def _start_platforms(gateway: Gateway) -> list[tuple[str, Platform]]:
     for name, platform in built:
         try:
             await platform.start()
+        except ConfigError:  # a taken port is the operator's to fix: exit 2, like a bad setting
+            await asyncio.gather(*(_stop(other, running) for other, running in started))
+            raise
         except Exception as error:  # one broken adapter must not take down the others
             logger.error("platform {} failed to start: {}: {}", name, type(error).__name__, error)
             continue

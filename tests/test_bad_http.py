@@ -25,7 +25,9 @@ import pytest_asyncio
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
+from hermes_core.platforms import session_key
 from hermes_core.plugins.http import HttpPlatform
+from hermes_core.plugins.http_settings import ApiKey
 from hermes_core.settings import config_from_dict
 from hermes_core.sqlite_store import SQLiteStore
 from hermes_core.testing import FakeOpenAI, settings_for
@@ -34,9 +36,11 @@ from hermes_core.testing import FakeOpenAI, settings_for
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 KEY = "sk-bad-http"
-LIMIT = 64 * 1024
+LIMIT = 256 * 1024  # room for a body nested 100,000 deep
 CHAT = "/v1/chat/completions"
 JSON = "application/json"
+#: Sessions belong to the API key that made them: the store files them under its name.
+OWNER = ApiKey.plain(KEY).name
 
 
 def body(data: Any) -> bytes:
@@ -68,6 +72,11 @@ class Bad:
     anonymous: bool = False
     #: Send the body in chunks, without ``Content-Length``: the limit holds while reading.
     chunked: bool = False
+    #: The field the error's ``param`` must name, when the case says.
+    param: str | None = None
+
+
+HI = b'"messages": [{"role": "user", "content": "hi"}]'
 
 
 # fmt: off
@@ -111,6 +120,19 @@ BAD = [
     Bad("content only whitespace", 400, "is empty", chat(user("\n\t \r\n"))),
     Bad("last user message empty", 400, "messages[2] (the last user message) is empty",
         chat("first", {"role": "assistant", "content": "ok"}, "")),
+    # --- hostile JSON: each named in `param`, never a 500 --------------------------------------
+    Bad("nested 100,000 deep", 400, "`metadata` is nested deeper than 64 levels",
+        b"{" + HI + b', "metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        param="metadata"),
+    Bad("integer of 5,000 digits", 400, "`seed` is an integer of 5000 digits",
+        b"{" + HI + b', "seed": ' + b"7" * 5000 + b"}", param="seed"),
+    Bad("lone surrogate in an earlier message", 400, "messages[0].content is not valid Unicode",
+        b'{"messages": [{"role": "system", "content": "\\ud800"}, '
+        b'{"role": "user", "content": "hi"}]}', param="messages"),
+    Bad("lone surrogate in a key", 400, "a key of `metadata` is not valid Unicode",
+        b"{" + HI + b', "metadata": {"\\udfff": 1}}', param="metadata"),
+    Bad("user not Latin-1, naming the session", 400, "must be Latin-1 text",
+        chat("hi", user="\u65e5\u672c"), param="user"),
     # --- other fields ---------------------------------------------------------------------------
     Bad("stream a number", 400, "`stream` must be a boolean", chat("hi", stream=1)),
     Bad("model a number", 400, "`model` must be a string", chat("hi", model=4)),
@@ -235,6 +257,8 @@ async def test_a_bad_request_gets_a_4xx_openai_error_and_never_runs(
     assert set(error) == {"message", "type", "param", "code"}
     assert error["type"] == "invalid_request_error"
     assert case.says in error["message"]
+    if case.param is not None:
+        assert error["param"] == case.param
     assert llm.requests == []
     assert served.platform.intake.in_flight == 0
     assert await stored_sessions(served) == stored
@@ -293,9 +317,11 @@ async def test_the_server_keeps_serving_and_stores_only_the_good_runs(
     assert len(llm.requests) == sum(len(texts) for texts in good.values())
 
     store = served.store
-    assert {s.key for s in await store.sessions()} == {f"http:{name}" for name in good}
+    assert {s.key for s in await store.sessions()} == {
+        session_key("http", name, OWNER) for name in good
+    }
     for name, texts in good.items():
-        lines = await store.transcript(f"http:{name}")
+        lines = await store.transcript(session_key("http", name, OWNER))
         assert {line.status for line in lines} == {"answered"}
         users = [line.message["content"] for line in lines if line.message["role"] == "user"]
         assert users == [text if isinstance(text, str) else "from\nparts" for text in texts]

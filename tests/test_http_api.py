@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,9 +15,12 @@ import openai
 import pytest
 import pytest_asyncio
 
+from hermes_core.asgi import listen
 from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
+from hermes_core.platforms import REFUSAL, session_key
 from hermes_core.plugins.http import HttpPlatform
+from hermes_core.plugins.http_settings import ApiKey
 from hermes_core.testing import FakeOpenAI, settings_for
 
 KEY = "sk-hermes-test"
@@ -336,15 +340,33 @@ async def test_non_loopback_host_without_keys_is_refused_at_build_time(
         ({"allow_users": [1]}, "platforms.http.allow_users"),
         ({"max_body_bytes": 0}, "platforms.http.max_body_bytes"),
         ({"stop_grace_s": -1}, "platforms.http.stop_grace_s"),
+        ({"header_timeout_s": 0}, "platforms.http.header_timeout_s"),
+        ({"header_timeout_s": 86400}, "platforms.http.header_timeout_s"),
+        ({"host": "[::1"}, "platforms.http.host"),
+        ({"host": "[localhost]"}, "platforms.http.host"),
+        ({"api_keys": [["sk-nested"]]}, "platforms.http.api_keys"),
+        ({"api_keys": [{"name": "a"}]}, "platforms.http.api_keys[0].key_env"),
+        ({"api_keys": [{"name": "a", "key_env": "HERMES_TEST_UNSET_KEY"}]},
+         "platforms.http.api_keys[0].key_env"),
+        ({"api_keys": [{"name": "a:b", "key_env": "HERMES_TEST_ALICE_KEY"}]},
+         "platforms.http.api_keys[0].name"),
+        ({"api_keys": [{"name": "a", "key": "sk-inline"}]}, "platforms.http.api_keys[0]"),
+        ({"api_keys": [{"name": "a", "key_env": "HERMES_TEST_ALICE_KEY"},
+                       {"name": "a", "key_env": "HERMES_TEST_BOB_KEY"}]},
+         "platforms.http.api_keys"),
+        ({"api_keys": ["sk-same", "sk-same"]}, "platforms.http.api_keys"),
     ],
-)
+)  # fmt: skip
 async def test_bad_settings_are_config_errors_naming_the_key(
-    make_gateway: Any, table: dict[str, Any], key: str
+    make_gateway: Any, table: dict[str, Any], key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("HERMES_TEST_ALICE_KEY", "sk-alice-secret")
+    monkeypatch.setenv("HERMES_TEST_BOB_KEY", "sk-bob-secret")
     gateway = await make_gateway()
     with pytest.raises(ConfigError) as error:
         HttpPlatform(gateway, table)
     assert error.value.key == key
+    assert "sk-" not in str(error.value), "a key must never be shown"
 
 
 # --- the seed scenario over HTTP -------------------------------------------------------------
@@ -471,3 +493,128 @@ async def test_stop_finishes_the_run_in_flight_refuses_new_ones_and_leaks_nothin
     await platform.wait_closed()
     assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
     await platform.stop()  # idempotent
+
+
+# --- sessions belong to API keys -----------------------------------------------------------------
+
+
+async def test_two_keys_naming_the_same_session_get_two_sessions(
+    serve_http: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERMES_TEST_ALICE_KEY", "sk-alice")
+    named = {"name": "alice", "key_env": "HERMES_TEST_ALICE_KEY"}
+    gateway, platform = await serve_http(api_keys=[KEY, named])
+
+    async def say(api_key: str, text: str) -> tuple[str, str]:
+        async with client_for(platform, api_key) as client:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="any", messages=user(text), extra_headers={"X-Hermes-Session": "shared"}
+            )
+        return raw.headers["x-hermes-session"], raw.parse().choices[0].message.content or ""
+
+    assert await say(KEY, "mine") == ("shared", "[ok-primary] mine (user messages: 1)")
+    # The other key's client names the same session: a fresh one, the first is not visible.
+    assert await say("sk-alice", "hers") == ("shared", "[ok-primary] hers (user messages: 1)")
+    assert await say("sk-alice", "again") == ("shared", "[ok-primary] again (user messages: 2)")
+    assert await say(KEY, "mine too") == ("shared", "[ok-primary] mine too (user messages: 2)")
+    plain = ApiKey.plain(KEY).name
+    assert {session_key("http", "shared", "alice"), session_key("http", "shared", plain)} <= set(
+        gateway.cache
+    )
+    assert "http:shared" not in gateway.cache
+
+
+def test_a_plain_key_is_named_by_a_short_hash_stable_under_reordering() -> None:
+    names = {ApiKey.plain("sk-one").name, ApiKey.plain("sk-two").name}
+    assert len(names) == 2
+    assert ApiKey.plain("sk-one").name == ApiKey.plain("sk-one").name
+    for name in names:
+        assert name.startswith("key-") and "sk-" not in name
+    assert "sk-one" not in repr(ApiKey.plain("sk-one"))
+
+
+# --- the refusal, the bind check, slow clients ---------------------------------------------------
+
+
+async def test_the_403_refusal_is_the_intakes_one_documented_text(serve_http: Serve) -> None:
+    _, platform = await serve_http(allow_users=["alice"])
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        response = await http.post("/v1/chat/completions", json={"messages": user("hi")})
+    assert response.status_code == 403
+    assert response.json()["error"] == {
+        "message": REFUSAL,
+        "type": "permission_error",
+        "param": None,
+        "code": "user_not_allowed",
+    }
+
+
+async def test_check_binds_the_address_and_names_the_port_when_taken(make_gateway: Any) -> None:
+    gateway = await make_gateway()
+    taken = listen("127.0.0.1", 0, 1)
+    try:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as refused:
+            await HttpPlatform(gateway, {"port": port}).check()
+        assert refused.value.key == "platforms.http.port"
+        assert f"cannot listen on 127.0.0.1:{port}" in str(refused.value)
+    finally:
+        taken.close()
+    detail = await HttpPlatform(gateway, {"port": port, "api_keys": [KEY]}).check()
+    assert detail == f"can listen on 127.0.0.1:{port} (1 API key(s))"
+    # check() released the port again: the platform itself can now start on it.
+    platform = HttpPlatform(gateway, {"port": port})
+    await platform.start()
+    await platform.stop()
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within_s: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), within_s) == b""
+    except TimeoutError:
+        return False
+
+
+async def test_a_connection_without_complete_headers_is_closed_after_header_timeout_s(
+    serve_http: Serve,
+) -> None:
+    _, platform = await serve_http(header_timeout_s=0.5)
+    assert platform.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
+    try:
+        writer.write(b"POST /v1/chat/completions HTT")
+        await writer.drain()
+        started = asyncio.get_running_loop().time()
+        assert await _closed_by_server(reader, 10), "the half-open connection was kept"
+        assert asyncio.get_running_loop().time() - started >= 0.4
+    finally:
+        writer.close()
+
+
+async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_response(
+    serve_http: Serve,
+) -> None:
+    """A run longer than header_timeout_s is answered; the next request on the same
+    connection gets the deadline again."""
+    _, platform = await serve_http("slow-1-primary", header_timeout_s=0.5)
+    assert platform.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
+    try:
+        data = json.dumps({"messages": user("slow")}).encode()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            + f"\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        length = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+        assert length is not None
+        answer = json.loads(await reader.readexactly(int(length.group(1))))
+        assert answer["choices"][0]["message"]["content"].startswith("[slow-1-primary] slow")
+        writer.write(b"GET /hea")  # half a second request on the kept-alive connection
+        await writer.drain()
+        assert await _closed_by_server(reader, 10), "the stalled second request was kept"
+    finally:
+        writer.close()

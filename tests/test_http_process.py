@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx2
 from helpers_dist import cli_env, hermes_run_process
 
+from hermes_core.plugins.http_settings import ApiKey
 from hermes_core.testing import FakeOpenAI
 
 LISTENING = re.compile(r"http platform listening on (http://\S+)")
@@ -46,11 +48,33 @@ def env() -> dict[str, str]:
     return cli_env(HERMES_LOAD_PLUGINS="")
 
 
+def hermes(*args: str, settings: Path) -> subprocess.CompletedProcess[str]:
+    """``hermes-core ARGS --settings SETTINGS`` to completion (``run`` only when it is
+    expected to stop by itself, such as a start-up refusal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "hermes_core", *args, "--settings", str(settings)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env=env(),
+    )
+
+
+def quiet(settings: Path) -> Path:
+    """Only warnings and errors on stderr, so a refusal is the one line there."""
+    settings.write_text(settings.read_text().replace('level = "INFO"', 'level = "WARNING"'))
+    return settings
+
+
 @contextlib.asynccontextmanager
-async def hermes_run(settings: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """A ``hermes-core run`` process in its own process group, and the URL it listens on.
-    Killed (whole group) if the test leaves it running."""
-    async with hermes_run_process(settings, env()) as process:
+async def hermes_run(
+    settings: Path, **variables: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """A ``hermes-core run`` process (``variables`` added to its environment) in its own
+    process group, and the URL it listens on. Killed (whole group) if the test leaves it
+    running."""
+    async with hermes_run_process(settings, {**env(), **variables}) as process:
         assert process.stderr is not None
         lines: list[str] = []
 
@@ -130,18 +154,124 @@ def test_non_loopback_host_without_api_keys_exits_2_with_one_line(
     settings = write_settings(
         tmp_path / "s.toml", fake_openai.url, "ok-primary", 'host = "0.0.0.0"\nport = 0'
     )
-    text = settings.read_text().replace('level = "INFO"', 'level = "WARNING"')
-    settings.write_text(text)
-    done = subprocess.run(
-        [sys.executable, "-m", "hermes_core", "run", "--settings", str(settings)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env=env(),
-    )
+    done = hermes("run", settings=quiet(settings))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("hermes-core: error: platforms.http.host: ")
     assert "0.0.0.0 without API keys" in lines[0]
+
+
+def test_a_port_in_use_exits_2_with_one_line_naming_the_key_and_address(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        settings = quiet(
+            write_settings(tmp_path / "s.toml", fake_openai.url, "ok-primary", f"port = {port}")
+        )
+        done = hermes("run", settings=settings)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(
+        f"hermes-core: error: platforms.http.port: cannot listen on 127.0.0.1:{port}: "
+    )
+
+
+async def test_a_bracketed_ipv6_host_passes_config_check_and_serves(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    settings = write_settings(
+        tmp_path / "s.toml", fake_openai.url, "ok-primary", 'host = "[::1]"\nport = 0'
+    )
+    check = hermes("config", "check", settings=settings)
+    assert check.returncode == 0, check.stderr
+    async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
+        assert url.startswith("http://[::1]:")
+        body = {"model": "any", "messages": [{"role": "user", "content": "over v6"}]}
+        response = await http.post(f"{url}/v1/chat/completions", json=body)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert response.json()["choices"][0]["message"]["content"].startswith("[ok-primary] over v6")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def test_800_half_open_connections_are_closed_after_header_timeout_s(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Slow clients: 800 connections each send half a request line and stall. After
+    header_timeout_s the server has closed every one and holds its usual descriptors again,
+    and it still answers."""
+    settings = write_settings(
+        tmp_path / "s.toml", fake_openai.url, "ok-primary", "port = 0\nheader_timeout_s = 1"
+    )
+    async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        before = open_fds(process.pid)
+        connections = []
+        try:
+            for _ in range(800):
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"POST /v1/chat/completions HTT")
+                connections.append((reader, writer))
+            await asyncio.gather(*(writer.drain() for _, writer in connections))
+            await wait_for(lambda: open_fds(process.pid) >= before + 800, timeout=30)
+            loop = asyncio.get_running_loop()
+            stalled = loop.time()
+            ends = await asyncio.wait_for(
+                asyncio.gather(*(reader.read() for reader, _ in connections)), 30
+            )
+            closed_after = loop.time() - stalled
+        finally:
+            for _, writer in connections:
+                writer.close()
+        assert ends == [b""] * 800, "the server answered or kept a half-open connection"
+        assert closed_after < 1 + 10, f"closed only after {closed_after:.1f}s"
+        await wait_for(lambda: open_fds(process.pid) <= before + 2, timeout=10)
+        health = await http.get(f"{url}/health")
+        assert health.status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+async def test_sessions_of_two_keys_are_stored_apart_and_listed_with_their_owner(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    store = tmp_path / "sessions.db"
+    settings = write_settings(
+        tmp_path / "s.toml",
+        fake_openai.url,
+        "ok-primary",
+        'port = 0\napi_keys = ["sk-plain-key", {name = "alice", key_env = "ALICE_KEY"}]',
+    )
+    settings.write_text(settings.read_text() + f'\n[store]\npath = "{store}"\n')
+    async with (
+        hermes_run(settings, ALICE_KEY="sk-alice-key") as (process, url),
+        httpx2.AsyncClient(timeout=60) as http,
+    ):
+        for key in ("sk-plain-key", "sk-alice-key", "sk-alice-key"):
+            response = await http.post(
+                f"{url}/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "hi"}]},
+                headers={"Authorization": f"Bearer {key}", "X-Hermes-Session": "same"},
+            )
+            assert response.headers["x-hermes-session"] == "same"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    listed = hermes("sessions", "list", settings=settings)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert "OWNER" in header.split()
+    by_key = {row.split()[0]: row.split() for row in rows}
+    plain = ApiKey.plain("sk-plain-key").name
+    assert set(by_key) == {"http@alice:same", f"http@{plain}:same"}
+    assert by_key["http@alice:same"][2] == "4"  # two turns: her own history only
+    assert by_key[f"http@{plain}:same"][2] == "2"
+    assert "alice" in by_key["http@alice:same"] and plain in by_key[f"http@{plain}:same"]
+    assert "sk-" not in listed.stdout

@@ -10,7 +10,7 @@ import pytest
 
 from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
-from hermes_core.platforms import REFUSAL, Intake, IntakeClosed, PlatformSettings
+from hermes_core.platforms import REFUSAL, Intake, IntakeClosed, PlatformSettings, Refusal
 from hermes_core.testing import FakeOpenAI, settings_for
 from hermes_core.types import Message, Reply
 
@@ -171,6 +171,26 @@ async def test_submit_refuses_users_off_the_allow_list_through_deliver(
     intake.submit(msg("hi", user="mallory"), deliver)
     await intake.close()
     assert delivered == [REFUSAL]
+    assert fake_openai.requests == []
+
+
+async def test_handle_and_submit_refuse_with_the_same_refusal(
+    make_gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """One allow-list check, one reply: a :class:`Refusal` carrying REFUSAL, which the http
+    platform turns into its 403 and push platforms deliver as text."""
+    intake = intake_for(await make_gateway(), allow_users=["alice"])
+    delivered: list[Reply] = []
+
+    async def deliver(reply: Reply) -> None:
+        delivered.append(reply)
+
+    handled = await intake.handle(msg("hi", user="mallory"))
+    intake.submit(msg("hi", user="mallory"), deliver)
+    await intake.close()
+    assert handled == delivered[0] == Refusal()
+    assert isinstance(handled, Refusal) and isinstance(delivered[0], Refusal)
+    assert handled.text == REFUSAL
     assert fake_openai.requests == []
 
 

@@ -20,6 +20,8 @@ import pytest
 from helpers_dist import cli_env, hermes_core, hermes_run_process, start_hermes_core
 from mcp_servers.helpers import MARKER_ENV, free_port, marked_processes, wait_until
 
+from hermes_core.platforms import session_key
+from hermes_core.plugins.http_settings import ApiKey
 from hermes_core.redaction import (
     MASK,
     redact_text,
@@ -178,8 +180,9 @@ async def test_http_run_shows_an_echoed_key_in_no_reply_log_or_transcript(
     assert "401" in log and "leaky v1" in log, log
     assert_no_secret(log, "the DEBUG log")
 
+    key = session_key("http", "s1", ApiKey.plain(HTTP_KEY).name)  # sessions belong to a key
     shown = hermes_core(
-        "sessions", "show", "http:s1", "--settings", str(settings), env=environment(), cwd=tmp_path
+        "sessions", "show", key, "--settings", str(settings), env=environment(), cwd=tmp_path
     )
     assert shown.returncode == 0, shown.stderr
     assert "hello" in shown.stdout

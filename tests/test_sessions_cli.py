@@ -81,6 +81,7 @@ def test_list_prints_sessions_most_recent_first(settings: Path) -> None:
         "UNANSWERED",
         "LAST",
         "ACTIVE",
+        "OWNER",
         "MODEL",
     ]
     assert [row.split()[:4] for row in rows] == [

@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from hermes_core.errors import ConfigError, HermesError
+from hermes_core.platforms import session_owner
 from hermes_core.store import (
     MEMORY_PATH,
     SECONDS_PER_DAY,
@@ -238,7 +239,7 @@ def transcript_markdown(session: Session, lines: list[StoredMessage]) -> str:
 
 def summaries_table(summaries: list[SessionSummary]) -> str:
     """``sessions list`` as aligned columns."""
-    rows = [("KEY", "PLATFORM", "MESSAGES", "UNANSWERED", "LAST ACTIVE", "MODEL")]
+    rows = [("KEY", "PLATFORM", "MESSAGES", "UNANSWERED", "LAST ACTIVE", "OWNER", "MODEL")]
     rows += [
         (
             s.key,
@@ -246,6 +247,7 @@ def summaries_table(summaries: list[SessionSummary]) -> str:
             str(s.messages),
             str(s.unanswered),
             local_time(s.last_active),
+            session_owner(s.key) or "-",
             s.model or "-",
         )
         for s in summaries
@@ -288,6 +290,7 @@ def list_sessions(
         rows = [
             {
                 **asdict(s),
+                "owner": session_owner(s.key),  # the API key that made it, from the key
                 "created_at": iso_time(s.created_at),
                 "last_active": iso_time(s.last_active),
             }
