@@ -1,8 +1,8 @@
 """Built-in ``console`` platform: a terminal chat on stdin/stdout.
 
 Each line is one message from user ``local`` in session ``console:local``; replies go to stdout
-and logs to stderr. Without a terminal it prints no prompt, and at end of input it finishes the
-runs in flight and closes.
+(control characters made visible, see :mod:`hermes_core.terminal`) and logs to stderr. Without
+a terminal it prints no prompt, and at end of input it finishes the runs in flight and closes.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import IO, Any
 from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import RegisterPlatform
+from hermes_core.terminal import visible
 from hermes_core.types import Message
 
 NAME = "console"
@@ -67,7 +68,7 @@ class ConsolePlatform:
                     text=line, platform=NAME, session_key=SESSION_KEY, user_id=USER_ID
                 )
                 reply = await self.gateway.handle(message)
-                self.stdout.write(reply.text + "\n")
+                self.stdout.write(visible(reply.text) + "\n")  # model text: no raw escapes
                 self.stdout.flush()
         finally:
             self._closed.set()

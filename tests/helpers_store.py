@@ -11,6 +11,27 @@ from pathlib import Path
 
 import pytest
 
+from hermes_core.sqlite_store import SQLiteStore
+from hermes_core.types import Session
+
+
+async def write_session(
+    path: Path, key: str = "console:local", text: str = "hello", answer: str = "hi"
+) -> None:
+    """Store one answered run (``text``, then ``answer``) of session ``key`` in the store
+    ``path`` (created), and close it."""
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        session = Session(key=key, platform=key.partition(":")[0], user_id="local")
+        question = {"role": "user", "content": text}
+        await store.begin_run(session, "r1", question)
+        await store.finish_run(
+            session, "r1", [question, {"role": "assistant", "content": answer}], "local:ok"
+        )
+    finally:
+        await store.close()
+
 
 def corrupt_table(path: Path, table: str) -> None:
     """Overwrite the root page of ``table`` in the (closed, checkpointed) database ``path``."""

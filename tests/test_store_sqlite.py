@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_store import corrupt_table, remount_read_only, tmpfs
+from helpers_store import corrupt_table, remount_read_only, tmpfs, write_session
 
 from hermes_core.errors import ConfigError
 from hermes_core.sqlite_schema import store_file_error
@@ -337,16 +337,6 @@ async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
         await store.save_session(Session(key="late", platform="test"))
 
 
-async def filled_store(path: Path) -> None:
-    """A closed store holding one answered run of session ``k``."""
-    store = SQLiteStore(path)
-    await store.open()
-    try:
-        await answered(store, Session(key="k", platform="test"), "r1", user("hi"), assistant("yo"))
-    finally:
-        await store.close()
-
-
 async def test_second_owner_is_refused_while_readers_and_pruners_are_not(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     owner = SQLiteStore(path)
@@ -374,12 +364,13 @@ async def test_second_owner_is_refused_while_readers_and_pruners_are_not(tmp_pat
 
 async def test_read_only_access_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    await filled_store(path)
+    await write_session(path)
     before = digest(path)
     reader = SQLiteStore(path, access=Access.READ)
     await reader.open()
     try:
-        assert [line.message["content"] for line in await reader.transcript("k")] == ["hi", "yo"]
+        lines = await reader.transcript("console:local")
+        assert [line.message["content"] for line in lines] == ["hello", "hi"]
         with pytest.raises(RuntimeError, match="is not open for writing"):
             await reader.save_session(Session(key="new", platform="test"))
     finally:
@@ -393,7 +384,7 @@ async def test_damaged_page_is_refused_at_open_and_left_alone(
     tmp_path: Path, access: Access
 ) -> None:
     path = tmp_path / "s.db"
-    await filled_store(path)
+    await write_session(path)
     corrupt_table(path, "messages")
     before = digest(path)
 
@@ -412,7 +403,7 @@ async def test_store_on_a_read_only_file_system_is_read_only_not_garbage(
 ) -> None:
     with tmpfs(tmp_path / "mnt") as mount:
         path = mount / "s.db"
-        await filled_store(path)
+        await write_session(path)
         remount_read_only(mount)
 
         with pytest.raises(ConfigError) as raised:
@@ -424,7 +415,7 @@ async def test_store_on_a_read_only_file_system_is_read_only_not_garbage(
         reader = SQLiteStore(path, access=Access.READ)
         await reader.open()
         try:
-            assert [s.key for s in await reader.sessions()] == ["k"]
+            assert [s.key for s in await reader.sessions()] == ["console:local"]
         finally:
             await reader.close()
 
@@ -446,7 +437,7 @@ async def test_readonly_database_writes_are_reported_as_read_only(tmp_path: Path
     write fails ("attempt to write a readonly database"): the owner's lock file fails first."""
     with tmpfs(tmp_path / "mnt") as mount:
         path = mount / "s.db"
-        await filled_store(path)
+        await write_session(path)
         crash_after_writing(path)
         remount_read_only(mount)
 
