@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from helpers_store import corrupt_table, remount_read_only, tmpfs, write_session
+from loguru import logger
 
+from hermes_core import sqlite_schema
 from hermes_core.errors import ConfigError
 from hermes_core.sqlite_schema import store_file_error
 from hermes_core.sqlite_store import (
@@ -396,6 +398,34 @@ async def test_damaged_page_is_refused_at_open_and_left_alone(
     assert "\n" not in str(raised.value)
     assert digest(path) == before
     assert not (tmp_path / "s.db.lock").exists()
+
+
+async def test_integrity_check_at_open_is_bounded_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await asyncio.gather(
+        *(store.save_session(Session(key=f"k{n}", platform="test")) for n in range(2000))
+    )
+    await store.close()
+    monkeypatch.setattr(sqlite_schema, "QUICK_CHECK_BUDGET_S", -1.0)  # spent before it starts
+    warnings: list[str] = []
+    logger.enable("hermes_core")
+    sink = logger.add(lambda message: warnings.append(message.record["message"]), level="WARNING")
+    try:
+        reopened = SQLiteStore(path)
+        await reopened.open()  # a check cut short is not a failure
+        assert len(await reopened.sessions()) == 2000
+        await reopened.close()
+    finally:
+        logger.remove(sink)
+        logger.disable("hermes_core")
+    assert warnings == [
+        f"store {path}: the integrity check at open stopped after -1.0 s (the file has 0 MB); "
+        "hermes-core doctor runs the full check"
+    ]
 
 
 async def test_store_on_a_read_only_file_system_is_read_only_not_garbage(
