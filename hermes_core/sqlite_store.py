@@ -162,7 +162,7 @@ class SQLiteStore:
         self.retention_days = retention_days
         self.access = access
         self._lock = PidLock(Path(f"{self.path}.lock"))
-        self._thread = StoreThread(repr(self))
+        self._thread = StoreThread(f"store {self.path}")
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path}>"

@@ -30,7 +30,7 @@ class StoreThread:
     """Owns the connection, its thread and (when writable) the group-commit writer task.
 
     Args:
-        name: Names the thread and the task, and prefixes log lines (the store's repr).
+        name: Names the writer task and starts log lines and errors (``store <path>``).
     """
 
     def __init__(self, name: str) -> None:
