@@ -137,9 +137,9 @@ def check_integrity(db: sqlite3.Connection, path: Path) -> None:
     full ``integrity_check`` that ``hermes-core doctor`` runs), stopping at the first problem
     or after :data:`QUICK_CHECK_BUDGET_S`, whichever comes first.
 
-    Its cost grows with the file: on the project's 2-core CI machine a 10 MB store takes
-    60-150 ms from the page cache and about 0.6 s from disk; so a larger store is checked
-    only as far as the budget goes, and a warning says so.
+    Its cost grows with the file: on a 2-core machine a 10 MB store takes about 40 ms from
+    the page cache (up to 150 ms with the cores busy) and about 0.6 s from a cold disk; so a
+    larger store is checked only as far as the budget goes, and a warning says so.
 
     Raises:
         ConfigError: the file is damaged.
