@@ -32,7 +32,8 @@ from hermes_core.providers import ProviderRegistry
 from hermes_core.redaction import register_settings, scrub
 from hermes_core.sessions import Sessions
 from hermes_core.settings import Config, ModelRef
-from hermes_core.store import Store, store_from_config
+from hermes_core.store import Store
+from hermes_core.store_config import store_from_config
 from hermes_core.tools import ToolRegistry
 from hermes_core.types import Message, Reply, RunResult, Session, make_result
 

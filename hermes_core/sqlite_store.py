@@ -4,39 +4,52 @@ Durability: WAL journal with ``synchronous=FULL``, and a write call returns only
 transaction is committed and the WAL fsynced. The gateway sends a reply only after the run's
 ``finish_run`` returned, so a reply the user has seen is on disk even if the power goes out
 next. ``NORMAL`` would survive a killed process but could lose the last commits on an OS crash
-or power cut: exactly the acknowledged turns that must not be lost.
+or power cut: exactly the acknowledged turns that must not be lost. Writes are group-committed
+on the store's own thread (:mod:`hermes_core.sqlite_writer`); writes of one session are awaited
+one after another, so they are stored in order.
 
-Group commit pays for that fsync: writes are queued, and one writer task commits everything
-queued so far as one transaction (each write in its own savepoint, so one failing write fails
-alone). A lone conversation pays one fsync per write; a hundred concurrent ones share them.
+One store file, one gateway: the gateway's store (:attr:`Access.OWNER`) holds an exclusive
+lock on ``<file>.lock`` beside the database (:mod:`hermes_core.pidlock`), so a second gateway on
+the same file refuses to start instead of silently diverging from the first. ``sessions``
+commands read (:attr:`Access.READ`) or prune (:attr:`Access.SHARED`) beside it without the lock.
 
-Threading: one connection, used only by one dedicated thread; every read and every batch of
-writes is one job on it, so the event loop never blocks on disk and a reader sees only
-committed data. Writes of one session are awaited one after another, so they are stored in
-order.
+Opening checks the file first (:mod:`hermes_core.sqlite_schema`: not a database, another
+application's, a newer schema, read-only, damaged), each problem one
+:class:`~hermes_core.errors.ConfigError` line, and leaves a file it refuses untouched.
 
-Schema: versioned by ``PRAGMA user_version`` and marked as ours by ``PRAGMA application_id``;
-:data:`MIGRATIONS` are applied in order at :meth:`SQLiteStore.open`. Before anything is created
-or written, the file is checked through a read-only connection: a file that is not a SQLite
-database, belongs to another application, or comes from a newer hermes-core raises
-:class:`~hermes_core.errors.ConfigError` and stays untouched.
+Errors once open: every write (``begin_run``, ``finish_run``, ``save_session``, ``prune``)
+raises ``sqlite3.Error`` when its commit fails (``sqlite3.OperationalError`` for a full disk, an
+I/O error or a lock held past the busy timeout), and then nothing of it is stored; it is never
+swallowed. ``RuntimeError`` means the store is closed (or opened read-only).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import enum
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from loguru import logger
 
 from hermes_core.errors import ConfigError
+from hermes_core.pidlock import LockHeld, PidLock
+from hermes_core.sqlite_schema import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    SETTING,
+    check_integrity,
+    check_store_file,
+    connect_read_only,
+    migrate,
+    store_file_error,
+)
+from hermes_core.sqlite_writer import Operation, StoreThread, T
 from hermes_core.store import (
     SECONDS_PER_DAY,
     RunStatus,
@@ -46,53 +59,22 @@ from hermes_core.store import (
 )
 from hermes_core.types import Session
 
-T = TypeVar("T")
-#: A unit of work on the connection, run on the store thread.
-Operation = Callable[[sqlite3.Connection], T]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "Access", "SQLiteStore", "check_store_file"]
 
-SETTING = "store.path"
-#: ``PRAGMA application_id`` of a hermes-core store ("HRMS").
-APPLICATION_ID = 0x48524D53
 #: How long a write waits for another process (``sessions prune``) holding the write lock.
 BUSY_TIMEOUT_MS = 10_000
 
-#: Schema migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE sessions (
-            key          TEXT PRIMARY KEY,
-            platform     TEXT NOT NULL,
-            user_id      TEXT,
-            model        TEXT,                       -- the /model override, or NULL
-            data         TEXT NOT NULL DEFAULT '{}', -- plugin state (JSON): circuit breaker, ...
-            conversation INTEGER NOT NULL DEFAULT 0, -- bumped by /reset and /new
-            created_at   REAL NOT NULL,
-            last_active  REAL NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE messages (
-            id           INTEGER PRIMARY KEY AUTOINCREMENT,
-            session_key  TEXT NOT NULL REFERENCES sessions (key),
-            conversation INTEGER NOT NULL,
-            run_id       TEXT NOT NULL,
-            role         TEXT NOT NULL,
-            content      TEXT,                       -- JSON
-            tool_calls   TEXT,                       -- JSON, assistant messages that call tools
-            tool_call_id TEXT,                       -- tool results
-            extra        TEXT,                       -- JSON, any other message keys
-            model        TEXT,                       -- model that answered the run
-            status       TEXT NOT NULL CHECK (status IN ('pending', 'answered', 'failed')),
-            created_at   REAL NOT NULL
-        )
-        """,
-        "CREATE INDEX messages_by_session ON messages (session_key, conversation, id)",
-        "CREATE INDEX messages_by_run ON messages (run_id)",
-        "CREATE INDEX sessions_by_activity ON sessions (last_active)",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+
+class Access(enum.Enum):
+    """How a :class:`SQLiteStore` uses its file."""
+
+    #: The gateway: the only owner (holds the lock file), creates and migrates the store.
+    OWNER = "owner"
+    #: Maintenance writes beside an owner (``sessions prune``); SQLite serializes them.
+    SHARED = "shared"
+    #: Reading only (``sessions list``/``show``): creates and changes nothing.
+    READ = "read"
+
 
 _MESSAGE_COLUMNS = "role, content, tool_calls, tool_call_id, extra"
 _KNOWN_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id"})
@@ -110,48 +92,6 @@ _INSERT_MESSAGE = f"""
                           created_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-
-
-def check_store_file(path: Path) -> int:
-    """Look at ``path`` without creating or changing anything; return its schema version.
-
-    0 means a new store: the file is missing or an empty database.
-
-    Raises:
-        ConfigError: ``path`` is a directory, not a SQLite database, another application's
-            database, or a store from a newer hermes-core.
-    """
-    if not path.exists():
-        return 0
-    if not path.is_file():
-        raise ConfigError(SETTING, f"{path} is not a file")
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-            application_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            objects = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.Error as error:
-        raise ConfigError(
-            SETTING,
-            f"{path} is not a SQLite database ({error}); "
-            "move it away or point store.path at another file",
-        ) from None
-    if application_id not in (0, APPLICATION_ID) or (application_id == 0 and objects):
-        raise ConfigError(
-            SETTING,
-            f"{path} is a SQLite database of another application; point store.path at another file",
-        )
-    _check_version(path, version)
-    return version
-
-
-def _check_version(path: Path, version: int) -> None:
-    if version > SCHEMA_VERSION:
-        raise ConfigError(
-            SETTING,
-            f"{path} was written by a newer hermes-core (schema version {version}; this "
-            f"version reads up to {SCHEMA_VERSION}); upgrade hermes-core or use another file",
-        )
 
 
 def _encode(message: dict[str, Any]) -> tuple[str, str, str | None, str | None, str | None]:
@@ -212,17 +152,17 @@ class SQLiteStore:
     Args:
         path: The database file; created (with its directory) on first :meth:`open`.
         retention_days: At :meth:`open`, delete sessions idle for longer (0: keep all).
+        access: What this store may do with the file (the gateway's by default).
     """
 
-    def __init__(self, path: Path, *, retention_days: float = 0) -> None:
+    def __init__(
+        self, path: Path, *, retention_days: float = 0, access: Access = Access.OWNER
+    ) -> None:
         self.path = path.expanduser().absolute()
         self.retention_days = retention_days
-        self._db: sqlite3.Connection | None = None
-        self._thread: ThreadPoolExecutor | None = None
-        self._queue: list[tuple[Operation[Any], asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
+        self.access = access
+        self._lock = PidLock(Path(f"{self.path}.lock"))
+        self._thread = StoreThread(f"store {self.path}")
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path}>"
@@ -230,30 +170,21 @@ class SQLiteStore:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Check the file, create or migrate it, then prune by ``retention_days``."""
-        if self._db is not None:
+        """Check the file, lock it (the owner), create or migrate it, then prune by
+        ``retention_days``."""
+        if self._thread.connected:
             return
-        await asyncio.to_thread(check_store_file, self.path)
+        await asyncio.to_thread(self._prepare)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(
-                SETTING, f"cannot create the directory {self.path.parent}: {error.strerror}"
-            ) from None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hermes-core store")
-        try:
-            self._db = await self._on_thread(self._connect)
+            await self._thread.start(self._connect, writable=self.access is not Access.READ)
         except sqlite3.Error as error:  # locked past the busy timeout, read-only, disk full...
-            raise ConfigError(SETTING, f"cannot open {self.path}: {error}") from None
-        finally:
-            if self._db is None:
-                self._thread.shutdown()
-                self._thread = None
-        self._closing = False
-        self._wake = asyncio.Event()  # bound to this loop: a store may be reopened in another
-        self._writer = asyncio.create_task(self._write_loop(), name=f"hermes-core {self!r}")
+            self._lock.release()
+            raise store_file_error(self.path, error) from None
+        except BaseException:
+            self._lock.release()
+            raise
         logger.debug("store {} open (schema version {})", self.path, SCHEMA_VERSION)
-        if self.retention_days > 0:
+        if self.retention_days > 0 and self.access is not Access.READ:
             pruned = await self.prune(time.time() - self.retention_days * SECONDS_PER_DAY)
             if pruned:
                 logger.info(
@@ -262,105 +193,67 @@ class SQLiteStore:
                     self.retention_days,
                 )
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None)
+    def _prepare(self) -> None:
+        """Everything before the connection: nothing is created for a file that is refused."""
+        check_store_file(self.path)
+        if self.access is Access.READ:
+            return
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                SETTING, f"cannot create the directory {self.path.parent}: {error.strerror}"
+            ) from None
+        if self.access is not Access.OWNER:
+            return
+        try:
+            self._lock.acquire()
+        except LockHeld as held:
+            holder = "this process" if held.pid == os.getpid() else "another process"
+            pid = held.pid if held.pid is not None else "unknown"
+            raise ConfigError(
+                SETTING,
+                f"{self.path} is in use by {holder} (pid {pid}); one store serves one gateway: "
+                "stop that one, or point store.path at another file",
+            ) from None
+        except OSError as error:
+            raise store_file_error(self.path, error) from None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.access is Access.READ:
+            db = connect_read_only(self.path)
+        else:
+            db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            check_integrity(db, self.path)
+            if self.access is Access.READ:
+                _check_readable(db, self.path)
+                return db
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 logger.warning("store {}: WAL unavailable, journal mode is {}", self.path, mode)
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
-            self._migrate(db)
+            migrate(db, self.path)
         except BaseException:
             db.close()
             raise
         return db
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        # BEGIN IMMEDIATE: two processes starting at once migrate one after the other.
-        with _transaction(db):
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            _check_version(self.path, version)
-            for number in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[number]:
-                    db.execute(statement)
-                logger.info("store {}: migrated to schema version {}", self.path, number + 1)
-            if version < SCHEMA_VERSION:
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-
     async def close(self) -> None:
-        """Commit what is queued, then close (the WAL is checkpointed into the main file)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            self._closing = True
-            self._wake.set()
-            await asyncio.wait([writer])  # its own failure was reported to each caller
-        db, thread = self._db, self._thread
-        self._db = self._thread = None
-        if db is not None and thread is not None:
-            await asyncio.get_running_loop().run_in_executor(thread, db.close)
-        if thread is not None:
-            thread.shutdown()
-
-    # --- the store thread ----------------------------------------------------------------
-
-    async def _on_thread(self, operation: Callable[[], T]) -> T:
-        if self._thread is None:
-            raise RuntimeError(f"{self!r} is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, operation)
+        """Commit what is queued, close (the WAL is checkpointed into the main file), and
+        release the lock."""
+        try:
+            await self._thread.close()
+        finally:
+            self._lock.release()
 
     async def _read(self, operation: Operation[T]) -> T:
-        db = self._connection()
-        return await self._on_thread(lambda: operation(db))
+        return await self._thread.read(operation)
 
     async def _write(self, operation: Operation[T]) -> T:
-        """Queue ``operation`` for the next group commit; return its result once committed."""
-        if self._writer is None or self._closing:
-            raise RuntimeError(f"{self!r} is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((operation, future))
-        self._wake.set()
-        return await future
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch, self._queue = self._queue, []
-                await self._commit(batch)
-            if self._closing:
-                return
-
-    async def _commit(self, batch: list[tuple[Operation[Any], asyncio.Future[Any]]]) -> None:
-        db = self._connection()
-        operations = [operation for operation, _ in batch]
-        try:
-            outcomes = await self._on_thread(lambda: _apply(db, operations))
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
-        except Exception as error:  # the transaction failed as a whole: nothing is stored
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            logger.error("store {}: commit failed: {}", self.path, error)
-            return
-        for (_, future), (value, failure) in zip(batch, outcomes, strict=True):
-            if future.done():  # its caller was cancelled; the write is stored all the same
-                continue
-            if failure is not None:
-                future.set_exception(failure)
-            else:
-                future.set_result(value)
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError(f"{self!r} is not open")
-        return self._db
+        return await self._thread.write(operation)
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -477,31 +370,12 @@ class SQLiteStore:
         ]
 
 
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _apply(
-    db: sqlite3.Connection, operations: list[Operation[Any]]
-) -> list[tuple[Any, Exception | None]]:
-    """Run ``operations`` in one transaction, each in a savepoint: one failing write is
-    rolled back alone and reported to its caller; the others commit."""
-    outcomes: list[tuple[Any, Exception | None]] = []
-    with _transaction(db):
-        for operation in operations:
-            db.execute("SAVEPOINT operation")
-            try:
-                outcomes.append((operation(db), None))
-            except Exception as error:
-                db.execute("ROLLBACK TO operation")
-                outcomes.append((None, error))
-            db.execute("RELEASE operation")
-    return outcomes
+def _check_readable(db: sqlite3.Connection, path: Path) -> None:
+    """A store opened read-only cannot migrate: its schema must be the current one."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version != SCHEMA_VERSION:
+        raise ConfigError(
+            SETTING,
+            f"{path} has schema version {version}, not {SCHEMA_VERSION}; "
+            "start hermes-core run on it once to upgrade it",
+        )

@@ -2,7 +2,7 @@
 
 :class:`Store` is the interface; :class:`MemoryStore` keeps everything in the process and
 :class:`hermes_core.sqlite_store.SQLiteStore` keeps it in a SQLite file.
-:func:`store_from_config` picks one from ``store.path``.
+:func:`hermes_core.store_config.store_from_config` picks one from ``store.path``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from hermes_core.types import Session
-
-if TYPE_CHECKING:
-    from hermes_core.settings import Config
 
 RunStatus = Literal["pending", "answered", "failed"]
 
@@ -131,20 +128,6 @@ def default_store_path() -> Path:
     import platformdirs
 
     return platformdirs.user_data_path("hermes-core", appauthor=False) / DEFAULT_FILE_NAME
-
-
-def store_from_config(config: Config) -> Store:
-    """The store ``store.path`` asks for: ``":memory:"``, a SQLite file, or (empty) the default
-    file. Nothing is opened or created until :meth:`Store.open`."""
-    path = str(config.get("store.path") or "")
-    if path == MEMORY_PATH:
-        return MemoryStore()
-    from hermes_core.sqlite_store import SQLiteStore
-
-    return SQLiteStore(
-        Path(path).expanduser().resolve() if path else default_store_path(),
-        retention_days=float(config.get("store.retention_days") or 0),
-    )
 
 
 class MemoryStore:

@@ -1,8 +1,9 @@
 """Built-in ``console`` platform: a terminal chat on stdin/stdout.
 
 Each line is one message from user ``local`` in session ``console:local``; replies go to stdout
-as they are produced (the run's text deltas) and logs to stderr. Without a terminal it prints no
-prompt, and at end of input it finishes the runs in flight and closes.
+as they are produced (the run's text deltas, control characters made visible, see
+:mod:`hermes_core.terminal`) and logs to stderr. Without a terminal it prints no prompt, and at
+end of input it finishes the runs in flight and closes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hermes_core import hookimpl
 from hermes_core.events import TextDelta
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import RegisterPlatform
+from hermes_core.terminal import visible
 from hermes_core.types import Message
 
 NAME = "console"
@@ -68,8 +70,8 @@ class ConsolePlatform:
                     text=line, platform=NAME, session_key=SESSION_KEY, user_id=USER_ID
                 )
                 async for event in self.gateway.stream(message):
-                    if isinstance(event, TextDelta):
-                        self.stdout.write(event.text)
+                    if isinstance(event, TextDelta):  # model text: no raw escapes
+                        self.stdout.write(visible(event.text))
                         self.stdout.flush()
                 self.stdout.write("\n")
                 self.stdout.flush()

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from hermes_core.cli import app
 from hermes_core.sqlite_store import SQLiteStore
+from hermes_core.terminal import visible
 from hermes_core.types import Session
 
 DAY = 86_400.0
@@ -196,3 +197,30 @@ def test_memory_store_has_nothing_to_show(tmp_path: Path) -> None:
     code, _, err = invoke("sessions", "list", "--settings", str(settings))
     assert code == 2
     assert err == "hermes-core: error: store.path: ':memory:' keeps no sessions to look at\n"
+
+
+def test_visible_writes_out_every_control_but_newline_and_tab() -> None:
+    controls = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\n\t"]
+    assert len(controls) == 30 + 33  # C0 but two, DEL, C1
+    for char in controls:
+        assert visible(f"a{char}b") == f"a\\x{ord(char):02x}b"
+    kept = "line one\n\tline two: caf\u00e9, \u00a0, \u2603, \U0001f600"
+    assert visible(kept) == kept
+
+
+def test_export_markdown_shows_control_characters(tmp_path: Path) -> None:
+    async def write() -> None:
+        store = SQLiteStore(tmp_path / "sessions.db")
+        await store.open()
+        session = Session(key="console:local", platform="console")
+        await store.begin_run(session, "r1", {"role": "user", "content": "\x1b[2Jgone"})
+        await store.close()
+
+    asyncio.run(write())
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[store]\npath = "{tmp_path / "sessions.db"}"\n')
+    code, out, _ = invoke(
+        "sessions", "export", "console:local", "--format", "md", "--settings", str(settings)
+    )
+    assert code == 0
+    assert "\\x1b[2Jgone" in out and "\x1b" not in out

@@ -1,10 +1,13 @@
-"""Sessions across real ``hermes-core`` processes: restart, ``kill -9``, bad store files, CLI."""
+"""Sessions across real ``hermes-core`` processes: restart, ``kill -9``, one gateway per store,
+bad store files, terminal-safe output, CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers_dist import hermes_run_process
+from helpers_store import corrupt_table, remount_read_only, tmpfs, write_session
 
 from hermes_core.sqlite_store import APPLICATION_ID, SCHEMA_VERSION
 from hermes_core.testing import FakeOpenAI
@@ -21,7 +26,17 @@ HERMES = str(Path(sys.executable).with_name("hermes-core"))
 SESSION = "console:local"
 
 
-def write_settings(tmp_path: Path, url: str, store: Path) -> Path:
+#: The http platform on a free port, so the gateway serves without a console on stdin.
+HTTP_ON_A_FREE_PORT = """
+[platforms.http]
+enabled = true
+port = 0
+"""
+#: What a terminal obeys: every C0 control but newline and tab, DEL, every C1 control.
+CONTROLS = {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))} - {"\n", "\t"}
+
+
+def write_settings(tmp_path: Path, url: str, store: Path, extra: str = "") -> Path:
     path = tmp_path / "settings.toml"
     path.write_text(
         f"""
@@ -35,7 +50,7 @@ timeout_s = 60
 
 [store]
 path = "{store}"
-"""
+{extra}"""
     )
     return path
 
@@ -223,3 +238,134 @@ def test_unusable_store_file_exits_2_and_stays_untouched(
     assert digest(database) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sessions.db", "settings.toml"]
     assert fake_openai.requests == []
+
+
+async def holds_the_lock(lock: Path, process: asyncio.subprocess.Process) -> None:
+    """Wait until ``process`` (a ``hermes-core run``) has written its pid into ``lock``."""
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text() == f"{process.pid}\n"):
+        assert process.returncode is None, f"hermes-core run exited {process.returncode}"
+        assert time.monotonic() < deadline, "the gateway never took the store lock"
+        await asyncio.sleep(0.05)
+
+
+async def test_one_gateway_per_store_readers_beside_it_and_kill_9_frees_it(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    database = tmp_path / "sessions.db"
+    lock = tmp_path / "sessions.db.lock"
+    await write_session(database)
+    settings = write_settings(tmp_path, fake_openai.url, database, HTTP_ON_A_FREE_PORT)
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(hermes, *args, "--settings", str(settings))
+
+    async with hermes_run_process(settings, environment()) as first:
+        await holds_the_lock(lock, first)
+
+        second = await cli("run")
+        assert second.returncode == 2
+        assert second.stderr.splitlines() == [
+            f"hermes-core: error: store.path: {database} is in use by another process "
+            f"(pid {first.pid}); one store serves one gateway: stop that one, or point "
+            "store.path at another file"
+        ]
+        # Reading commands take no lock: they work while the gateway runs.
+        listed = await cli("sessions", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.splitlines()[1].split()[:3] == [SESSION, "console", "2"]
+        shown = await cli("sessions", "show", SESSION)
+        assert shown.returncode == 0, shown.stderr
+        assert [line.split("  ", 1)[1] for line in shown.stdout.splitlines()[-2:]] == [
+            "user: hello",
+            "assistant [local:ok]: hi",
+        ]
+        doctor = await cli("doctor", "--json")
+        [store_check] = [row for row in json.loads(doctor.stdout) if row["check"] == "store"]
+        assert store_check["ok"] is True, store_check
+        assert first.returncode is None  # none of that disturbed the gateway
+
+        os.killpg(first.pid, signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+    assert lock.read_text() == f"{first.pid}\n"  # the file outlives kill -9; the lock does not
+
+    async with hermes_run_process(settings, environment()) as successor:
+        await holds_the_lock(lock, successor)
+        successor.send_signal(signal.SIGTERM)
+        assert await successor.wait() == 0
+    assert not lock.exists()  # a clean stop removes it
+
+
+def test_damaged_store_stops_run_list_and_show_with_one_line(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    database = tmp_path / "sessions.db"
+    asyncio.run(write_session(database))
+    corrupt_table(database, "messages")
+    before = digest(database)
+    settings = write_settings(tmp_path, fake_openai.url, database)
+    damaged = f"hermes-core: error: store.path: {database} is damaged ("
+
+    for command in (["run"], ["sessions", "list"], ["sessions", "show", SESSION]):
+        done = hermes(*command, "--settings", str(settings), stdin="hello\n")
+        assert (done.returncode, done.stdout) == (2, ""), command
+        [line] = done.stderr.splitlines()  # one line, no traceback
+        assert line.startswith(damaged), line
+    assert digest(database) == before  # (readers may leave SQLite's empty -shm/-wal beside it)
+    assert fake_openai.requests == []
+
+
+def test_store_on_a_read_only_file_system_is_read_only_and_still_readable(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    with tmpfs(tmp_path / "mnt") as mount:
+        database = mount / "sessions.db"
+        asyncio.run(write_session(database))
+        remount_read_only(mount)
+        settings = write_settings(tmp_path, fake_openai.url, database)
+        read_only = (
+            f"hermes-core: error: store.path: {database} is read-only (read-only file system); "
+        )
+
+        for writer in (["run"], ["sessions", "prune", "--older-than", "0s"]):
+            done = hermes(*writer, "--settings", str(settings), stdin="hello\n")
+            assert done.returncode == 2, writer
+            [line] = done.stderr.splitlines()
+            assert line.startswith(read_only), line
+            assert "not a SQLite database" not in line
+
+        listed = hermes("sessions", "list", "--settings", str(settings))
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.splitlines()[1].split()[:3] == [SESSION, "console", "2"]
+        shown = hermes("sessions", "show", SESSION, "--settings", str(settings))
+        assert shown.returncode == 0, shown.stderr
+        assert "user: hello" in shown.stdout
+        assert fake_openai.requests == []
+
+
+def test_control_characters_are_printed_visible_never_raw(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    database = tmp_path / "sessions.db"
+    settings = write_settings(tmp_path, fake_openai.url, database)
+    # Set the window title, clear the screen, the same through C1 CSI, bell, backspace, DEL.
+    hostile = "\x1b]0;owned\x07\x1b[2J\x9b31m\x08\x7fdone\ttab"
+    shown_as = "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x08\\x7fdone\ttab"
+
+    run = hermes("run", "--settings", str(settings), stdin=hostile + "\n")
+    assert run.returncode == 0, run.stderr
+    # The scripted model echoes the message back: the console prints it made visible.
+    assert run.stdout == f"[ok-primary] {shown_as} (user messages: 1)\n"
+    stored = export(settings)  # the transcript itself keeps the text as it was sent
+    assert stored[0]["content"] == hostile
+
+    shown = hermes("sessions", "show", SESSION, "--settings", str(settings))
+    assert shown.returncode == 0, shown.stderr
+    assert f"user: {shown_as}\n" in shown.stdout
+    assert not CONTROLS & set(shown.stdout)
+
+    asyncio.run(write_session(database, key="http:\x1b[31mred\x9b"))
+    listed = hermes("sessions", "list", "--settings", str(settings))
+    assert listed.returncode == 0, listed.stderr
+    assert "http:\\x1b[31mred\\x9b" in listed.stdout
+    assert not CONTROLS & set(listed.stdout)

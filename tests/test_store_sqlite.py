@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers_store import corrupt_table, remount_read_only, tmpfs, write_session
+from loguru import logger
 
+from hermes_core import sqlite_schema
 from hermes_core.errors import ConfigError
-from hermes_core.sqlite_store import APPLICATION_ID, SCHEMA_VERSION, SQLiteStore, check_store_file
+from hermes_core.sqlite_schema import store_file_error
+from hermes_core.sqlite_store import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    Access,
+    SQLiteStore,
+    check_store_file,
+)
 from hermes_core.store import MemoryStore, Store, bounded_history
 from hermes_core.types import Session
 
@@ -324,3 +337,180 @@ async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(RuntimeError, match="is not open"):
         await store.save_session(Session(key="late", platform="test"))
+
+
+async def test_second_owner_is_refused_while_readers_and_pruners_are_not(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    owner = SQLiteStore(path)
+    await owner.open()
+    try:
+        assert (tmp_path / "s.db.lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(ConfigError) as refused:
+            await SQLiteStore(path).open()
+        assert str(refused.value) == (
+            f"store.path: {path} is in use by this process (pid {os.getpid()}); one store "
+            "serves one gateway: stop that one, or point store.path at another file"
+        )
+        for access in (Access.READ, Access.SHARED):
+            beside = SQLiteStore(path, access=access)
+            await beside.open()
+            assert await beside.sessions() == []
+            await beside.close()
+    finally:
+        await owner.close()
+    assert not (tmp_path / "s.db.lock").exists()  # released: the next owner may start
+    successor = SQLiteStore(path)
+    await successor.open()
+    await successor.close()
+
+
+async def test_read_only_access_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    await write_session(path)
+    before = digest(path)
+    reader = SQLiteStore(path, access=Access.READ)
+    await reader.open()
+    try:
+        lines = await reader.transcript("console:local")
+        assert [line.message["content"] for line in lines] == ["hello", "hi"]
+        with pytest.raises(RuntimeError, match="is not open for writing"):
+            await reader.save_session(Session(key="new", platform="test"))
+    finally:
+        await reader.close()
+    assert digest(path) == before
+    assert not (tmp_path / "s.db.lock").exists()
+
+
+@pytest.mark.parametrize("access", list(Access), ids=[a.value for a in Access])
+async def test_damaged_page_is_refused_at_open_and_left_alone(
+    tmp_path: Path, access: Access
+) -> None:
+    path = tmp_path / "s.db"
+    await write_session(path)
+    corrupt_table(path, "messages")
+    before = digest(path)
+
+    with pytest.raises(ConfigError) as raised:
+        await SQLiteStore(path, access=access).open()
+
+    assert str(raised.value).startswith(f"store.path: {path} is damaged (")
+    assert "restore it from a backup" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert digest(path) == before
+    assert not (tmp_path / "s.db.lock").exists()
+
+
+async def test_integrity_check_at_open_is_bounded_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await asyncio.gather(
+        *(store.save_session(Session(key=f"k{n}", platform="test")) for n in range(2000))
+    )
+    await store.close()
+    monkeypatch.setattr(sqlite_schema, "QUICK_CHECK_BUDGET_S", -1.0)  # spent before it starts
+    warnings: list[str] = []
+    logger.enable("hermes_core")
+    sink = logger.add(lambda message: warnings.append(message.record["message"]), level="WARNING")
+    try:
+        reopened = SQLiteStore(path)
+        await reopened.open()  # a check cut short is not a failure
+        assert len(await reopened.sessions()) == 2000
+        await reopened.close()
+    finally:
+        logger.remove(sink)
+        logger.disable("hermes_core")
+    assert warnings == [
+        f"store {path}: the integrity check at open stopped after -1.0 s (the file has 0 MB); "
+        "hermes-core doctor runs the full check"
+    ]
+
+
+async def test_store_on_a_read_only_file_system_is_read_only_not_garbage(
+    tmp_path: Path,
+) -> None:
+    with tmpfs(tmp_path / "mnt") as mount:
+        path = mount / "s.db"
+        await write_session(path)
+        remount_read_only(mount)
+
+        with pytest.raises(ConfigError) as raised:
+            await SQLiteStore(path).open()
+        assert str(raised.value).startswith(
+            f"store.path: {path} is read-only (read-only file system); "
+        )
+        # Reading still works: nothing needs to be written to list or show sessions.
+        reader = SQLiteStore(path, access=Access.READ)
+        await reader.open()
+        try:
+            assert [s.key for s in await reader.sessions()] == ["console:local"]
+        finally:
+            await reader.close()
+
+
+def crash_after_writing(path: Path) -> None:
+    """A process writes to the WAL of ``path`` and dies without closing: -wal and -shm stay."""
+    code = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA journal_mode = WAL')\n"
+        "db.execute(\"UPDATE sessions SET platform = 'crashed'\")\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
+
+
+async def test_readonly_database_writes_are_reported_as_read_only(tmp_path: Path) -> None:
+    """With a -wal left behind, SQLite opens the file on a read-only file system and only a
+    write fails ("attempt to write a readonly database"): the owner's lock file fails first."""
+    with tmpfs(tmp_path / "mnt") as mount:
+        path = mount / "s.db"
+        await write_session(path)
+        crash_after_writing(path)
+        remount_read_only(mount)
+
+        with pytest.raises(ConfigError) as refused:
+            await SQLiteStore(path).open()
+        assert str(refused.value).startswith(f"store.path: {path} is read-only (")
+        pruner = SQLiteStore(path, access=Access.SHARED)
+        await pruner.open()
+        try:
+            with pytest.raises(sqlite3.OperationalError) as raised:
+                await pruner.prune(time.time())
+            assert raised.value.sqlite_errorname == "SQLITE_READONLY"
+            assert str(store_file_error(path, raised.value)).startswith(
+                f"store.path: {path} is read-only (read-only file system); "
+            )
+            assert [s.platform for s in await pruner.sessions()] == ["crashed"]  # the WAL's
+        finally:
+            await pruner.close()
+
+
+async def test_disk_full_fails_every_write_of_the_commit_and_stores_none(
+    tmp_path: Path,
+) -> None:
+    with tmpfs(tmp_path / "mnt", size="1m") as mount:
+        store = SQLiteStore(mount / "s.db")
+        await store.open()
+        try:
+            small, large = Session(key="small", platform="test"), Session(key="big", platform="t")
+            for session in (small, large):
+                await store.begin_run(session, f"run-{session.key}", user("question"))
+            # Queued together: one commit, and the large answer does not fit on the disk.
+            outcomes = await asyncio.gather(
+                store.finish_run(small, "run-small", [assistant("ok")]),
+                store.finish_run(large, "run-big", [assistant("x" * 3_000_000)]),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                assert isinstance(outcome, sqlite3.OperationalError)
+                assert str(outcome) == "database or disk is full"
+            # Nothing of the failed commit is stored, and the store goes on working.
+            for key in ("small", "big"):
+                assert [line.status for line in await store.transcript(key)] == ["pending"]
+            await store.finish_run(small, "run-small", [assistant("ok")])
+            assert [line.status for line in await store.transcript("small")] == ["answered"] * 2
+        finally:
+            await store.close()

@@ -1,8 +1,10 @@
 """``hermes-core sessions``: list, show, export and prune the sessions in the SQLite store.
 
 The store is the file ``store.path`` names (the default one when empty). Reading commands never
-create it: with no file there are simply no sessions. Like the rest of the CLI, a user mistake
-ends in one line on stderr and exit code 2; an unknown session key exits 1.
+create or change it and need no lock, so they work beside a running gateway; with no file there
+are simply no sessions. Like the rest of the CLI, a user mistake or a damaged store ends in one
+line on stderr and exit code 2; an unknown session key exits 1. What users and models wrote is
+printed with its control characters made visible (:func:`~hermes_core.terminal.visible`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import enum
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -22,6 +25,8 @@ import typer
 
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.platforms import session_owner
+from hermes_core.sqlite_schema import check_store_file, store_file_error
+from hermes_core.sqlite_store import Access, SQLiteStore
 from hermes_core.store import (
     MEMORY_PATH,
     SECONDS_PER_DAY,
@@ -30,6 +35,7 @@ from hermes_core.store import (
     StoredMessage,
     default_store_path,
 )
+from hermes_core.terminal import visible
 from hermes_core.types import Session
 
 sessions_app = typer.Typer(
@@ -74,13 +80,18 @@ def store_path(settings: Path | None) -> Path:
     return Path(value).expanduser().resolve() if value else default_store_path()
 
 
-def _with_store(settings: Path | None, action: Callable[[Store], Awaitable[T]], missing: T) -> T:
-    """Run ``action(store)`` on the opened store, or return ``missing`` when there is no file.
+def _with_store(
+    settings: Path | None,
+    action: Callable[[Store], Awaitable[T]],
+    missing: T,
+    access: Access = Access.READ,
+) -> T:
+    """Run ``action(store)`` on the opened store, or return ``missing`` when there is no store
+    yet (no file, or an empty one).
 
-    A :class:`HermesError` (bad settings, a file that is not a store) ends the command with one
-    line and exit code 2.
+    A :class:`HermesError` (bad settings, a file that is not a store) or a SQLite error (a
+    damaged file) ends the command with one line and exit code 2.
     """
-    from hermes_core.sqlite_store import SQLiteStore
 
     async def run(store: SQLiteStore) -> T:
         await store.open()
@@ -91,9 +102,12 @@ def _with_store(settings: Path | None, action: Callable[[Store], Awaitable[T]], 
 
     try:
         path = store_path(settings)
-        if not path.exists():
+        if check_store_file(path) == 0:
             return missing
-        return asyncio.run(run(SQLiteStore(path)))
+        try:
+            return asyncio.run(run(SQLiteStore(path, access=access)))
+        except sqlite3.Error as error:  # damage the check at open did not reach
+            raise store_file_error(path, error) from None
     except HermesError as error:
         typer.echo(f"hermes-core: error: {error}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -242,13 +256,13 @@ def summaries_table(summaries: list[SessionSummary]) -> str:
     rows = [("KEY", "PLATFORM", "MESSAGES", "UNANSWERED", "LAST ACTIVE", "OWNER", "MODEL")]
     rows += [
         (
-            s.key,
-            s.platform,
+            visible(s.key),
+            visible(s.platform),
             str(s.messages),
             str(s.unanswered),
             local_time(s.last_active),
-            session_owner(s.key) or "-",
-            s.model or "-",
+            visible(session_owner(s.key) or "-"),
+            visible(s.model or "-"),
         )
         for s in summaries
     ]
@@ -309,7 +323,7 @@ def show(
     settings: SettingsOption = None,
 ) -> None:
     """Print a session's transcript; marks user messages whose run failed or never finished."""
-    typer.echo(transcript_text(*_load(settings, key)))
+    typer.echo(visible(transcript_text(*_load(settings, key))))
 
 
 @sessions_app.command("export")
@@ -325,7 +339,7 @@ def export(
     if output_format is ExportFormat.jsonl:
         typer.echo(transcript_jsonl(lines), nl=False)
     else:
-        typer.echo(transcript_markdown(session, lines), nl=False)
+        typer.echo(visible(transcript_markdown(session, lines)), nl=False)
 
 
 @sessions_app.command("prune")
@@ -346,5 +360,5 @@ def prune(
     async def delete(store: Store) -> int:
         return await store.prune(cutoff)
 
-    count = _with_store(settings, delete, 0)
+    count = _with_store(settings, delete, 0, Access.SHARED)
     typer.echo(f"Pruned {count} session(s) last active before {local_time(cutoff)}.")
