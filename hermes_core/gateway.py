@@ -29,22 +29,17 @@ from hermes_core.mcp.pool import MCPPool
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
-from hermes_core.redaction import register_settings, scrub
+from hermes_core.redaction import register_settings
+from hermes_core.runs import crash_reply, internal_failure, scrubbed, written
 from hermes_core.sessions import Sessions
 from hermes_core.settings import Config, ModelRef
 from hermes_core.store import Store
 from hermes_core.store_config import store_from_config
 from hermes_core.tools import ToolRegistry
-from hermes_core.types import Message, Reply, RunResult, Session, make_result
+from hermes_core.types import Message, Reply, RunResult, Session
 
 #: How often idle agents and sessions are looked for, at most.
 SWEEP_INTERVAL_S = 30.0
-#: What the user reads when a run crashed, by whether their message reached the store.
-KEPT_TEXT = "Sorry, something went wrong on our side; your message was kept. Please retry."
-NOT_KEPT_TEXT = (
-    "Sorry, something went wrong on our side and your message could not be saved. "
-    "Please send it again."
-)
 
 
 class Gateway:
@@ -185,14 +180,14 @@ class Gateway:
                     logger.opt(exception=error).error(
                         "cannot load session {!r}: {}", message.session_key, error
                     )
-                    return _crash_reply(error, time.perf_counter())
+                    return crash_reply(error, time.perf_counter())
                 session.user_id = message.user_id
                 session.last_active = time.time()
                 parsed = self.commands.parse(message.text)
                 if parsed is not None:
                     reply = await self._run_command(session, message, *parsed)
                 else:
-                    result = _scrubbed(await self._run(session, message))
+                    result = scrubbed(await self._run(session, message))
                     reply = Reply(result["final_response"] or "", result)
                 try:
                     await self.sessions.save(session)
@@ -267,7 +262,7 @@ class Gateway:
             logger.opt(exception=error).error(
                 "run for session {} crashed: {}: {}", session.key, type(error).__name__, error
             )
-            result = _internal_failure(error, started, kept=True)
+            result = internal_failure(error, started, kept=True)
         agent = self._run_agents.pop(session.key, None)
         await self.hooks.post_run(session, agent, result, self.cache)
         return result
@@ -277,7 +272,7 @@ class Gateway:
         the agent, commit the result, and only then add the turn to the agent's history."""
         started = time.perf_counter()
         run_id = uuid.uuid4().hex
-        user_message = _written({"role": "user", "content": message.text})
+        user_message = written({"role": "user", "content": message.text})
         try:
             # Committed before anything else happens: neither a crash nor a refusal by a
             # pre_run plugin (the circuit breaker) can lose the user's message.
@@ -286,7 +281,7 @@ class Gateway:
             logger.opt(exception=error).error(
                 "cannot store the message of session {}: {}", session.key, error
             )
-            return _internal_failure(error, started, kept=False)
+            return internal_failure(error, started, kept=False)
         agent: Agent | None = None
         try:
             result = await self.hooks.pre_run(session, message)
@@ -300,7 +295,7 @@ class Gateway:
                     self.cache.release(session.key)
             else:  # a plugin's answer is part of the conversation, unless it is a failure
                 added = [{"role": "assistant", "content": result["final_response"]}]
-            answered = None if result["failed"] else [_written(m) for m in added]
+            answered = None if result["failed"] else [written(m) for m in added]
             await self.sessions.finish_run(session, run_id, answered, result["model"])
         except Exception as error:
             logger.opt(exception=error).error(
@@ -308,7 +303,7 @@ class Gateway:
             )
             with contextlib.suppress(Exception):
                 await self.sessions.finish_run(session, run_id, None)
-            return _internal_failure(error, started, agent, kept=True)
+            return internal_failure(error, started, agent, kept=True)
         if answered is not None and (keeper := agent or self.cache.peek(session.key)):
             keeper.history.extend([user_message, *answered])
         return result
@@ -366,38 +361,3 @@ class Gateway:
             "sessions": len(self.sessions),
             "runs_in_flight": self._inflight,
         }
-
-
-def _internal_failure(
-    error: Exception, started: float, agent: Agent | None = None, *, kept: bool
-) -> RunResult:
-    """The RunResult of a run that crashed: the user gets an apology that tells the truth
-    about their message, never a traceback."""
-    return make_result(
-        failed=True,
-        error=f"{type(error).__name__}: {error}",
-        error_kind="internal",
-        final_response=KEPT_TEXT if kept else NOT_KEPT_TEXT,
-        model=str(agent.models[0]) if agent else None,
-        primary_model=str(agent.models[0]) if agent else None,
-        duration_s=time.perf_counter() - started,
-    )
-
-
-def _written(message: dict[str, Any]) -> dict[str, Any]:
-    """A message as the store and the history keep it: no configured secret in its text."""
-    content = message.get("content")
-    return {**message, "content": scrub(content)} if isinstance(content, str) else message
-
-
-def _scrubbed(result: RunResult) -> RunResult:
-    """The result with every configured secret replaced in the texts a user may see."""
-    for key in ("final_response", "error"):
-        if (text := result[key]) is not None:  # type: ignore[literal-required]
-            result[key] = scrub(text)  # type: ignore[literal-required]
-    return result
-
-
-def _crash_reply(error: Exception, started: float) -> Reply:
-    result = _internal_failure(error, started, kept=False)
-    return Reply(result["final_response"] or "", result)

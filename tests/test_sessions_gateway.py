@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from hermes_core.gateway import KEPT_TEXT, NOT_KEPT_TEXT, Gateway
+from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
+from hermes_core.runs import KEPT_TEXT, NOT_KEPT_TEXT
 from hermes_core.settings import config_from_dict
 from hermes_core.sqlite_store import SQLiteStore
 from hermes_core.store import MemoryStore, default_store_path
