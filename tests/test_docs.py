@@ -233,17 +233,6 @@ class ExampleHarness:
 
 
 @pytest.fixture
-def errors_logged() -> Iterator[list[str]]:
-    """ERROR records logged while the test runs (hermes-core's logger is enabled for it)."""
-    records: list[str] = []
-    logger.enable("hermes_core")
-    sink = logger.add(lambda message: records.append(message.record["message"]), level="ERROR")
-    yield records
-    logger.remove(sink)
-    logger.disable("hermes_core")
-
-
-@pytest.fixture
 def traced_hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, list[str]]]]:
     """(hook, implementations) for every hook call, from ``HERMES_TRACE_PLUGINS=1``."""
     calls: list[tuple[str, list[str]]] = []

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-from loguru import logger
 
 from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
@@ -19,17 +15,6 @@ from hermes_core.testing import FakeOpenAI, HookRecorder, message, send, setting
 from hermes_core.types import Message, RunResult, Session
 
 APOLOGY = "Sorry, something went wrong on our side"
-
-
-@pytest.fixture
-def error_logs() -> Iterator[list[str]]:
-    """Messages hermes-core logs at ERROR or above during the test."""
-    lines: list[str] = []
-    logger.enable("hermes_core")
-    sink = logger.add(lambda m: lines.append(m.record["message"]), level="ERROR")
-    yield lines
-    logger.remove(sink)
-    logger.disable("hermes_core")
 
 
 async def wait_for(condition: Any, timeout: float = 10.0) -> None:
@@ -94,7 +79,7 @@ async def test_pre_run_dict_short_circuits(
 
 
 async def test_pre_run_raising_becomes_an_internal_failure(
-    make_gateway, fake_openai: FakeOpenAI, register_plugin, error_logs: list[str]
+    make_gateway, fake_openai: FakeOpenAI, register_plugin, errors_logged: list[str]
 ) -> None:
     class Broken:
         @hookimpl
@@ -110,7 +95,7 @@ async def test_pre_run_raising_becomes_an_internal_failure(
     assert reply.text.startswith(APOLOGY)
     assert "pre_run bug" not in reply.text, "internals stay in the log, not in the reply"
     assert fake_openai.snapshot() == []
-    assert any("broken-gate" in line and "pre_run bug" in line for line in error_logs)
+    assert any("broken-gate" in line and "pre_run bug" in line for line in errors_logged)
 
 
 class CrashingProvider:
@@ -195,7 +180,7 @@ async def test_a_raising_observer_does_not_stop_the_others(
     fake_openai: FakeOpenAI,
     register_plugin,
     hook_recorder: HookRecorder,
-    error_logs: list[str],
+    errors_logged: list[str],
 ) -> None:
     class Raising:
         @hookimpl(tryfirst=True)
@@ -216,8 +201,8 @@ async def test_a_raising_observer_does_not_stop_the_others(
     assert "test:1" not in gateway.cache
     assert [e["reason"] for e in hook_recorder.of("on_evict")] == ["fallback_succeeded"]
     assert len(hook_recorder.of("post_run")) == 1
-    assert any("raising-observer" in line and "post_run bug" in line for line in error_logs)
-    assert any("raising-observer" in line and "on_evict bug" in line for line in error_logs)
+    assert any("raising-observer" in line and "post_run bug" in line for line in errors_logged)
+    assert any("raising-observer" in line and "on_evict bug" in line for line in errors_logged)
 
 
 async def test_unknown_command_gets_a_helpful_reply(make_gateway, fake_openai) -> None:

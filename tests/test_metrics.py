@@ -13,7 +13,6 @@ from typing import Any
 import httpx2
 import pytest
 import pytest_asyncio
-from loguru import logger
 from mcp_servers.helpers import (
     accepts,
     eventually,
@@ -64,17 +63,6 @@ async def serve_http(make_gateway: Any, fake_openai: FakeOpenAI) -> AsyncIterato
     yield serve
     for platform in platforms:
         await platform.stop()
-
-
-@pytest.fixture
-def errors_logged() -> Iterator[list[str]]:
-    """ERROR records logged while the test runs."""
-    records: list[str] = []
-    logger.enable("hermes_core")
-    sink = logger.add(lambda message: records.append(message.record["message"]), level="ERROR")
-    yield records
-    logger.remove(sink)
-    logger.disable("hermes_core")
 
 
 async def scrape(url: str, api_key: str | None = None) -> str:

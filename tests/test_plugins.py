@@ -25,7 +25,6 @@ from helpers_dist import (
     install_contrib,
     write_dist,
 )
-from loguru import logger
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
@@ -61,17 +60,6 @@ def evict_always(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.syspath_prepend(str(target))
     importlib.invalidate_caches()
     return target
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    """Every message hermes-core logs during the test (WARNING and above)."""
-    lines: list[str] = []
-    logger.enable("hermes_core")
-    sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING")
-    yield lines
-    logger.remove(sink)
-    logger.disable("hermes_core")
 
 
 def loaded(monkeypatch: pytest.MonkeyPatch, *names: str) -> PluginHost:
@@ -158,7 +146,7 @@ async def test_builtin_eviction_keeps_the_agent_in_the_same_scenario(
 
 
 def test_a_plugin_whose_import_raises_is_failed_and_the_rest_load(
-    site: Path, log_lines: list[str], monkeypatch: pytest.MonkeyPatch
+    site: Path, warnings_logged: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = write_dist(site, "broken-import", BROKEN_IMPORT)
     fine = write_dist(site, "fine-plugin", IMPORT_MARKER)
@@ -176,7 +164,7 @@ def test_a_plugin_whose_import_raises_is_failed_and_the_rest_load(
     }
     assert record(host, fine)["status"] == "loaded"
     assert record(host, "eviction")["status"] == "loaded"
-    [line] = [line for line in log_lines if broken in line]
+    [line] = [line for line in warnings_logged if broken in line]
     assert "broken on purpose at import" in line
     assert 'plugins.disabled = ["broken_import"]' in line
 
@@ -205,7 +193,7 @@ def test_a_plugin_that_cannot_register_is_failed_and_the_rest_load(
 
 
 async def test_a_plugin_whose_post_run_raises_does_not_cost_the_user_the_answer(
-    site: Path, fake_openai: FakeOpenAI, log_lines: list[str], monkeypatch: pytest.MonkeyPatch
+    site: Path, fake_openai: FakeOpenAI, warnings_logged: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     raiser = write_dist(site, "raising-plugin", RAISING_POST_RUN)
     monkeypatch.setenv("HERMES_LOAD_PLUGINS", raiser)
@@ -220,7 +208,7 @@ async def test_a_plugin_whose_post_run_raises_does_not_cost_the_user_the_answer(
     assert reply.text == "[ok-b] hello (user messages: 1)"
     # The built-in eviction, trylast, still ran after the raising plugin.
     assert [e["reason"] for e in recorder.of("on_evict")] == ["fallback_succeeded"]
-    [line] = [line for line in log_lines if "post_run exploded" in line]
+    [line] = [line for line in warnings_logged if "post_run exploded" in line]
     assert f"plugin '{raiser}' raised in post_run" in line
 
 
@@ -312,17 +300,17 @@ def test_an_entry_point_named_like_a_builtin_is_failed_and_the_builtin_kept(
 
 
 def test_a_name_no_plugin_has_is_warned_about_with_the_names_that_exist(
-    site: Path, log_lines: list[str], monkeypatch: pytest.MonkeyPatch
+    site: Path, warnings_logged: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_dist(site, "marker-plugin", IMPORT_MARKER)
     monkeypatch.setenv("HERMES_LOAD_PLUGINS", "marker_plugin,markr_plugin")
 
     PluginHost().load(["evicton"])
 
-    [disabled] = [line for line in log_lines if "evicton" in line]
+    [disabled] = [line for line in warnings_logged if "evicton" in line]
     assert "plugins.disabled names 'evicton', but no plugin has that name" in disabled
     assert "eviction" in disabled.split("(plugins: ")[1]
-    [allowed] = [line for line in log_lines if "markr_plugin" in line]
+    [allowed] = [line for line in warnings_logged if "markr_plugin" in line]
     assert "HERMES_LOAD_PLUGINS names 'markr_plugin'" in allowed
     assert "marker_plugin" in allowed.split("(plugins: ")[1]
 

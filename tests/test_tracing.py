@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from loguru import logger
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -68,16 +67,6 @@ def spans(exporter: tuple[InMemorySpanExporter, Switch]) -> Iterator[InMemorySpa
     yield memory
     switch.on = False
     memory.clear()
-
-
-@pytest.fixture
-def errors_logged() -> Iterator[list[str]]:
-    records: list[str] = []
-    logger.enable("hermes_core")
-    sink = logger.add(lambda message: records.append(message.record["message"]), level="ERROR")
-    yield records
-    logger.remove(sink)
-    logger.disable("hermes_core")
 
 
 def hermes_spans(memory: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

@@ -13,13 +13,16 @@ after the test).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
 import pytest
 import pytest_asyncio
+from loguru import logger
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
@@ -167,13 +170,44 @@ def hook_recorder(plugin_host: PluginHost) -> Iterator[HookRecorder]:
     detach()
 
 
-@pytest.fixture(autouse=True)
-def _hermetic_data_dir(
+@pytest.fixture
+def hermetic_data_dir(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A fresh user data dir per test: a ``hermes-core`` process started without
-    ``store.path`` keeps its sessions there, never in the real one, nor across tests."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+) -> Path:
+    """A fresh user data dir for the test: a ``hermes-core`` process started without
+    ``store.path`` keeps its sessions there, never in the real one, nor across tests. Opt in
+    per test, or for a whole suite with an autouse fixture in its ``conftest.py``."""
+    home = tmp_path_factory.mktemp("data-home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    return home
+
+
+@contextlib.contextmanager
+def captured_logs(level: str) -> Iterator[list[str]]:
+    """The messages hermes-core logs at ``level`` or above inside the ``with`` block (its
+    logger is enabled for that time)."""
+    messages: list[str] = []
+    logger.enable("hermes_core")
+    sink = logger.add(lambda message: messages.append(message.record["message"]), level=level)
+    try:
+        yield messages
+    finally:
+        logger.remove(sink)
+        logger.disable("hermes_core")
+
+
+@pytest.fixture
+def errors_logged() -> Iterator[list[str]]:
+    """What hermes-core logs at ERROR or above during the test."""
+    with captured_logs("ERROR") as messages:
+        yield messages
+
+
+@pytest.fixture
+def warnings_logged() -> Iterator[list[str]]:
+    """What hermes-core logs at WARNING or above during the test."""
+    with captured_logs("WARNING") as messages:
+        yield messages
 
 
 @pytest_asyncio.fixture
