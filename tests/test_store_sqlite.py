@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from helpers_store import corrupt_table, remount_read_only, tmpfs, write_session
-from loguru import logger
 
 from hermes_core import sqlite_schema
 from hermes_core.errors import ConfigError
@@ -28,6 +27,7 @@ from hermes_core.sqlite_store import (
     check_store_file,
 )
 from hermes_core.store import MemoryStore, Store, bounded_history
+from hermes_core.testing import captured_logs
 from hermes_core.types import Session
 
 
@@ -411,17 +411,11 @@ async def test_integrity_check_at_open_is_bounded_in_time(
     )
     await store.close()
     monkeypatch.setattr(sqlite_schema, "QUICK_CHECK_BUDGET_S", -1.0)  # spent before it starts
-    warnings: list[str] = []
-    logger.enable("hermes_core")
-    sink = logger.add(lambda message: warnings.append(message.record["message"]), level="WARNING")
-    try:
+    with captured_logs("WARNING") as warnings:
         reopened = SQLiteStore(path)
         await reopened.open()  # a check cut short is not a failure
         assert len(await reopened.sessions()) == 2000
         await reopened.close()
-    finally:
-        logger.remove(sink)
-        logger.disable("hermes_core")
     assert warnings == [
         f"store {path}: the integrity check at open stopped after -1.0 s (the file has 0 MB); "
         "hermes-core doctor runs the full check"
