@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from loguru import logger
 
@@ -26,6 +26,10 @@ class ToolCall:
     arguments: str
 
 
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 @dataclass(frozen=True)
 class Usage:
     """Tokens one request cost, as the upstream reported them."""
@@ -39,12 +43,12 @@ class Usage:
         """The ``usage`` object of a response, or None when it is absent or not numbers."""
         if not isinstance(value, Mapping):
             return None
-        counts = [value.get(key) for key in ("prompt_tokens", "completion_tokens")]
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in counts):
+        prompt, completion, total = (
+            value.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")
+        )
+        if not (_is_count(prompt) and _is_count(completion)):
             return None
-        prompt, completion = counts
-        total = value.get("total_tokens")
-        if not isinstance(total, int) or isinstance(total, bool):
+        if not _is_count(total):
             total = prompt + completion
         return cls(prompt, completion, total)
 

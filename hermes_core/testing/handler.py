@@ -55,6 +55,8 @@ class ScriptedHTTPServer(ThreadingHTTPServer):
         self.stop_event = threading.Event()
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        #: Connections accepted since start: shows whether a client's pool reuses them.
+        self.accepted = 0
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -95,6 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
+            self.server.accepted += 1
 
     def finish(self) -> None:
         """Unregister the connection."""

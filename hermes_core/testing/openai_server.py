@@ -180,6 +180,12 @@ class FakeOpenAI:
         return self._port
 
     @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since :meth:`start` (0 when stopped)."""
+        server = self._server
+        return server.accepted if server is not None else 0
+
+    @property
     def url(self) -> str:
         """Base URL for an OpenAI client, e.g. ``http://127.0.0.1:8123/v1``."""
         return f"http://{self.host}:{self.port}/v1"
