@@ -135,7 +135,9 @@ class OpenAIProvider:
             async for event in self._events(reply, where):
                 yield event
         finally:
-            reply.close()
+            # Back to the pool when the body was read to its end; closed otherwise (an error,
+            # a consumer that stopped early).
+            reply.release()
 
     async def _whole(self, reply: aiohttp.ClientResponse, where: str) -> Completion | None:
         """The completion of a streamed request that got no stream: an error, a whole
@@ -161,12 +163,10 @@ class OpenAIProvider:
         stall = self.config.stall_timeout_s
         while not assembler.done:
             try:
-                with _classified(where, stall):
-                    async with asyncio.timeout(stall):
+                async with asyncio.timeout(stall):
+                    with _classified(where, stall):
                         data = await reply.content.read(STREAM_READ_BYTES)
-            except ProviderError as error:
-                if error.kind != "timeout":
-                    raise
+            except TimeoutError:
                 raise ProviderError("timeout", f"{where} stalled: no data for {stall:g}s") from None
             if not data:
                 break
