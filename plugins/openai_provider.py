@@ -56,6 +56,7 @@ class OpenAIProvider:
         # whole completion instead, without paying for the refusal again.
         self.streams = True
         self._session: aiohttp.ClientSession | None = None
+        self._stream_timeout: aiohttp.ClientTimeout | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         """The pool, created on first use: aiohttp binds it to the running event loop."""
@@ -69,11 +70,12 @@ class OpenAIProvider:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                # Connecting and waiting for the response head; a stream's body is bounded by
-                # stall_timeout_s between reads instead.
-                timeout=aiohttp.ClientTimeout(total=None, connect=self.config.timeout_s),
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
+            # A stream's head must come within timeout_s (asyncio.timeout in stream()); its
+            # body may take any time, as long as no wait between reads passes stall_timeout_s.
+            self._stream_timeout = aiohttp.ClientTimeout(total=None)
         return self._session
 
     def _body(
@@ -97,13 +99,13 @@ class OpenAIProvider:
     ) -> Completion:
         where = f"{self.name}:{model}"
         data = json.dumps(self._body(model, messages, tools, params)).encode()
+        # The session's timeout (total=timeout_s) bounds the whole request.
         with _classified(where, self.config.timeout_s):
-            async with asyncio.timeout(self.config.timeout_s):
-                async with self._client().post(self.url, data=data, headers=self.headers) as reply:
-                    body = await reply.read()
-                    if reply.status >= 300:
-                        raise status_error(reply.status, body, reply.headers, where)
-                    return completion_from_body(body, reply.content_type, where)
+            async with self._client().post(self.url, data=data, headers=self.headers) as reply:
+                body = await reply.read()
+                if reply.status >= 300:
+                    raise status_error(reply.status, body, reply.headers, where)
+                return completion_from_body(body, reply.content_type, where)
 
     async def stream(
         self,
@@ -121,9 +123,12 @@ class OpenAIProvider:
         body["stream"] = True
         body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         data = json.dumps(body).encode()
+        session = self._client()
         with _classified(where, self.config.timeout_s):
             async with asyncio.timeout(self.config.timeout_s):
-                reply = await self._client().post(self.url, data=data, headers=self.headers)
+                reply = await session.post(
+                    self.url, data=data, headers=self.headers, timeout=self._stream_timeout
+                )
         try:
             if reply.status >= 300 or "event-stream" not in reply.content_type:
                 completion = await self._whole(reply, where)

@@ -82,6 +82,8 @@ async def test_first_delta_arrives_before_the_upstream_has_finished(
     make_provider: MakeProvider, fake_openai: FakeOpenAI
 ) -> None:
     provider = await make_provider()
+    await provider.complete("ok-warm-up", HELLO, None)  # imports and the pool, not timed
+    fake_openai.clear()
     events = await timed_events(provider, "stream-10-100-x")
 
     deltas = [(at, event.text) for at, event in events if isinstance(event, TextDelta)]
