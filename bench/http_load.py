@@ -50,7 +50,7 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
-    cpu_ms: float | None  # gateway CPU per request; None for the upstream alone
+    cpu_ms: float | None  # gateway CPU per request; None for the upstream alone or no reply
     errors: int
 
 
@@ -79,14 +79,15 @@ def measure(
     before = cpu_seconds(gateway_pid) if gateway_pid else 0.0
     summary = wrk(served.url, connections, seconds, prefix)
     used = cpu_seconds(gateway_pid) - before if gateway_pid else None
-    requests = max(summary["requests"], 1)
+    requests = summary["requests"]
     return Result(
         target,
         connections,
         requests / (summary["duration_us"] / 1e6),
         summary["p50_us"] / 1000,
         summary["p99_us"] / 1000,
-        used / requests * 1000 if used is not None else None,
+        # No reply in the window: the CPU was spent, but on no request that finished.
+        used / requests * 1000 if used is not None and requests else None,
         summary["errors"] + summary["failed"],
     )
 
@@ -143,6 +144,8 @@ def table(results: Sequence[Result]) -> str:
     ]
     for r in results:
         cpu = f"{r.cpu_ms:.2f}" if r.cpu_ms is not None else "—"
+        if not r.rps:
+            cpu = "no reply in the window"
         lines.append(
             f"| {r.target} | {r.connections} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
             f"| {cpu} | {r.errors} |"
@@ -157,7 +160,8 @@ def ratios(results: Sequence[Result]) -> str:
     for connections in sorted({r.connections for r in results}):
         hermes, forwarder = by[("hermes-core", connections)], by[("forwarder", connections)]
         line = f"{connections} connections: hermes-core {hermes.rps / forwarder.rps:.2f}x forwarder"
-        if (before := by.get(("hermes-core before", connections))) is not None:
+        before = by.get(("hermes-core before", connections))
+        if before is not None and before.rps:
             line += f", {hermes.rps / before.rps:.2f}x before"
         lines.append(line)
     return "\n".join(lines)
