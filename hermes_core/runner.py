@@ -20,11 +20,12 @@ def run(main: Coroutine[Any, Any, int]) -> int:
     uvicorn picks httptools by itself when that is installed; the loop is ours to choose.
     """
     try:
-        import uvloop  # optional: only with the fast extra
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # the fast extra
     except ImportError:
         return asyncio.run(main)
     logger.debug("event loop: uvloop")
-    return uvloop.run(main)
+    status: int = uvloop.run(main)  # typed Any when uvloop is not installed
+    return status
 
 
 async def _start_platforms(gateway: Gateway) -> list[tuple[str, Platform]]:
