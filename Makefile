@@ -13,12 +13,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) servers
 
-# Real servers the tests run against: ngircd for the IRC adapter (its tests skip without it).
+# Real servers and tools the tests run against: ngircd for the IRC adapter, wrk for the load
+# benchmark (bench/http_load.py); the tests that need them skip without them.
 servers:
 	@command -v ngircd >/dev/null || [ -x /usr/sbin/ngircd ] || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ngircd >/dev/null; } || \
 	  echo "note: ngircd is not installed (apt-get install ngircd); the IRC tests will be skipped"
+	@command -v wrk >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+	  echo "note: wrk is not installed (apt-get install wrk); the load benchmark will be skipped"
 
 demo: setup
 	$(BIN)/hermes-core demo
@@ -46,6 +51,7 @@ docs: setup
 # Benchmarks against local scripted servers (a few minutes); results go in docs/performance.md.
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/http_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -74,22 +74,34 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def scripted_server() -> Iterator[str]:
-    """The scripted OpenAI server (``hermes_core.testing.fake_openai``) as a process; yields
-    its base URL (``http://127.0.0.1:PORT/v1``)."""
-    command = [sys.executable, "-m", "hermes_core.testing.fake_openai", "0"]
+def listening_process(command: list[str]) -> Iterator[Served]:
+    """A process that prints ``listening on <url>`` as its first stdout line once it is
+    bound; stopped (its whole process group) on exit."""
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, env=child_env(), start_new_session=True
     )
     try:
         assert process.stdout is not None
-        # The server prints exactly one line, once its port is bound.
         line = process.stdout.readline().decode()
         if not line.startswith("listening on "):
-            raise RuntimeError(f"the scripted server did not start: {line!r}")
-        yield line.removeprefix("listening on ").strip()
+            raise RuntimeError(f"{command[-2:]} did not start: {line!r}")
+        yield Served(line.removeprefix("listening on ").strip(), process.pid)
     finally:
         _stop(process)
+
+
+@contextlib.contextmanager
+def scripted_process() -> Iterator[Served]:
+    """The scripted OpenAI server (``hermes_core.testing.fake_openai``) as a process."""
+    with listening_process([sys.executable, "-m", "hermes_core.testing.fake_openai", "0"]) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def scripted_server() -> Iterator[str]:
+    """:func:`scripted_process`; yields its base URL (``http://127.0.0.1:PORT/v1``)."""
+    with scripted_process() as served:
+        yield served.url
 
 
 def _wait_for_url(process: subprocess.Popen[bytes], log: Path) -> str:
@@ -103,20 +115,36 @@ def _wait_for_url(process: subprocess.Popen[bytes], log: Path) -> str:
     raise RuntimeError("hermes-core run did not start listening:\n" + log.read_text())
 
 
+@dataclass(frozen=True)
+class Served:
+    """A local server process the benchmarks started: its base URL and its pid."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def hermes_http(server_url: str, *, store_path: str = ":memory:") -> Iterator[str]:
+def hermes_process(
+    server_url: str,
+    *,
+    store_path: str = ":memory:",
+    python: str = sys.executable,
+    extra_settings: str = "",
+    model: str = MODEL,
+) -> Iterator[Served]:
     """A ``hermes-core run`` process serving the ``http`` platform on a free loopback port,
-    its model ``local:ok-bench`` at ``server_url``; yields the URL it listens on.
+    its model ``local:<model>`` at ``server_url``, run by the interpreter ``python``.
 
     No third-party plugins are loaded (``HERMES_LOAD_PLUGINS=""``), logging stays at the
     default level, and the log goes to a file so a full pipe can never stall the process.
+    ``extra_settings`` is TOML appended to the settings file.
     """
     with tempfile.TemporaryDirectory(prefix="hermes-bench-") as work:
         settings = Path(work) / "settings.toml"
         settings.write_text(
             f"""
 [agent]
-model = "local:{MODEL}"
+model = "local:{model}"
 
 [providers.local]
 base_url = "{server_url}"
@@ -128,12 +156,13 @@ path = "{store_path}"
 [platforms.http]
 enabled = true
 port = 0
+{extra_settings}
 """
         )
         log = Path(work) / "hermes-core.log"
         with log.open("wb") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "hermes_core", "run", "--settings", str(settings)],
+                [python, "-m", "hermes_core", "run", "--settings", str(settings)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
@@ -142,8 +171,15 @@ port = 0
                 start_new_session=True,
             )
         try:
-            yield _wait_for_url(process, log)
+            yield Served(_wait_for_url(process, log), process.pid)
         finally:
             _stop(process)
         if "Traceback" in log.read_text(errors="replace"):
             raise RuntimeError("hermes-core run logged a traceback:\n" + log.read_text())
+
+
+@contextlib.contextmanager
+def hermes_http(server_url: str, *, store_path: str = ":memory:") -> Iterator[str]:
+    """:func:`hermes_process` with this interpreter; yields the URL it listens on."""
+    with hermes_process(server_url, store_path=store_path) as served:
+        yield served.url

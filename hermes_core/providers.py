@@ -6,9 +6,9 @@ evicting or recreating an agent never opens or leaks an HTTP client.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from loguru import logger
 
@@ -27,12 +27,49 @@ class ToolCall:
     arguments: str
 
 
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens one request cost, as the upstream reported them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def parse(cls, value: Any) -> Usage | None:
+        """The ``usage`` object of a response, or None when it is absent or not numbers."""
+        if not isinstance(value, Mapping):
+            return None
+        prompt, completion, total = (
+            value.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")
+        )
+        if not (_is_count(prompt) and _is_count(completion)):
+            return None
+        if not _is_count(total):
+            total = prompt + completion
+        return cls(prompt, completion, total)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
 @dataclass(frozen=True)
 class Completion:
     """One chat completion, reduced to what the run loop needs."""
 
     content: str | None
     tool_calls: list[ToolCall] = field(default_factory=list)
+    #: Why the model stopped (``stop``, ``tool_calls``, ``length``…), when the upstream said.
+    finish_reason: str | None = None
+    usage: Usage | None = None
 
     def as_message(self) -> dict[str, Any]:
         """The assistant message to append to the conversation sent back to the model."""
@@ -70,6 +107,30 @@ class ProviderError(Exception):
         super().__init__(scrub(message))
 
 
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer's text, in order; the pieces concatenated are the content."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallReady:
+    """One tool call, assembled whole from the stream's fragments."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class StreamFinished:
+    """The last event of every stream: the whole completion, its finish reason and usage."""
+
+    completion: Completion
+
+
+StreamEvent = TextDelta | ToolCallReady | StreamFinished
+
+
 class Provider(Protocol):
     """What a provider plugin's factory returns."""
 
@@ -85,6 +146,58 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release connections; called once at gateway shutdown."""
         ...
+
+
+class StreamingProvider(Provider, Protocol):
+    """A provider that can also stream; :func:`stream_completion` uses it when offered."""
+
+    def stream(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        **params: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        """Like :meth:`Provider.complete`, as events: text deltas as they arrive, each tool
+        call once whole, and :class:`StreamFinished` last.
+
+        A failure before the first event raises ProviderError classified as ``complete``
+        would; a stream that stalls longer than the provider allows raises kind ``timeout``.
+        """
+        ...
+
+
+def completion_events(completion: Completion) -> list[StreamEvent]:
+    """The events a stream of ``completion`` would have produced, all at once."""
+    events: list[StreamEvent] = [TextDelta(completion.content)] if completion.content else []
+    events.extend(ToolCallReady(call) for call in completion.tool_calls)
+    events.append(StreamFinished(completion))
+    return events
+
+
+async def stream_completion(
+    provider: Provider,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    **params: Any,
+) -> AsyncIterator[StreamEvent]:
+    """Stream from ``provider``; one that only implements ``complete`` yields its whole
+    answer as one delta once it has it. ``params`` go into the request body as they are."""
+    stream = getattr(provider, "stream", None)
+    if stream is None:
+        completion = await provider.complete(model, messages, tools, **params)
+        for event in completion_events(completion):
+            yield event
+        return
+    events: AsyncIterator[StreamEvent] = stream(model, messages, tools, **params)
+    try:
+        async for event in events:
+            yield event
+    finally:
+        # A consumer that stops early must not leave the upstream response open until GC.
+        if isinstance(events, AsyncGenerator):
+            await events.aclose()
 
 
 ProviderFactory = Callable[[str, ProviderConfig], Provider]

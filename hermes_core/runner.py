@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 from loguru import logger
 
 from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import Platform
+
+
+def run(main: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run(main)``, on uvloop when it is installed (the ``hermes-core[fast]`` extra).
+
+    uvicorn picks httptools by itself when that is installed; the loop is ours to choose.
+    """
+    try:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # the fast extra
+    except ImportError:
+        return asyncio.run(main)
+    logger.debug("event loop: uvloop")
+    status: int = uvloop.run(main)  # typed Any when uvloop is not installed
+    return status
 
 
 async def _start_platforms(gateway: Gateway) -> list[tuple[str, Platform]]:

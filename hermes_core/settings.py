@@ -90,6 +90,8 @@ PROVIDER_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("timeout_s", NUMBER, 60, "Seconds before one request times out."),
     SettingSpec("max_retries", (int,), 2, "Retries of a transient error before failing over."),
     SettingSpec("max_retry_wait_s", NUMBER, 30, "Cap on one Retry-After wait, in seconds."),
+    SettingSpec("stall_timeout_s", NUMBER, 60, "Seconds a stream may go without data."),
+    SettingSpec("max_connections", (int,), 512, "Connections kept open to the endpoint."),
 )
 
 
@@ -124,6 +126,8 @@ class ProviderConfig:
     max_retries: int
     max_retry_wait_s: float
     options: Mapping[str, Any] = field(repr=False)
+    stall_timeout_s: float = 60.0
+    max_connections: int = 512
 
 
 @dataclass(frozen=True)
@@ -405,12 +409,16 @@ def _provider(name: str, table: Any) -> ProviderConfig:
                 f"{key}.api_key_env",
                 f"environment variable {values['api_key_env']} is not set",
             )
-    for number in ("timeout_s", "max_retries", "max_retry_wait_s"):
+    for number in ("timeout_s", "max_retries", "max_retry_wait_s", "stall_timeout_s"):
         if not 0 <= values[number] < math.inf:  # NaN fails this too
             problem = f"must be >= 0 and finite, got {values[number]!r}"
             raise ConfigError(f"{key}.{number}", problem)
-    if values["timeout_s"] == 0:
-        raise ConfigError(f"{key}.timeout_s", "must be > 0: every request would time out")
+    for duration in ("timeout_s", "stall_timeout_s"):
+        if values[duration] == 0:
+            raise ConfigError(f"{key}.{duration}", "must be > 0: every request would time out")
+    if values["max_connections"] < 1:
+        problem = f"must be >= 1, got {values['max_connections']!r}"
+        raise ConfigError(f"{key}.max_connections", problem)
     return ProviderConfig(
         name=name,
         type=values["type"],
@@ -420,6 +428,8 @@ def _provider(name: str, table: Any) -> ProviderConfig:
         max_retries=values["max_retries"],
         max_retry_wait_s=float(values["max_retry_wait_s"]),
         options=dict(table),
+        stall_timeout_s=float(values["stall_timeout_s"]),
+        max_connections=values["max_connections"],
     )
 
 

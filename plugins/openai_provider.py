@@ -1,150 +1,211 @@
-"""Built-in provider type ``openai``: any endpoint speaking the OpenAI chat-completions API."""
+"""Built-in provider type ``openai``: any endpoint speaking the OpenAI chat-completions API.
+
+Requests go straight through one aiohttp connection pool per provider, not through the
+``openai`` SDK: under load the SDK's request building and response models cost about four
+times the CPU of the request itself (docs/performance.md has the figures).
+"""
 
 from __future__ import annotations
 
-import email.utils
-import time
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from loguru import logger
+
 from hermes_core import hookimpl
-from hermes_core.providers import Completion, ProviderError, RegisterProvider, ToolCall
+from hermes_core.openai_chunks import ChunkAssembler, EventDecoder, completion_from_body
+from hermes_core.openai_errors import rejects_streaming, status_error
+from hermes_core.providers import (
+    Completion,
+    ProviderError,
+    RegisterProvider,
+    StreamEvent,
+    completion_events,
+)
 from hermes_core.settings import ProviderConfig
-from hermes_core.types import ErrorKind
 
 if TYPE_CHECKING:
-    import openai
+    import aiohttp
 
-# Bodies that turn an otherwise retryable status into a permanent one, and the reverse
-# (nanobot's classification; a proxy's 403 "try again in 2m" is not a dead key).
-PERMANENT_MARKERS = ("insufficient_quota", "quota", "billing")
-TRANSIENT_MARKERS = ("try again", "temporarily", "overloaded")
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """Seconds a server asked us to wait, from ``retry-after-ms`` or ``retry-after``."""
-    if headers is None:
-        return None
-    if (millis := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-def classify_status(status: int, body_text: str) -> ErrorKind:
-    """Map an HTTP status (and its body) to an ``error_kind``."""
-    text = body_text.lower()
-    if status == 429:
-        return "non_retryable" if any(m in text for m in PERMANENT_MARKERS) else "rate_limit"
-    if status in (401, 403):
-        return "rate_limit" if any(m in text for m in TRANSIENT_MARKERS) else "auth"
-    if status == 408:
-        return "timeout"
-    if status == 409 or status >= 500:
-        return "server"
-    return "non_retryable"
-
-
-def _error_message(error: openai.APIStatusError) -> str:
-    body = error.body
-    if isinstance(body, dict):
-        detail = body.get("error", body)
-        if isinstance(detail, dict) and detail.get("message"):
-            return str(detail["message"])
-    return str(error.message)
+#: Bytes of a response read at most per wait on the socket while streaming.
+STREAM_READ_BYTES = 65536
 
 
 class OpenAIProvider:
-    """One ``openai.AsyncOpenAI`` client per configured provider, shared by all agents."""
+    """One connection pool per configured provider, shared by all agents.
 
-    def __init__(self, name: str, config: ProviderConfig) -> None:
+    ``headers`` replace the default ``Authorization: Bearer <api_key>`` on every request,
+    for endpoints that authenticate another way (see docs/plugins.md).
+    """
+
+    def __init__(
+        self, name: str, config: ProviderConfig, *, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name
-        # max_retries=0: the run loop owns retries, so a fallback is never delayed by hidden
-        # SDK retries and every attempt is counted in the run result.
-        # Imported here, not at module level: the SDK takes over a second to import, and
-        # listing plugins or printing --help must not pay for it (llm#732).
-        import openai
+        self.config = config
+        self.url = f"{(config.base_url or '').rstrip('/')}/chat/completions"
+        auth = {"Authorization": f"Bearer {config.api_key or 'not-needed'}"}
+        self.headers = {
+            "Content-Type": "application/json",
+            **(auth if headers is None else headers),
+        }
+        # False once the upstream has refused a streamed request: later streams ask for a
+        # whole completion instead, without paying for the refusal again.
+        self.streams = True
+        self._session: aiohttp.ClientSession | None = None
+        self._stream_timeout: aiohttp.ClientTimeout | None = None
 
-        self.client = openai.AsyncOpenAI(
-            base_url=config.base_url,
-            api_key=config.api_key or "not-needed",
-            timeout=config.timeout_s,
-            max_retries=0,
-        )
+    def _client(self) -> aiohttp.ClientSession:
+        """The pool, created on first use: aiohttp binds it to the running event loop."""
+        if self._session is None:
+            # Imported here, not at module level: listing plugins or printing --help must not
+            # pay for the HTTP stack (llm#732).
+            import aiohttp
 
-    async def complete(
-        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
-    ) -> Completion:
-        import openai
-        from openai.types.chat import ChatCompletion
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections, limit_per_host=0, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            # A stream's head must come within timeout_s (asyncio.timeout in stream()); its
+            # body may take any time, as long as no wait between reads passes stall_timeout_s.
+            self._stream_timeout = aiohttp.ClientTimeout(total=None)
+        return self._session
 
-        body: dict[str, Any] = {"model": model, "messages": messages}
+    def _body(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        params: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {**params, "model": model, "messages": messages}
         if tools:
             body["tools"] = tools
+        return body
+
+    async def complete(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        **params: Any,
+    ) -> Completion:
+        where = f"{self.name}:{model}"
+        data = json.dumps(self._body(model, messages, tools, params)).encode()
+        # The session's timeout (total=timeout_s) bounds the whole request.
+        with _classified(where, self.config.timeout_s):
+            async with self._client().post(self.url, data=data, headers=self.headers) as reply:
+                body = await reply.read()
+                if reply.status >= 300:
+                    raise status_error(reply.status, body, reply.headers, where)
+                return completion_from_body(body, reply.content_type, where)
+
+    async def stream(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        **params: Any,
+    ) -> AsyncIterator[StreamEvent]:
+        where = f"{self.name}:{model}"
+        if not self.streams:
+            for event in completion_events(await self.complete(model, messages, tools, **params)):
+                yield event
+            return
+        body = self._body(model, messages, tools, params)
+        body["stream"] = True
+        body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+        data = json.dumps(body).encode()
+        session = self._client()
+        with _classified(where, self.config.timeout_s):
+            async with asyncio.timeout(self.config.timeout_s):
+                reply = await session.post(
+                    self.url, data=data, headers=self.headers, timeout=self._stream_timeout
+                )
         try:
-            # The client's generic ``post`` (its documented way to send a raw body) rather than
-            # ``chat.completions.create``: ``create`` re-validates every message against the
-            # SDK's TypedDicts, which costs about 0.5 ms per history message on every request.
-            response = await self.client.post(
-                "/chat/completions", body=body, cast_to=ChatCompletion
-            )
-        except openai.APIStatusError as error:
-            message = _error_message(error)
-            raise ProviderError(
-                classify_status(error.status_code, f"{message} {error.body}"),
-                f"HTTP {error.status_code} from {self.name}:{model}: {message}",
-                status=error.status_code,
-                retry_after=retry_after_seconds(error.response.headers),
-            ) from error
-        except openai.APITimeoutError as error:
-            raise ProviderError("timeout", f"{self.name}:{model} timed out") from error
-        except openai.APIConnectionError as error:
-            # The SDK says only "Connection error."; its cause says refused, reset or cut short.
-            detail = error.__cause__ or error
-            raise ProviderError(
-                "connection", f"connection to {self.name}:{model} failed: {detail}"
-            ) from error
-        except (openai.APIResponseValidationError, ValueError) as error:
-            raise ProviderError(
-                "server", f"malformed response from {self.name}:{model}: {error}"
-            ) from error
-        return _completion(response, f"{self.name}:{model}")
+            if reply.status >= 300 or "event-stream" not in reply.content_type:
+                completion = await self._whole(reply, where)
+                if completion is None:  # refused to stream: ask again for a whole answer
+                    completion = await self.complete(model, messages, tools, **params)
+                for event in completion_events(completion):
+                    yield event
+                return
+            async for event in self._events(reply, where):
+                yield event
+        finally:
+            # Back to the pool when the body was read to its end; closed otherwise (an error,
+            # a consumer that stopped early).
+            reply.release()
+
+    async def _whole(self, reply: aiohttp.ClientResponse, where: str) -> Completion | None:
+        """The completion of a streamed request that got no stream: an error, a whole
+        completion (an upstream that ignores ``stream``), or None when streaming is refused."""
+        with _classified(where, self.config.timeout_s):
+            async with asyncio.timeout(self.config.timeout_s):
+                body = await reply.read()
+        if reply.status < 300:
+            return completion_from_body(body, reply.content_type, where)
+        error = status_error(reply.status, body, reply.headers, where)
+        if not rejects_streaming(error):
+            raise error
+        self.streams = False
+        logger.warning(
+            "{} refused a streamed request ({}); not streaming from it", self.name, error
+        )
+        return None
+
+    async def _events(
+        self, reply: aiohttp.ClientResponse, where: str
+    ) -> AsyncIterator[StreamEvent]:
+        decoder, assembler = EventDecoder(), ChunkAssembler(where)
+        stall = self.config.stall_timeout_s
+        while not assembler.done:
+            try:
+                async with asyncio.timeout(stall):
+                    with _classified(where, stall):
+                        data = await reply.content.read(STREAM_READ_BYTES)
+            except TimeoutError:
+                raise ProviderError("timeout", f"{where} stalled: no data for {stall:g}s") from None
+            if not data:
+                break
+            for payload in decoder.feed(data):
+                for event in assembler.add(payload):
+                    yield event
+                if assembler.done:
+                    break
+        for event in assembler.finish():
+            yield event
 
     async def aclose(self) -> None:
-        await self.client.close()
+        if self._session is not None:
+            await self._session.close()
 
 
-def _completion(response: Any, where: str) -> Completion:
-    if isinstance(response, str):  # the SDK hands back a body that is not JSON as text
-        text = " ".join(response.split())[:80]
-        raise ProviderError("server", f"malformed response from {where}: not JSON: {text!r}")
-    choices = getattr(response, "choices", None)
-    if not choices:
-        raise ProviderError("server", f"malformed response from {where}: no choices")
-    # The SDK does not validate responses: a wrong shape surfaces as a missing attribute.
+@contextlib.contextmanager
+def _classified(where: str, timeout_s: float) -> Iterator[None]:
+    """Turn the HTTP stack's exceptions inside the block into classified ProviderErrors."""
+    import aiohttp  # lazy, as in OpenAIProvider._client; loaded by then
+
     try:
-        message = choices[0].message
-        calls = [
-            ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "")
-            for call in (message.tool_calls or [])
-            if getattr(call, "function", None) is not None
-        ]
-        content = message.content
-    except (AttributeError, TypeError, KeyError, IndexError) as error:
-        raise ProviderError("server", f"malformed response from {where}: {error}") from None
-    if content is None and not calls:
-        raise ProviderError("server", f"malformed response from {where}: empty message")
-    if content is not None and not isinstance(content, str):
-        raise ProviderError("server", f"malformed response from {where}: content {content!r}")
-    return Completion(content=content, tool_calls=calls)
+        yield
+    except TimeoutError:
+        raise ProviderError("timeout", f"{where} timed out after {timeout_s:g}s") from None
+    except aiohttp.ClientPayloadError as error:
+        cut = f"connection to {where} failed: the response was cut short"
+        raise ProviderError("connection", cut) from error
+    except aiohttp.ClientResponseError as error:
+        bad = f"malformed response from {where}: {error.message}"
+        raise ProviderError("server", bad) from error
+    except (aiohttp.ClientError, OSError) as error:
+        detail = str(error) or type(error).__name__
+        raise ProviderError("connection", f"connection to {where} failed: {detail}") from error
 
 
 @hookimpl(trylast=True)

@@ -47,7 +47,7 @@ BROKEN = [
     Broken("nochoices-x", "server", "malformed response from local:nochoices-x: no choices"),
     Broken("empty-x", "server", "malformed response from local:empty-x: empty message"),
     Broken("html-x", "server", "malformed response from local:html-x: not JSON: '<html>"),
-    Broken("truncated-x", "connection", "peer closed connection without sending complete"),
+    Broken("truncated-x", "connection", "failed: the response was cut short"),
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ def bench() -> Iterator[dict[str, ModuleType]]:
             "throughput",
             "agent_memory",
             "startup",
+            "http_load",
         )
         yield {name: importlib.import_module(name) for name in names}
     finally:
@@ -95,6 +97,41 @@ async def test_agent_memory_rows(bench: dict[str, ModuleType], server_url: str) 
     rows = await bench["agent_memory"].rows(server_url, agents=3)
     check_rows(rows, 2, baseline=False)
     assert rows[1].value > 0  # the whole process's RSS
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make servers)")
+def test_http_load_measures_every_target_and_counts_failed_runs(
+    bench: dict[str, ModuleType],
+) -> None:
+    http_load = bench["http_load"]
+    results = http_load.run(seconds=1, concurrency=(1, 4), before_python=sys.executable)
+    targets = ["upstream", "forwarder", "hermes-core", "hermes-core before"]
+    assert [(r.target, r.connections) for r in results] == [
+        (target, connections) for connections in (1, 4) for target in targets
+    ]
+    for result in results:
+        assert result.rps > 0 and result.errors == 0, result
+        assert 0 < result.p50_ms <= result.p99_ms, result
+        assert (result.cpu_ms is None) == (result.target == "upstream"), result
+        if result.cpu_ms is not None:
+            assert result.cpu_ms > 0, result
+    table = http_load.table(results).splitlines()
+    assert len(table) == 2 + len(results)
+    assert "4 connections: hermes-core" in http_load.ratios(results)
+    assert "nproc" in http_load.machine()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make servers)")
+def test_http_load_counts_failed_runs(bench: dict[str, ModuleType]) -> None:
+    # hermes-core answers a failed run with X-Hermes-Error-Kind; sessions.lua counts those.
+    support, http_load = bench["support"], bench["http_load"]
+    with (
+        support.scripted_process() as upstream,
+        support.hermes_process(upstream.url, model="bad-x") as hermes,
+    ):
+        summary = http_load.wrk(hermes.url, 2, 1, "failing")
+    assert summary["requests"] > 0
+    assert summary["failed"] == summary["requests"]
 
 
 def test_startup_rows_with_plugins_installed(bench: dict[str, ModuleType]) -> None:

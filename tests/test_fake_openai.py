@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import itertools
 import json
 import signal
 import subprocess
@@ -355,6 +357,138 @@ async def test_streaming_error_is_plain_json_error(client: openai.AsyncOpenAI) -
     with pytest.raises(openai.BadRequestError) as excinfo:
         await client.chat.completions.create(model="bad-x", messages=USER_HI, stream=True)
     assert excinfo.value.code == "model_not_found"
+
+
+async def raw_events(
+    server: FakeOpenAI, model: str, messages: list[Any] = USER_HI, **body: Any
+) -> list[tuple[float, Any]]:
+    """The ``data`` payloads of a streamed request, decoded, with seconds since it was sent."""
+    payload = {"model": model, "messages": messages, "stream": True, **body}
+    events: list[tuple[float, Any]] = []
+    async with httpx2.AsyncClient(timeout=10) as http:
+        started = time.perf_counter()
+        async with http.stream("POST", f"{server.url}/chat/completions", json=payload) as reply:
+            assert reply.status_code == 200
+            assert reply.headers["content-type"] == "text/event-stream"
+            async for line in reply.aiter_lines():
+                if line.startswith("data: "):
+                    data = line.removeprefix("data: ")
+                    decoded = data if data == "[DONE]" else json.loads(data)
+                    events.append((time.perf_counter() - started, decoded))
+    return events
+
+
+def contents(events: list[tuple[float, Any]]) -> list[tuple[float, str]]:
+    return [
+        (at, choice["delta"]["content"])
+        for at, event in events
+        if event != "[DONE]"
+        for choice in event["choices"]
+        if choice["delta"].get("content")
+    ]
+
+
+async def test_stream_model_sends_chunks_apart_in_real_time(server: FakeOpenAI) -> None:
+    events = await raw_events(server, "stream-5-100-x")
+    pieces = contents(events)
+    assert len(pieces) == 5
+    assert "".join(text for _, text in pieces) == "[stream-5-100-x] hi (user messages: 1)"
+    times = [at for at, _ in pieces]
+    assert times[0] >= 0.09  # each chunk waits its 100 ms, the first too
+    assert all(later - earlier >= 0.09 for earlier, later in itertools.pairwise(times)), times
+    assert events[-1][1] == "[DONE]"
+
+
+async def test_stream_model_unstreamed_answers_whole_after_the_same_time(
+    client: openai.AsyncOpenAI,
+) -> None:
+    started = time.perf_counter()
+    assert await ask(client, "stream-4-50-x") == "[stream-4-50-x] hi (user messages: 1)"
+    assert time.perf_counter() - started >= 0.2
+
+
+async def test_usage_chunk_only_when_asked(server: FakeOpenAI) -> None:
+    without = [event for _, event in await raw_events(server, "ok-x")]
+    asked = [
+        event
+        for _, event in await raw_events(server, "ok-x", stream_options={"include_usage": True})
+    ]
+    assert all("usage" not in event for event in without if event != "[DONE]")
+    *chunks, usage_chunk, done = asked
+    assert done == "[DONE]"
+    assert usage_chunk["choices"] == []
+    usage = usage_chunk["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert all(chunk["usage"] is None for chunk in chunks)
+
+
+async def test_streamed_tool_calls_come_in_fragments(server: FakeOpenAI) -> None:
+    arguments = '{"tz": "Europe/Amsterdam"}'
+    messages = [{"role": "user", "content": f"call get_time {arguments}"}]
+    events = await raw_events(server, "tool-x", messages, tools=[TIME_TOOL])
+    fragments = [
+        call
+        for _, event in events
+        if event != "[DONE]"
+        for choice in event["choices"]
+        for call in choice["delta"].get("tool_calls") or []
+    ]
+    assert len(fragments) > 2
+    first, *rest = fragments
+    assert first["id"].startswith("call_") and first["function"]["name"] == "srv__get_time"
+    assert all("id" not in fragment and fragment["index"] == 0 for fragment in rest)
+    assert "".join(f["function"]["arguments"] for f in fragments) == arguments
+
+
+async def test_stall_model_stops_sending_until_the_server_stops() -> None:
+    server = FakeOpenAI().start()
+    try:
+        payload = {"model": "stall-3-x", "messages": USER_HI, "stream": True}
+        pieces: list[str] = []
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(10, read=0.5)) as http:
+            with pytest.raises(httpx2.ReadTimeout):
+                async with http.stream(
+                    "POST", f"{server.url}/chat/completions", json=payload
+                ) as reply:
+                    async for line in reply.aiter_lines():
+                        if line.startswith("data: {"):
+                            delta = json.loads(line[6:])["choices"][0]["delta"]
+                            pieces.extend([delta["content"]] if delta.get("content") else [])
+        assert len(pieces) == 3
+    finally:
+        server.stop()
+
+
+async def test_nostream_model_refuses_streaming_only(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        await client.chat.completions.create(model="nostream-x", messages=USER_HI, stream=True)
+    assert excinfo.value.code == "unsupported_parameter"
+    assert "stream" in excinfo.value.message.lower()
+    assert await ask(client, "nostream-x") == "[nostream-x] hi (user messages: 1)"
+
+
+@pytest.mark.parametrize("word", ["soon", "date"])
+async def test_ratelimit_can_send_an_unparsable_or_dated_retry_after(
+    client: openai.AsyncOpenAI, word: str
+) -> None:
+    with pytest.raises(openai.RateLimitError) as excinfo:
+        await ask(client, f"ratelimit-{word}-x")
+    header = excinfo.value.response.headers["retry-after"]
+    if word == "soon":
+        assert header == "soon"
+    else:
+        assert email.utils.parsedate_to_datetime(header).timestamp() > time.time() - 1
+
+
+async def test_connections_accepted_counts_new_connections(server: FakeOpenAI) -> None:
+    before = server.connections_accepted
+    async with httpx2.AsyncClient() as http:
+        for _ in range(3):  # one keep-alive connection for all three
+            reply = await http.post(
+                f"{server.url}/chat/completions", json={"model": "ok-x", "messages": USER_HI}
+            )
+            assert reply.status_code == 200
+    assert server.connections_accepted - before == 1
 
 
 # -- plain HTTP ------------------------------------------------------------------------------

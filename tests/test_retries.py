@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import email.utils
 import socket
+import time
 from typing import Any
 
 import pytest
 
 from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
+from hermes_core.openai_errors import retry_after_seconds
 from hermes_core.testing import FakeOpenAI, send, settings_for
 from hermes_core.tools import RegisterTool
 from hermes_core.types import Message, RunResult
@@ -81,6 +84,48 @@ async def test_retry_after_is_honoured(make_gateway, fake_openai: FakeOpenAI) ->
     assert result["api_calls"] == 3
     assert len(fake_openai.requests_for("ratelimit-0.2-x")) == 3
     assert result["duration_s"] >= 0.4  # two waits of Retry-After: 0.2
+
+
+@pytest.mark.parametrize(("retry_after", "least_wait_s"), [("soon", 0.5), ("date", 0.0)])
+async def test_an_unparsable_or_dated_retry_after_is_retried_then_falls_back(
+    make_gateway, fake_openai: FakeOpenAI, retry_after: str, least_wait_s: float
+) -> None:
+    model = f"ratelimit-{retry_after}-x"
+    settings = local(settings_for(fake_openai.url, model, ["ok-y"]), max_retries=1)
+    result = await run(await make_gateway(settings))
+    assert [r.model for r in fake_openai.snapshot()] == [model, model, "ok-y"]
+    assert result["failed"] is False
+    assert result["fallback_used"] is True
+    assert result["final_response"] == "[ok-y] hello (user messages: 1)"
+    # "soon" is ignored, so the normal backoff (0.5 s) applies; a date one second ahead
+    # (whole seconds) means a wait of at most a second.
+    assert least_wait_s <= result["duration_s"] < 5
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "2.5"}, 2.5),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after-ms": "soon", "retry-after": "3"}, 3.0),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "-1"}, None),
+        ({"retry-after": ""}, None),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),  # in the past: go now
+        ({}, None),
+    ],
+)
+def test_retry_after_parsing(headers: dict[str, str], seconds: float | None) -> None:
+    assert retry_after_seconds(headers) == seconds
+
+
+def test_retry_after_http_date_in_the_future() -> None:
+    ahead = email.utils.formatdate(time.time() + 30, usegmt=True)
+    naive = email.utils.formatdate(time.time() + 30)  # "-0000": UTC, but parsed without a zone
+    for value in (ahead, naive):
+        wait = retry_after_seconds({"retry-after": value})
+        assert wait is not None and 28 <= wait <= 30, value
 
 
 async def test_max_retry_wait_caps_a_long_retry_after(

@@ -62,13 +62,13 @@ def user_errors(func: F) -> F:
 def run(settings: SettingsOption = None) -> None:
     """Start every enabled platform and serve until they finish or SIGINT/SIGTERM."""
     from hermes_core.gateway import Gateway
-    from hermes_core.runner import serve
+    from hermes_core.runner import run, serve
     from hermes_core.settings import load_config
 
     config = load_config(settings)
     register_settings(config.raw)  # replies, errors and logs never show a configured secret
     configure_logging(config.get("logging.level"), config.get("logging.json"))
-    raise typer.Exit(asyncio.run(serve(Gateway(config))))
+    raise typer.Exit(run(serve(Gateway(config))))
 
 
 @app.command()
