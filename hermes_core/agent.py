@@ -10,18 +10,35 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 from loguru import logger
 
-from hermes_core.events import Fallback, TextDelta, ToolCallFinished, ToolCallStarted, emit
+from hermes_core.events import (
+    Fallback,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    UsageReported,
+    emit,
+    streaming,
+)
 from hermes_core.hookexec import HookCallError
 from hermes_core.hooks import Hooks
-from hermes_core.providers import Completion, ProviderError, ProviderRegistry, ToolCall
+from hermes_core.providers import (
+    Completion,
+    Provider,
+    ProviderError,
+    ProviderRegistry,
+    StreamFinished,
+    ToolCall,
+    stream_completion,
+)
+from hermes_core.providers import TextDelta as ProviderDelta
 from hermes_core.settings import ModelRef
 from hermes_core.tools import Tool, ToolRegistry, ToolSet
-from hermes_core.types import RETRYABLE_KINDS, ErrorKind, RunResult, Session, make_result
+from hermes_core.types import RETRYABLE_KINDS, ErrorKind, RunResult, Session, Usage, make_result
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,10 +68,18 @@ class _RunState:
     index: int = 0
     api_calls: int = 0
     tool_calls: int = 0
+    #: Text already passed on to the run's listener: once there is any, no retry or fallback.
+    streamed: list[str] = field(default_factory=list)
+    #: Tokens of the run's requests, summed; None until an upstream reports some.
+    usage: dict[str, int] | None = None
 
     @property
     def model(self) -> ModelRef:
         return self.chain[self.index]
+
+    def add_usage(self, usage: dict[str, int]) -> None:
+        total = self.usage or dict.fromkeys(usage, 0)
+        self.usage = {key: total[key] + value for key, value in usage.items()}
 
 
 class Agent:
@@ -117,6 +142,7 @@ class Agent:
                 api_calls=state.api_calls,
                 tool_calls=state.tool_calls,
                 duration_s=time.perf_counter() - started,
+                usage=state.usage,
                 **fields,
             )
 
@@ -126,18 +152,19 @@ class Agent:
             try:
                 completion = await self._complete_with_fallbacks(session, state, messages, toolset)
             except ProviderError as error:
+                # Text the user already saw is shown as such, the failure after it.
+                shown = "".join(state.streamed)
+                explained = failure_text(error.kind, str(error))
                 return result(
                     failed=True,
                     error=str(error),
                     error_kind=error.kind,
-                    final_response=failure_text(error.kind, str(error)),
+                    final_response=f"{shown}\n\n{explained}" if shown else explained,
                 ), []
             assistant = completion.as_message()
             messages.append(assistant)
             added.append(assistant)
             if not completion.tool_calls:
-                if completion.content:
-                    emit(TextDelta(completion.content))
                 return result(final_response=completion.content or ""), added
             if tool_rounds >= self.max_tool_rounds:
                 error_text = (
@@ -167,7 +194,7 @@ class Agent:
             try:
                 return await self._complete_with_retries(session, state, messages, toolset)
             except ProviderError as error:
-                if state.index + 1 >= len(state.chain):
+                if state.index + 1 >= len(state.chain) or state.streamed:
                     raise
                 from_model, to_model = state.model, state.chain[state.index + 1]
                 logger.warning("{} failed ({}); falling back to {}", from_model, error, to_model)
@@ -194,11 +221,16 @@ class Agent:
             state.api_calls += 1
             started = time.perf_counter()
             try:
-                completion = await provider.complete(ref.model, messages, tools)
+                if streaming():
+                    completion = await self._stream(provider, ref, messages, tools, state)
+                else:
+                    completion = await provider.complete(ref.model, messages, tools)
             except ProviderError as error:
                 elapsed = time.perf_counter() - started
+                logger.debug("{} failed: {}", ref, error)
                 await hooks.on_llm_request(session, self, str(ref), elapsed, error.kind)
-                if error.kind not in RETRYABLE_KINDS or attempt >= config.max_retries:
+                retryable = error.kind in RETRYABLE_KINDS and not state.streamed
+                if not retryable or attempt >= config.max_retries:
                     raise
                 attempt += 1
                 backoff = min(BASE_BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S)
@@ -207,9 +239,30 @@ class Agent:
                 logger.info("{} {}; retry {} in {:.2f}s", ref, error.kind, attempt, wait)
                 await asyncio.sleep(wait)
             else:
+                if completion.usage is not None:
+                    usage = completion.usage.as_dict()
+                    state.add_usage(usage)
+                    emit(UsageReported(str(ref), cast(Usage, usage)))
                 elapsed = time.perf_counter() - started
                 await hooks.on_llm_request(session, self, str(ref), elapsed, None)
                 return completion
+
+    @staticmethod
+    async def _stream(
+        provider: Provider,
+        ref: ModelRef,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        state: _RunState,
+    ) -> Completion:
+        """One request, its text passed on to the run's listener as it arrives."""
+        async for event in stream_completion(provider, ref.model, messages, tools):
+            if isinstance(event, StreamFinished):
+                return event.completion
+            if isinstance(event, ProviderDelta):
+                state.streamed.append(event.text)
+                emit(TextDelta(event.text))
+        raise ProviderError("server", f"the stream from {ref} ended without its completion")
 
     async def _run_tools(
         self, session: Session, state: _RunState, calls: list[ToolCall], toolset: ToolSet
