@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from hermes_core.errors import HermesError
+from hermes_core.events import RunEvent, RunFinished
 from hermes_core.types import Reply
 
 if TYPE_CHECKING:
@@ -110,6 +111,18 @@ class Intake:
         run = self._admit(message)
         return run if isinstance(run, Refusal) else await self._await_run(run, typing)
 
+    async def stream(self, message: Message) -> AsyncIterator[RunEvent]:
+        """Serve ``message`` as :meth:`handle` does, yielding the run's events as they happen
+        (:meth:`hermes_core.gateway.Gateway.stream`); a refused message streams only its
+        :class:`Refusal`. Raises :class:`IntakeClosed` once the platform is stopping."""
+        if not self._accepting:
+            raise IntakeClosed(f"platform {self.platform} is shutting down")
+        if (refusal := self._refusal(message)) is not None:
+            yield RunFinished(refusal)
+            return
+        async for event in self.gateway.stream(message):
+            yield event
+
     def submit(
         self, message: Message, deliver: Deliver, typing: TypingSignal | None = None
     ) -> bool:
@@ -169,9 +182,13 @@ class Intake:
     # --- internals -----------------------------------------------------------------------
 
     def _admit(self, message: Message) -> asyncio.Task[Reply] | Refusal:
-        """The one allow-list check: the message's run, started, or the refusal."""
+        """The message's run, started, or its refusal."""
+        return self._refusal(message) or self._spawn_run(message)
+
+    def _refusal(self, message: Message) -> Refusal | None:
+        """The one allow-list check: the refusal of a user not on the list, else None."""
         if self.allows(message.user_id):
-            return self._spawn_run(message)
+            return None
         logger.info(
             "platform {}: user {!r} is not in platforms.{}.allow_users; refused",
             self.platform,

@@ -23,7 +23,7 @@ import hmac
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, cast
 
 from loguru import logger
@@ -36,6 +36,7 @@ from starlette.routing import Route
 from hermes_core import hookimpl
 from hermes_core.asgi import EmbeddedServer, listen
 from hermes_core.errors import ConfigError
+from hermes_core.events import Fallback, RunEvent, RunFinished, RunStarted, TextDelta
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import (
     Intake,
@@ -48,7 +49,7 @@ from hermes_core.platforms import (
 from hermes_core.plugins import openai_wire as wire
 from hermes_core.plugins.http_settings import NAME, HttpSettings
 from hermes_core.redaction import scrub
-from hermes_core.types import Message
+from hermes_core.types import Message, Reply
 
 __all__ = ["NAME", "HttpPlatform", "HttpSettings", "register_platforms"]
 
@@ -108,9 +109,51 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _stream(events: Iterator[str]) -> AsyncIterator[str]:
-    for event in events:
-        yield event
+def _shutting_down() -> wire.ApiError:
+    return wire.ApiError(
+        503,
+        "the server is shutting down; retry on another instance or later",
+        type="server_error",
+        code="shutting_down",
+        headers={"Retry-After": "5", "Connection": "close"},
+    )
+
+
+def _reply_headers(reply: Reply, session_id: str) -> dict[str, str]:
+    """The session's name and, for a failed run, its error kind; a refusal is a 403."""
+    if isinstance(reply, Refusal):
+        raise wire.ApiError(403, reply.text, type="permission_error", code="user_not_allowed")
+    headers = {wire.SESSION_HEADER: session_id}
+    if reply.result is not None and reply.result["failed"]:
+        headers[ERROR_KIND_HEADER] = reply.result["error_kind"] or "internal"
+    return headers
+
+
+async def _sse(
+    head: list[RunEvent], rest: AsyncIterator[RunEvent], model: str
+) -> AsyncIterator[str]:
+    """A run's events as ``chat.completion.chunk`` events; ``model`` follows the run (its
+    primary, then each fallback, then the model that answered)."""
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    yield wire.chunk(completion_id, created, model, {"role": "assistant", "content": ""})
+
+    async def events() -> AsyncIterator[RunEvent]:
+        for event in head:
+            yield event
+        async for event in rest:
+            yield event
+
+    async for event in events():
+        if isinstance(event, RunStarted):
+            model = event.model
+        elif isinstance(event, Fallback):
+            model = event.to_model
+        elif isinstance(event, TextDelta):
+            yield wire.chunk(completion_id, created, model, {"content": event.text})
+        elif isinstance(event, RunFinished):
+            model = (event.reply.result and event.reply.result["model"]) or model
+            yield wire.chunk(completion_id, created, model, {}, "stop")
+    yield wire.DONE
 
 
 class HttpPlatform:
@@ -236,32 +279,44 @@ class HttpPlatform:
             session_key=session_key(NAME, session_id, owner),
             user_id=chat.user or session_id,
         )
+        if chat.stream:
+            return await self._streamed(message, session_id, chat.model)
         try:
             reply = await self.intake.handle(message)
         except IntakeClosed:
-            raise wire.ApiError(
-                503,
-                "the server is shutting down; retry on another instance or later",
-                type="server_error",
-                code="shutting_down",
-                headers={"Retry-After": "5", "Connection": "close"},
-            ) from None
-        if isinstance(reply, Refusal):
-            raise wire.ApiError(403, reply.text, type="permission_error", code="user_not_allowed")
-        headers = {wire.SESSION_HEADER: session_id}
-        if reply.result is not None and reply.result["failed"]:
-            headers[ERROR_KIND_HEADER] = reply.result["error_kind"] or "internal"
+            raise _shutting_down() from None
+        headers = _reply_headers(reply, session_id)
         # The model that answered; a command reply has none.
         model = (reply.result and reply.result["model"]) or chat.model or "hermes-core"
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if chat.stream:
-            return StreamingResponse(
-                _stream(wire.events(reply.text, completion_id, created, model)),
-                media_type="text/event-stream",
-                headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
         body_out = wire.completion(reply.text, completion_id, created, model)
         return JSONResponse(body_out, headers=headers)
+
+    async def _streamed(self, message: Message, session_id: str, model: str | None) -> Response:
+        """The reply as server-sent events, each text delta sent as the run produces it.
+
+        The response head waits for the first text or the end of the run, so a run that fails
+        before answering still names its kind in ``X-Hermes-Error-Kind``.
+        """
+        events = self.intake.stream(message)
+        head: list[RunEvent] = []
+        try:
+            async for event in events:
+                head.append(event)
+                if isinstance(event, TextDelta | RunFinished):
+                    break
+        except IntakeClosed:
+            raise _shutting_down() from None
+        finished = head[-1] if head and isinstance(head[-1], RunFinished) else None
+        headers = {wire.SESSION_HEADER: session_id}
+        if finished is not None:
+            headers = _reply_headers(finished.reply, session_id)
+        sse = _sse(head, events, model or "hermes-core")
+        return StreamingResponse(
+            sse,
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def models(self, request: Request) -> Response:
         """``GET /v1/models``: the configured model chain, primary first."""

@@ -8,9 +8,8 @@ Nothing here touches a socket or the gateway, so every rule is unit-tested on by
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +21,6 @@ SESSION_HEADER = "X-Hermes-Session"
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: Longest accepted session id or ``user`` value.
 MAX_ID_LENGTH = 256
-#: A streamed reply is cut into about this many content chunks (the run has already finished).
-STREAM_PIECES = 4
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
@@ -220,31 +217,26 @@ def completion(text: str, completion_id: str, created: int, model: str) -> dict[
     }
 
 
-def pieces(text: str, count: int = STREAM_PIECES) -> list[str]:
-    """``text`` cut at word boundaries into at most ``count`` pieces that join back to it."""
-    words = [word for word in re.findall(r"\S*\s*", text) if word]
-    size = max(1, math.ceil(len(words) / count))
-    return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
+def chunk(
+    completion_id: str,
+    created: int,
+    model: str,
+    delta: Mapping[str, str],
+    finish_reason: str | None = None,
+) -> str:
+    """One ``chat.completion.chunk`` server-sent event."""
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish_reason}],
+    }
+    return f"data: {json.dumps(body)}\n\n"
 
 
-def events(text: str, completion_id: str, created: int, model: str) -> Iterator[str]:
-    """``text`` as ``chat.completion.chunk`` server-sent events, ending with ``[DONE]``."""
-
-    def chunk(delta: dict[str, str], finish_reason: str | None = None) -> str:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-        }
-        return f"data: {json.dumps(body)}\n\n"
-
-    yield chunk({"role": "assistant", "content": ""})
-    for piece in pieces(text):
-        yield chunk({"content": piece})
-    yield chunk({}, "stop")
-    yield "data: [DONE]\n\n"
+#: The event that ends every stream.
+DONE = "data: [DONE]\n\n"
 
 
 def model_list(models: Sequence[tuple[str, str]], created: int) -> dict[str, Any]:

@@ -618,3 +618,30 @@ async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_respo
         assert await _closed_by_server(reader, 10), "the stalled second request was kept"
     finally:
         writer.close()
+
+
+async def test_sse_forwards_each_chunk_as_the_upstream_sends_it(serve_http: Serve) -> None:
+    _, platform = await serve_http("stream-10-100-model", api_keys=[KEY])
+    arrivals: list[tuple[float, str]] = []
+    body = {"model": "any", "stream": True, "messages": user("hello")}
+    headers = {"Authorization": f"Bearer {KEY}", "X-Hermes-Session": "sse"}
+    loop = asyncio.get_running_loop()
+    async with (
+        httpx2.AsyncClient(timeout=30) as client,
+        client.stream(
+            "POST", f"{platform.url}/v1/chat/completions", json=body, headers=headers
+        ) as response,
+    ):
+        started = loop.time()
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                delta = json.loads(line[6:])["choices"][0]["delta"]
+                if delta.get("content"):
+                    arrivals.append((loop.time() - started, delta["content"]))
+    text = "".join(piece for _, piece in arrivals)
+    assert text == "[stream-10-100-model] hello (user messages: 1)"
+    assert len(arrivals) >= 10
+    # The upstream sends a chunk every 100 ms: the first reached the client long before the
+    # last was sent, and the chunks arrived spread over the upstream's second, not at once.
+    assert arrivals[0][0] < 0.5 and arrivals[-1][0] - arrivals[0][0] > 0.6

@@ -143,17 +143,20 @@ def test_content_type(declared: str | None, refuse: bool) -> None:
 # --- responses -----------------------------------------------------------------------------
 
 
-def test_events_are_role_then_pieces_then_stop_then_done() -> None:
-    text = "one two three four five six seven"
-    events = list(wire.events(text, "chatcmpl-1", 7, "m"))
-    assert events[-1] == "data: [DONE]\n\n"
-    chunks = [json.loads(event[len("data: ") :]) for event in events[:-1]]
-    assert {c["id"] for c in chunks} == {"chatcmpl-1"}
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
-    pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]]
-    assert 1 < len(pieces) <= wire.STREAM_PIECES
-    assert "".join(pieces) == text
+def test_a_chunk_is_one_chat_completion_chunk_event() -> None:
+    event = wire.chunk("chatcmpl-1", 7, "m", {"content": "hi"})
+    assert event.startswith("data: ") and event.endswith("\n\n")
+    body = json.loads(event[len("data: ") :])
+    assert body == {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 7,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+    }
+    last = json.loads(wire.chunk("chatcmpl-1", 7, "m", {}, "stop")[len("data: ") :])
+    assert last["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    assert wire.DONE == "data: [DONE]\n\n"
 
 
 def test_completion_and_model_list_shapes() -> None:
