@@ -27,7 +27,7 @@ from hermes_core.mcp.settings import PoolSettings
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
 from hermes_core.settings import Config, ModelRef
-from hermes_core.store import Store, store_from_config
+from hermes_core.store import Store, state_dir, store_from_config
 from hermes_core.tools import ToolRegistry
 from hermes_core.types import Message, Reply, RunResult, Session, make_result
 
@@ -93,6 +93,7 @@ class Gateway:
         """Configure, open the store, start what is eager, and fire ``startup``."""
         await self.configure()
         await self.store.open()
+        await self.mcp_pool.open(state_dir(self.config))
         if self.mcp_pool.settings.eager:
             self.mcp_pool.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="hermes-core cache sweeper")

@@ -131,6 +131,15 @@ def default_store_path() -> Path:
     return platformdirs.user_data_path("hermes-core", appauthor=False) / DEFAULT_FILE_NAME
 
 
+def state_dir(config: Config) -> Path:
+    """Where a gateway keeps its other state files: beside the store file, or in the user
+    data directory when the store is not a file."""
+    path = str(config.get("store.path") or "")
+    if path and path != MEMORY_PATH:
+        return Path(path).expanduser().resolve().parent
+    return default_store_path().parent
+
+
 def store_from_config(config: Config) -> Store:
     """The store ``store.path`` asks for: ``":memory:"``, a SQLite file, or (empty) the default
     file. Nothing is opened or created until :meth:`Store.open`."""
