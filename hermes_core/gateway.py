@@ -34,7 +34,7 @@ from hermes_core.runs import crash_reply, internal_failure, scrubbed, written
 from hermes_core.sessions import Sessions
 from hermes_core.settings import Config, ModelRef
 from hermes_core.store import Store
-from hermes_core.store_config import store_from_config
+from hermes_core.store_config import state_dir, store_from_config
 from hermes_core.tools import ToolRegistry
 from hermes_core.types import Message, Reply, RunResult, Session
 
@@ -125,6 +125,7 @@ class Gateway:
         """Configure, open the store, start what is eager, and fire ``startup``."""
         await self.configure()
         await self.store.open()
+        await self.mcp_pool.open(state_dir(self.config))
         if self.mcp_pool.settings.eager:
             self.mcp_pool.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="hermes-core cache sweeper")

@@ -19,3 +19,12 @@ def store_from_config(config: Config) -> Store:
         Path(path).expanduser().resolve() if path else default_store_path(),
         retention_days=float(config.get("store.retention_days") or 0),
     )
+
+
+def state_dir(config: Config) -> Path:
+    """Where a gateway keeps its other state files: beside the store file, or in the user
+    data directory when the store is not a file."""
+    path = str(config.get("store.path") or "")
+    if path and path != MEMORY_PATH:
+        return Path(path).expanduser().resolve().parent
+    return default_store_path().parent

@@ -271,3 +271,70 @@ def test_mcp_list_and_mcp_test_say_what_is_wrong_in_one_line(tmp_path: Path) -> 
     # The hung server and its child were killed before the command ended.
     assert len(pids(hang_pids)) == 2
     assert not any(alive(pid) for pid in pids(hang_pids))
+
+
+# --- a chatty server cannot flood the log --------------------------------------------------
+
+CHATTY_LINES = 300
+
+
+@pytest.fixture
+def warnings_logged() -> Iterator[list[tuple[str, bool]]]:
+    """``(message, has a traceback)`` of every WARNING and above logged through loguru,
+    the mcp SDK's stdlib logs included (the CLI routes them there; so does this fixture)."""
+    import logging
+
+    from loguru import logger
+
+    from hermes_core.log import InterceptHandler
+
+    records: list[tuple[str, bool]] = []
+    logger.enable("hermes_core")
+    sink = logger.add(
+        lambda m: records.append((m.record["message"], m.record["exception"] is not None)),
+        level="WARNING",
+    )
+    handler = InterceptHandler()
+    logging.getLogger("mcp").addHandler(handler)
+    yield records
+    logging.getLogger("mcp").removeHandler(handler)
+    logger.remove(sink)
+    logger.disable("hermes_core")
+
+
+def chatty_spec() -> dict[str, Any]:
+    spec = toolbox_spec(MARKER)
+    return {**spec, "args": [*spec["args"], "--chatty", str(CHATTY_LINES)]}
+
+
+async def test_a_chatty_server_is_one_warning_with_the_count_not_a_traceback_per_line(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, warnings_logged: list[tuple[str, bool]]
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, {"chatty": chatty_spec()}))
+
+    reply = await send(gateway, 'call echo {"text": "still here"}')
+    assert reply.text == "tool results: echo: still here"
+    assert gateway.mcp_pool.connections["chatty"].bad_output.total == CHATTY_LINES
+    await gateway.stop()
+
+    assert not any(traceback for _, traceback in warnings_logged)
+    assert [message for message, _ in warnings_logged] == [
+        f"mcp server 'chatty': ignored {CHATTY_LINES} line(s) of its output that are not "
+        "JSON-RPC (first: 'INFO toolbox: warming up, step 0'); a stdio server's logs belong on "
+        "stderr (reported at most once every 60s)"
+    ]
+
+
+async def test_the_report_comes_once_its_interval_is_over_and_stop_adds_none(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, warnings_logged: list[tuple[str, bool]]
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, {"chatty": chatty_spec()}))
+    gateway.mcp_pool.connections["chatty"].bad_output.interval_s = 0.5  # not a minute
+
+    await send(gateway, 'call echo {"text": "hi"}')
+    await eventually(lambda: bool(warnings_logged), "the report")
+    await gateway.stop()
+
+    ((message, traceback),) = warnings_logged
+    assert f"ignored {CHATTY_LINES} line(s)" in message and "'chatty'" in message
+    assert not traceback

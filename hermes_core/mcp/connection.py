@@ -1,11 +1,13 @@
 """One MCP server's connection, owned from start to end by one long-lived supervisor task.
 
-The SDK's ``stdio_client`` kills the server's whole process group when its ``async with``
-exits, and that exit only runs on the task that entered it. So each server gets exactly one
-task that connects, serves, notices the connection dying, backs off and reconnects; every
-other task (tool calls from agents) only borrows the live ``ClientSession``. Stopping never
-uses ``Task.cancel()``: a native cancel can interrupt the SDK's shielded teardown. It cancels
-an anyio scope inside the task and lets the task unwind through the SDK's own cleanup.
+A transport's teardown (for stdio: ending the server's whole process group, see
+:mod:`hermes_core.mcp.stdio`) runs when its ``async with`` exits, on the task that entered
+it. So each server gets exactly one task that connects, serves, notices the connection dying,
+backs off and reconnects; every other task (tool calls from agents) only borrows the live
+``ClientSession``. Stopping never uses ``Task.cancel()``: a native cancel can interrupt a
+shielded teardown. It cancels an anyio scope inside the task and lets the task unwind through
+the transport's own cleanup, so the next attempt starts only once the last one's processes
+are gone.
 
 The ``mcp`` SDK is imported only when a server is actually started: it costs about a second.
 """
@@ -14,33 +16,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from enum import StrEnum
-from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from loguru import logger
 
 from hermes_core.mcp import MCPServerSpec
+from hermes_core.mcp.failures import ConnectionLost, describe_failure, leaf_error
+from hermes_core.mcp.http import http_streams
+from hermes_core.mcp.ledger import ProcessLedger
+from hermes_core.mcp.noise import BadOutput, rejected_input, sample
 from hermes_core.mcp.results import result_text
 from hermes_core.mcp.settings import PoolSettings
+from hermes_core.mcp.stdio import StartupError, stdio_streams
+from hermes_core.mcp.watched import WatchedStream
 
 if TYPE_CHECKING:
-    import httpx2
     from mcp import ClientSession
     from mcp.client.session import IncomingMessage
     from mcp.shared._stream_protocols import ReadStream, WriteStream
     from mcp.shared.message import SessionMessage
     from mcp_types import Tool as MCPTool
 
-#: Longest error text kept for a server (it is shown on one line).
-MAX_ERROR_CHARS = 300
 #: Recent state changes kept per server, for diagnosis (and the tests).
 HISTORY_LENGTH = 50
 
@@ -56,117 +57,6 @@ class ServerState(StrEnum):
     STOPPED = "stopped"  #: shut down with the gateway
 
 
-class StartupError(Exception):
-    """A connection attempt failed; ``str()`` is one line a user can act on."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-
-
-class _ConnectionLost(Exception):
-    """The connection of a ready server ended (the process exited, the stream closed)."""
-
-
-def _leaf(error: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups from anyio task groups."""
-    while isinstance(error, BaseExceptionGroup):
-        inner = [e for e in error.exceptions if not isinstance(e, asyncio.CancelledError)]
-        error = (inner or list(error.exceptions))[0]
-    return error
-
-
-def _offending_input(error: Exception) -> str:
-    """The start of what the server wrote, from the SDK's parse error of that line."""
-    from pydantic import ValidationError
-
-    if not isinstance(error, ValidationError) or not error.errors():
-        return _one_line(str(error))[:80]
-    value = error.errors()[0]["input"]  # the rejected line, or the JSON it held
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return repr(text[:80])
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
-
-
-class _WatchedStream:
-    """The transport's read stream, passed through, calling ``on_close`` at end of stream.
-
-    ``ClientSession`` has no public "connection closed" signal; the end of this stream is the
-    one thing every transport produces when the server goes away.
-    """
-
-    def __init__(
-        self, inner: ReadStream[SessionMessage | Exception], on_close: Callable[[], None]
-    ) -> None:
-        self._inner = inner
-        self._on_close = on_close
-
-    @property
-    def last_context(self) -> Any:
-        # The SDK reads the sender's contextvars from this attribute when a stream has it.
-        return getattr(self._inner, "last_context", None)
-
-    async def receive(self) -> SessionMessage | Exception:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_close()
-            raise
-
-    def __aiter__(self) -> _WatchedStream:
-        return self
-
-    async def __anext__(self) -> SessionMessage | Exception:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def __aenter__(self) -> _WatchedStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-def _recording_http_client() -> tuple[httpx2.AsyncClient, list[BaseException]]:
-    """An HTTP client for ``streamable_http_client`` that remembers transport errors.
-
-    The SDK turns a refused connection into a bare "Connection closed"; the recorded error
-    lets the user read *why* (refused, DNS, TLS).
-    """
-    import httpx2
-    from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
-
-    errors: list[BaseException] = []
-
-    class RecordingTransport(httpx2.AsyncHTTPTransport):
-        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-            try:
-                return await super().handle_async_request(request)
-            except httpx2.TransportError as error:
-                errors.append(error)
-                raise
-
-    client = httpx2.AsyncClient(
-        transport=RecordingTransport(),
-        timeout=httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
-    )
-    return client, errors
-
-
 class ServerConnection:
     """One configured server: its supervisor task, state, cached tools and call path.
 
@@ -179,11 +69,17 @@ class ServerConnection:
     :ivar history: recent ``(monotonic time, state)`` changes, oldest first.
     :ivar backoff_s: the current (or last) wait before a reconnect, ``None`` before any.
     :ivar retry_at: when the current wait ends (``time.monotonic()``), ``None`` when not waiting.
+    :ivar bad_output: its output lines that were not JSON-RPC, counted and reported.
+    :ivar ledger: where its process groups are recorded while they run (stdio).
     """
 
-    def __init__(self, spec: MCPServerSpec, settings: PoolSettings) -> None:
+    def __init__(
+        self, spec: MCPServerSpec, settings: PoolSettings, ledger: ProcessLedger | None = None
+    ) -> None:
         self.spec = spec
         self.settings = settings
+        self.ledger = ledger if ledger is not None else ProcessLedger()
+        self.bad_output = BadOutput(spec.name)
         self.state = ServerState.IDLE
         self.last_error: str | None = None
         self.starts = 0
@@ -230,7 +126,7 @@ class ServerConnection:
             )
 
     async def stop(self) -> None:
-        """Close the connection (the SDK stops the process group) and await the task."""
+        """Close the connection (ending a stdio server's process group) and await the task."""
         if self.state is ServerState.STOPPED:
             return
         self._stopping = True
@@ -243,6 +139,7 @@ class ServerConnection:
             await asyncio.wait({self._task})
             if not self._task.cancelled() and (error := self._task.exception()) is not None:
                 logger.opt(exception=error).error("mcp server {!r} supervisor crashed", self.name)
+        self.bad_output.flush()  # what was counted since the last report
         self._set_state(ServerState.STOPPED)
         self.settled.set()
 
@@ -260,7 +157,7 @@ class ServerConnection:
                 if self._stopping:  # a failure while closing on purpose is not news
                     return
                 self.last_error = self._describe(error, startup=self._ready_at is None)
-                cause = _leaf(error)
+                cause = leaf_error(error)
                 permanent = isinstance(cause, StartupError) and cause.permanent
                 self._log_failure(permanent)
                 if permanent:
@@ -316,7 +213,7 @@ class ServerConnection:
         started = time.perf_counter()
         async with self._transport() as (read, write):
             connected = time.perf_counter()
-            stream = _WatchedStream(read, self._on_connection_closed)
+            stream = WatchedStream(read, self._on_connection_closed)
             async with ClientSession(stream, write, message_handler=self._on_message) as session:
                 with anyio.fail_after(self.spec.startup_timeout_s):
                     await session.initialize()
@@ -343,42 +240,14 @@ class ServerConnection:
     async def _transport(
         self,
     ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
-        spec = self.spec
-        if spec.transport == "http":
-            from mcp.client.streamable_http import streamable_http_client
-
-            assert spec.url is not None
-            client, self._http_errors = _recording_http_client()
-            async with client, streamable_http_client(spec.url, http_client=client) as streams:
+        self._http_errors = []
+        if self.spec.transport == "http":
+            assert self.spec.url is not None
+            async with http_streams(self.spec.url, self._http_errors) as streams:
                 yield streams
-            return
-        from mcp import StdioServerParameters
-        from mcp.client.stdio import stdio_client
-
-        assert spec.command is not None
-        params = StdioServerParameters(
-            command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=spec.cwd
-        )
-        spawned = False
-        try:
-            # The server's stderr is ours: its own logs stay visible to the operator.
-            async with stdio_client(params, errlog=sys.__stderr__ or sys.stderr) as streams:
-                spawned = True
+        else:
+            async with stdio_streams(self.spec, self.ledger, self._bad_line) as streams:
                 yield streams
-        except OSError as error:
-            if spawned:
-                raise
-            raise self._spawn_error(error) from error
-
-    def _spawn_error(self, error: OSError) -> StartupError:
-        spec = self.spec
-        if spec.cwd is not None and not Path(spec.cwd).is_dir():
-            return StartupError(f"working directory not found: {spec.cwd}", permanent=True)
-        if isinstance(error, FileNotFoundError):
-            return StartupError(f"command not found: {spec.command!r}", permanent=True)
-        if isinstance(error, PermissionError):
-            return StartupError(f"command is not executable: {spec.command!r}", permanent=True)
-        return StartupError(f"cannot start {spec.command!r}: {error}")
 
     async def _serve(self, session: ClientSession) -> None:
         while True:
@@ -387,7 +256,7 @@ class ServerConnection:
             if self._stopping:
                 return
             if self._connection_closed:
-                raise _ConnectionLost("the connection closed (the server exited or went away)")
+                raise ConnectionLost("the connection closed (the server exited or went away)")
             if self._tools_changed:
                 self._tools_changed = False
                 with anyio.fail_after(self.spec.timeout_s):
@@ -434,39 +303,19 @@ class ServerConnection:
             self._tools_changed = True
             self._wake.set()
         elif isinstance(message, Exception):
-            if self._garbage is None:
-                self._garbage = _offending_input(message)
-            logger.warning("mcp server {!r}: transport error: {}", self.name, message)
+            self._bad_line(rejected_input(message))
+
+    def _bad_line(self, text: str) -> None:
+        """The server sent something that is not JSON-RPC: count it, keep the first for the
+        start-up error."""
+        if self._garbage is None:
+            self._garbage = sample(text)
+        self.bad_output.add(text)
 
     def _describe(self, error: BaseException, *, startup: bool) -> str:
-        from mcp.shared.exceptions import MCPError
-        from mcp_types import CONNECTION_CLOSED
-
-        leaf = _leaf(error)
-        if isinstance(leaf, StartupError | _ConnectionLost):
-            return _one_line(str(leaf))
-        if isinstance(leaf, UnicodeDecodeError):
-            return _one_line(f"the server wrote bytes that are not UTF-8 on stdout: {leaf.reason}")
-        if isinstance(leaf, TimeoutError):
-            if startup:
-                timeout = self.spec.startup_timeout_s
-                garbage = (
-                    f"; it wrote output that is not JSON-RPC on stdout (its logs belong on "
-                    f"stderr): {self._garbage}"
-                    if self._garbage is not None
-                    else ""
-                )
-                return _one_line(
-                    f"no MCP handshake within {timeout:g}s (startup_timeout_s){garbage}"
-                )
-            return f"tool listing timed out after {self.spec.timeout_s:g}s"
-        if self._http_errors:
-            last = self._http_errors[-1]
-            return _one_line(f"cannot reach {self.spec.url}: {type(last).__name__}: {last}")
-        if isinstance(leaf, MCPError) and leaf.code == CONNECTION_CLOSED:
-            when = "during startup" if startup else "unexpectedly"
-            return f"the server closed the connection {when} (see its stderr)"
-        return _one_line(f"{type(leaf).__name__}: {leaf}")
+        return describe_failure(
+            error, self.spec, startup=startup, garbage=self._garbage, http_errors=self._http_errors
+        )
 
     # --- tool calls ----------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Agents never own MCP connections, so evicting or recreating an agent cannot start a server.
 The pool is a :class:`hermes_core.tools.ToolSource`: before each LLM call the registry asks it
 for the tools to offer, which starts the servers the first time (unless ``mcp.eager`` already
-did at gateway start).
+did at gateway start). Once :meth:`MCPPool.open`, it records its stdio servers' process groups
+in the state directory, so a gateway killed with SIGKILL has its leftovers killed by the next.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.connection import ServerConnection, ServerState
+from hermes_core.mcp.ledger import ProcessLedger
 from hermes_core.mcp.naming import offered_name
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.tools import Tool
@@ -38,10 +41,12 @@ class MCPPool:
     :ivar specs: every known server, enabled or not, by name.
     :ivar connections: one :class:`ServerConnection` per enabled server.
     :ivar collisions: one line per tool left out because another had its offered name.
+    :ivar ledger: the process groups of its stdio servers that are running.
     """
 
     def __init__(self) -> None:
         self.settings = PoolSettings()
+        self.ledger = ProcessLedger()
         self.specs: dict[str, MCPServerSpec] = {}
         self.connections: dict[str, ServerConnection] = {}
         self.collisions: list[str] = []
@@ -58,12 +63,16 @@ class MCPPool:
         self.settings = settings
         self.specs = dict(sorted(specs.items()))
         self.connections = {
-            name: ServerConnection(spec, settings)
+            name: ServerConnection(spec, settings, self.ledger)
             for name, spec in self.specs.items()
             if spec.enabled
         }
 
     # --- lifecycle -----------------------------------------------------------------------
+
+    async def open(self, state_dir: Path) -> None:
+        """Kill what a dead gateway left in ``state_dir``, then record there (before start)."""
+        await self.ledger.open(state_dir)
 
     def start(self) -> None:
         """Start every enabled server's supervisor; returns at once (idempotent)."""
@@ -91,6 +100,7 @@ class MCPPool:
         """Stop every server (process groups terminated, then killed) and await every task."""
         self._stopped = True
         await asyncio.gather(*(c.stop() for c in self.connections.values()))
+        self.ledger.close()
 
     # --- tools ---------------------------------------------------------------------------
 

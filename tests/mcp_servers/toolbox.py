@@ -1,8 +1,10 @@
 """A small MCP server for the tests, built on the SDK's ``MCPServer``.
 
-Run it as ``python tests/mcp_servers/toolbox.py [--http PORT] [--marker TEXT]``; stdio is the
-default transport. ``--marker`` is ignored by the server: tests put a unique text there so they
-can find the process in ``/proc`` and prove it is gone.
+Run it as ``python tests/mcp_servers/toolbox.py [--http PORT] [--chatty N] [--marker TEXT]``;
+stdio is the default transport. ``--chatty N`` first prints N log lines on stdout, where only
+JSON-RPC belongs: the mistake of a server that logs to stdout, before it serves normally.
+``--marker`` is ignored by the server: tests put a unique text there so they can find the
+process in ``/proc`` and prove it is gone.
 
 Each start appends the process id to the file named by ``$TOOLBOX_PID_FILE`` (when set), so a
 test can count how many times the server was started.
@@ -76,8 +78,11 @@ async def grow(name: str, ctx: Context) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None, help="serve streamable HTTP on PORT")
+    parser.add_argument("--chatty", type=int, default=0, help="print N log lines on stdout")
     parser.add_argument("--marker", default="", help="ignored; lets tests find this process")
     options = parser.parse_args()
+    for number in range(options.chatty):
+        print(f"INFO toolbox: warming up, step {number}", flush=True)
     pid_file = os.environ.get("TOOLBOX_PID_FILE")
     if pid_file:
         with open(pid_file, "a", encoding="utf-8") as file:
