@@ -9,8 +9,9 @@ The checks, in report order:
   ``agent.fallbacks`` name are listed (when the endpoint lists models at all);
 - **MCP servers**: each enabled server is started once and stopped, exactly as
   ``hermes-core mcp test`` does;
-- **platforms**: each enabled platform is installed and its adapter accepts its settings; for
-  ``http`` the host/port can be bound and the API-key rule for non-loopback hosts holds;
+- **platforms**: each enabled platform is installed (as ``Gateway.configure`` plans them), its
+  adapter accepts its settings, and the adapter's own ``check()`` passes, when it has one (the
+  ``http`` platform's binds its host and port);
 - **store**: the SQLite file opens read-only, its schema is one this version reads, and
   ``PRAGMA integrity_check`` passes. Nothing is ever created or written.
 
@@ -23,25 +24,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
-import socket
 import sqlite3
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_core.errors import ConfigError, HermesError
-from hermes_core.mcp import MCPRegistry, MCPServerSpec
+from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
+from hermes_core.platform_settings import build_platform
+from hermes_core.platforms import PlatformCheck
 from hermes_core.settings import (
     SETTINGS_FILE_ENV,
     Config,
     ProviderConfig,
     build_config,
-    load_raw,
+    read_settings,
 )
+from hermes_core.settings.loading import as_dict
 
 if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
@@ -129,14 +133,14 @@ def check_settings(
     load the plugins, so their check still runs when only cross-references are wrong.
     """
     try:
-        raw, source = load_raw(path)
+        dyn, source = read_settings(path)
     except ConfigError as error:
         return failed("settings", str(error), _settings_fix(error)), None, None
     try:
-        config = build_config(raw, source)
+        config = build_config(dyn, source)
     except ConfigError as error:
-        return failed("settings", str(error), _settings_fix(error)), raw, None
-    return passed("settings", f"valid ({source or 'defaults and environment'})"), raw, config
+        return failed("settings", str(error), _settings_fix(error)), as_dict(dyn), None
+    return passed("settings", f"valid ({source or 'defaults and environment'})"), config.raw, config
 
 
 def _settings_fix(error: ConfigError) -> str:
@@ -290,32 +294,20 @@ def _models_result(
 # --- MCP servers ---------------------------------------------------------------------------
 
 
-async def collect_mcp_specs(
-    gateway: Gateway,
-) -> tuple[dict[str, MCPServerSpec], PoolSettings, list[CheckResult]]:
-    """Every MCP server spec (plugins, then ``mcp.servers``), as the gateway builds them.
+def _first_per_check(rows: Iterable[CheckResult]) -> list[CheckResult]:
+    """One row per checked item: its first problem (a table may have several)."""
+    return list({row.check: row for row in reversed(list(rows))}.values())[::-1]
 
-    A spec that does not validate becomes a failed result instead of stopping the others.
-    """
-    results: list[CheckResult] = []
-    registry = MCPRegistry()
-    try:
-        await gateway.hooks.register_per_plugin("register_mcp_servers", registry.registrar)
-    except HermesError as error:
-        results.append(failed("mcp plugins", str(error), "fix or disable the plugin named above"))
-    for name, values in gateway.config.section("mcp.servers").items():
-        try:
-            registry.apply_settings({name: values})
-        except ConfigError as error:
-            results.append(
-                failed(f"mcp {name}", str(error), f"correct mcp.servers.{name} (docs/mcp.md)")
-            )
-    try:
-        settings = PoolSettings.from_mapping(gateway.config.section("mcp"))
-    except ConfigError as error:
-        results.append(failed("mcp settings", str(error), "correct it (docs/mcp.md)"))
-        settings = PoolSettings()
-    return registry.specs, settings, results
+
+def _mcp_error_result(error: ConfigError) -> CheckResult:
+    """The row of an MCP setting or spec that does not validate."""
+    parts = error.key.split(".")
+    if parts[:2] == ["mcp", "servers"] and len(parts) > 2:
+        fix = f"correct mcp.servers.{parts[2]} (docs/mcp.md)"
+        return failed(f"mcp {parts[2]}", str(error), fix)
+    if error.key.startswith("mcp."):
+        return failed("mcp settings", str(error), "correct it (docs/mcp.md)")
+    return failed("mcp plugins", str(error), "fix or disable the plugin named above")
 
 
 async def check_mcp_server(spec: MCPServerSpec, settings: PoolSettings) -> CheckResult:
@@ -346,52 +338,26 @@ async def check_mcp_server(spec: MCPServerSpec, settings: PoolSettings) -> Check
 # --- platforms -----------------------------------------------------------------------------
 
 
-def enabled_platforms(gateway: Gateway) -> list[str]:
-    """Platform names ``hermes-core run`` would start, installed or not (the console when no
-    other platform is enabled, as :meth:`PlatformRegistry.enabled`)."""
-    tables = gateway.config.section("platforms")
-
-    def flag(name: str) -> Any:
-        table = tables.get(name)
-        return table.get("enabled") if isinstance(table, Mapping) else None
-
-    chosen = [name for name in tables if name != "console" and flag(name) is True]
-    console = flag("console")
-    installed = [name for name in chosen if name in gateway.platforms.factories]
-    if console is True or (
-        console is None and not installed and "console" in gateway.platforms.factories
-    ):
-        chosen.append("console")
-    return chosen
-
-
-def check_platforms(gateway: Gateway) -> list[CheckResult]:
-    """For each enabled platform: installed, its adapter accepts its settings, and for
-    ``http`` the address can be bound."""
-    results = []
-    tables = gateway.config.section("platforms")
-    factories = gateway.platforms.factories
-    for name, table in tables.items():  # a wrong type enables nothing, but is reported
-        if not isinstance(table, Mapping):
-            key, problem = f"platforms.{name}", f"expected a table, got {table!r}"
-        elif not isinstance(table.get("enabled"), bool | None):
-            key = f"platforms.{name}.enabled"
-            problem = f"expected true or false, got {table['enabled']!r}"
-        else:
-            continue
-        results.append(failed(f"platform {name}", f"{key}: {problem}", f"correct {key}"))
-    for name in enabled_platforms(gateway):
-        check = f"platform {name}"
-        factory = factories.get(name)
-        if factory is None:
-            known = ", ".join(sorted(factories)) or "none"
+async def check_platforms(gateway: Gateway, errors: Sequence[ConfigError]) -> list[CheckResult]:
+    """One row per platform with a settings problem (``errors`` from ``configure``), then per
+    enabled one: its adapter builds (it checks the keys it reads) and its ``check()`` passes."""
+    rows = []
+    plan = gateway.platform_plan
+    for error in errors:
+        name = error.key.split(".")[1]
+        if name in plan.missing:
             fix = f"install the plugin that provides it, or set platforms.{name}.enabled = false"
-            results.append(failed(check, f"no platform {name!r} is installed ({known})", fix))
+            rows.append(failed(f"platform {name}", error.problem, fix))
+        else:
+            rows.append(failed(f"platform {name}", str(error), f"correct {error.key}"))
+    results = _first_per_check(rows)
+    reported = {error.key.split(".")[1] for error in errors}
+    for name in plan.names:
+        check = f"platform {name}"
+        if name in reported:
             continue
-        table = tables.get(name)
         try:
-            # Adapters read and check their settings in the factory; nothing starts here.
-            factory(gateway, table if isinstance(table, Mapping) else {})
+            platform = build_platform(gateway, name)  # built, never started
         except ConfigError as error:
             results.append(failed(check, str(error), f"correct {error.key or 'its settings'}"))
             continue
@@ -399,44 +365,24 @@ def check_platforms(gateway: Gateway) -> list[CheckResult]:
             detail = _one_line(f"the adapter failed to build: {type(error).__name__}: {error}")
             results.append(failed(check, detail, f"check platforms.{name} or the plugin"))
             continue
-        results.append(_check_http(table) if name == "http" else passed(check, "ready"))
+        results.append(await _platform_check(check, name, platform))
     return results
 
 
-def _check_http(table: Any) -> CheckResult:
-    from hermes_core.platforms import PlatformSettings
-    from hermes_core.plugins.http import HttpSettings
-
-    settings = HttpSettings.load(PlatformSettings("http", table))  # the factory accepted it
-    error = can_bind(settings.host, settings.port)
-    address = f"{settings.host}:{settings.port}"
-    if error is not None:
-        fix = (
-            "stop what listens there (another hermes-core?) or change "
-            "platforms.http.port / platforms.http.host"
-        )
-        return failed("platform http", f"cannot listen on {address}: {error}", fix)
-    auth = (
-        f"{len(settings.api_keys)} API key(s)"
-        if settings.api_keys
-        else "no API keys, loopback only"
-    )
-    return passed("platform http", f"can listen on {address} ({auth})")
-
-
-def can_bind(host: str, port: int) -> str | None:
-    """Bind (and close at once) a listening socket as the http platform would; the reason
-    when it cannot, else None."""
+async def _platform_check(check: str, name: str, platform: Any) -> CheckResult:
+    probe = getattr(platform, "check", None)
+    if probe is None:
+        return passed(check, "ready")
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-    except OSError as error:
-        return error.strerror or str(error)
-    return None
+        found = probe()
+        outcome: PlatformCheck = await found if inspect.isawaitable(found) else found
+    except Exception as error:  # a third-party adapter's bug: report, do not crash
+        detail = _one_line(f"its check() failed: {type(error).__name__}: {error}")
+        return failed(check, detail, f"check platforms.{name} or the plugin")
+    if outcome.problems:
+        fix = f"correct platforms.{name}, or stop what is in its way"
+        return failed(check, _one_line("; ".join(outcome.problems)), fix)
+    return passed(check, outcome.summary)
 
 
 # --- store ---------------------------------------------------------------------------------
@@ -515,15 +461,21 @@ async def run_checks(
         return Report(results, settings_valid=False)
 
     gateway = Gateway(config, host)  # never started: it only lends its registries and hooks
-    for hook, register in (
-        ("register_providers", gateway.providers.register),
-        ("register_platforms", gateway.platforms.register),
-    ):
-        try:
-            await gateway.hooks.register(hook, register)
-        except HermesError as error:
-            results.append(failed(hook, str(error), "fix or disable the plugin named above"))
-    specs, pool_settings, spec_results = await collect_mcp_specs(gateway)
+    try:
+        errors = await gateway.configure(collect_errors=True)
+    except HermesError as error:  # a plugin's registration hook broke, not a setting
+        results.append(failed("plugins", str(error), "fix or disable the plugin named above"))
+        _skip_rest(results, ("providers", "mcp servers", "platforms", "store"))
+        return Report(results, settings_valid=True)
+    platform_errors = [e for e in errors if e.key.startswith("platforms.")]
+    mcp_errors = [e for e in errors if e.key.startswith("mcp") or ": mcp server" in e.key]
+    unknown_types = [e for e in errors if e.problem.startswith("unknown provider type")]
+    setting_errors = [e for e in errors if e not in platform_errors + mcp_errors + unknown_types]
+    if setting_errors:  # keys plugins declared, and the provider types' own keys
+        results[0] = failed("settings", str(setting_errors[0]), _settings_fix(setting_errors[0]))
+        _skip_rest(results, ("providers", "mcp servers", "platforms", "store"))
+        return Report(results, settings_valid=False)
+    specs, pool_settings = gateway.mcp.specs, gateway.mcp_pool.settings
     provider_checks = [
         check_provider(provider, configured_models(config, name), gateway.providers.factories)
         for name, provider in config.providers.items()
@@ -539,8 +491,8 @@ async def run_checks(
     )
     for rows in provider_results:
         results += rows
-    results += spec_results
+    results += _first_per_check(_mcp_error_result(error) for error in mcp_errors)
     results += mcp_results
-    results += check_platforms(gateway)
+    results += await check_platforms(gateway, platform_errors)
     results.append(check_store(config))
     return Report(results, settings_valid=True)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from loguru import logger
@@ -19,14 +19,17 @@ from loguru import logger
 from hermes_core.agent import Agent, AgentServices, failure_text
 from hermes_core.cache import AgentCache
 from hermes_core.commands import CommandContext, CommandRegistry
+from hermes_core.errors import ConfigError
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
 from hermes_core.mcp.pool import MCPPool
-from hermes_core.mcp.settings import PoolSettings
+from hermes_core.mcp.settings import PoolSettings, register_mcp_settings
+from hermes_core.platform_settings import PlatformPlan, plan_platforms, register_platform_settings
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
-from hermes_core.settings import Config, ModelRef
+from hermes_core.settings import Config, ModelRef, apply_schema, core_registry
+from hermes_core.settings.schema import Unknown
 from hermes_core.store import Store, store_from_config
 from hermes_core.tools import ToolRegistry
 from hermes_core.types import Message, Reply, RunResult, Session, make_result
@@ -68,26 +71,73 @@ class Gateway:
         self._idle.set()
         self._sweeper: asyncio.Task[None] | None = None
         self.started = False
+        #: Set by :meth:`configure`: every declared setting, the platforms to start, and the
+        #: settings nobody declared.
+        self.settings_schema = core_registry()
+        self.platform_plan = PlatformPlan([], [], [])
+        self.unknown_settings: list[Unknown] = []
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def configure(self) -> None:
-        """Collect every plugin's registrations and check them against the settings.
+    async def configure(self, *, collect_errors: bool = False) -> list[ConfigError]:
+        """Collect every plugin's registrations and check them and the settings.
 
-        Starts no process and touches no file, so ``hermes-core config check`` stops here.
+        The settings schema is completed first (``register_settings``), then checked; unknown
+        keys are logged as warnings. Starts no process and touches no file, so ``hermes-core
+        config check`` stops here. The first problem raises, unless ``collect_errors``: then
+        each problem found is returned (``doctor`` reports them all) and what is valid is
+        still configured.
         """
+        errors: list[ConfigError] = []
+
+        def keep(error: ConfigError) -> None:
+            if not collect_errors:
+                raise error
+            if str(error) not in map(str, errors):  # the schema and a server spec may agree
+                errors.append(error)
+
+        @contextlib.contextmanager
+        def step() -> Iterator[None]:
+            try:
+                yield
+            except ConfigError as error:
+                keep(error)
+
         hooks = self.hooks
-        await hooks.register("register_providers", self.providers.register)
-        await hooks.register("register_tools", self.tools.register)
-        await hooks.register("register_commands", self.commands.register)
-        await hooks.register("register_platforms", self.platforms.register)
-        await hooks.register_per_plugin("register_mcp_servers", self.mcp.registrar)
-        self.mcp.apply_settings(self.config.section("mcp.servers"))
-        self.mcp_pool.configure(
-            self.mcp.specs, PoolSettings.from_mapping(self.config.section("mcp"))
-        )
-        self.providers.configure(self.config.providers)
-        self.platforms.enabled(self.config)
+        schema = core_registry()
+        register_mcp_settings(schema)
+        register_platform_settings(schema)
+        with step():
+            await hooks.register("register_settings", schema.register)
+        self.settings_schema = schema
+        for error in apply_schema(self.config, schema):
+            keep(error)
+        self.unknown_settings = schema.unknown(self.config.raw)
+        for unknown in self.unknown_settings:
+            logger.warning("{}", unknown)
+        for hook, register in (
+            ("register_providers", self.providers.register),
+            ("register_tools", self.tools.register),
+            ("register_commands", self.commands.register),
+            ("register_platforms", self.platforms.register),
+        ):
+            with step():
+                await hooks.register(hook, register)
+        with step():
+            await hooks.register_per_plugin("register_mcp_servers", self.mcp.registrar)
+        for name, values in self.config.section("mcp.servers").items():
+            with step():
+                self.mcp.apply_settings({name: values})
+        pool_settings = PoolSettings()
+        with step():
+            pool_settings = PoolSettings.from_mapping(self.config.section("mcp"))
+        self.mcp_pool.configure(self.mcp.specs, pool_settings)
+        with step():
+            self.providers.configure(self.config.providers)
+        self.platform_plan = plan_platforms(self.config, list(self.platforms.factories))
+        for error in self.platform_plan.errors:
+            keep(error)
+        return errors
 
     async def start(self) -> None:
         """Configure, open the store, start what is eager, and fire ``startup``."""

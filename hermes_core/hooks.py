@@ -33,6 +33,7 @@ STARTUP_HOOKS = frozenset(
         "register_commands",
         "register_providers",
         "register_tools",
+        "register_settings",
         "startup",
     }
 )

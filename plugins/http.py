@@ -46,14 +46,23 @@ from starlette.routing import Route
 from hermes_core import hookimpl
 from hermes_core.asgi import EmbeddedServer, listen
 from hermes_core.gateway import Gateway
-from hermes_core.platforms import Intake, IntakeClosed, PlatformSettings, RegisterPlatform
+from hermes_core.platform_settings import STRINGS
+from hermes_core.platforms import (
+    Intake,
+    IntakeClosed,
+    PlatformCheck,
+    PlatformSettings,
+    RegisterPlatform,
+)
 from hermes_core.plugins.metrics import metrics_for
+from hermes_core.settings.schema import RegisterSetting, SettingsRegistry
 from hermes_core.types import Message, Reply
 
 NAME = "http"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+MAX_BODY_BYTES_LIMIT = 100 << 20
 SESSION_HEADER = "X-Hermes-Session"
 ERROR_KIND_HEADER = "X-Hermes-Error-Kind"
 #: A streamed reply is cut into about this many content chunks (the run has already finished).
@@ -80,23 +89,54 @@ class HttpSettings:
     @classmethod
     def load(cls, settings: PlatformSettings) -> HttpSettings:
         """Read and check the settings; a ConfigError names the offending key."""
-        host = settings.string("host", DEFAULT_HOST)
-        port = settings.integer("port", DEFAULT_PORT, minimum=0, maximum=65535)
-        keys = [key.strip() for key in settings.strings("api_keys") if key.strip()]
-        env = settings.string("api_keys_env", "")
+
+        def value(key: str) -> Any:
+            return settings.value(HTTP_SETTINGS.get(f"platforms.{NAME}.{key}"))
+
+        host = value("host")
+        keys = [key.strip() for key in value("api_keys") if key.strip()]
+        env = value("api_keys_env")
         if env:
-            value = os.environ.get(env, "")
-            if not value.strip():
+            found = os.environ.get(env, "")
+            if not found.strip():
                 raise settings.error("api_keys_env", f"environment variable {env} is not set")
-            keys.extend(key.strip() for key in value.split(",") if key.strip())
+            keys.extend(key.strip() for key in found.split(",") if key.strip())
         if not keys and not _is_loopback(host):
             raise settings.error(
                 "host",
                 f"refusing to listen on {host} without API keys; set platforms.http.api_keys "
                 "(or api_keys_env), or use a loopback host such as 127.0.0.1",
             )
-        max_body = settings.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1)
-        return cls(host, port, tuple(keys), max_body)
+        return cls(host, value("port"), tuple(keys), value("max_body_bytes"))
+
+
+def declare_settings(register: RegisterSetting) -> None:
+    """The keys of ``platforms.http`` (``enabled`` and the Intake's are every platform's)."""
+    key = f"platforms.{NAME}."
+    register(key + "enabled", bool, description="Serve the API.", expected="true or false")
+    register(key + "host", str, DEFAULT_HOST, "Interface to listen on.")
+    register(key + "port", int, DEFAULT_PORT, "Port; 0 picks a free one.", minimum=0, maximum=65535)
+    register(
+        key + "api_keys",
+        list,
+        [],
+        "Bearer keys clients must send.",
+        rules=(STRINGS,),
+        expected="a list of strings",
+    )
+    register(key + "api_keys_env", str, "", "Environment variable holding more keys.")
+    register(
+        key + "max_body_bytes",
+        int,
+        DEFAULT_MAX_BODY_BYTES,
+        "Largest request body accepted.",
+        minimum=1,
+        maximum=MAX_BODY_BYTES_LIMIT,
+    )
+
+
+HTTP_SETTINGS = SettingsRegistry()
+declare_settings(HTTP_SETTINGS.register)
 
 
 def _is_loopback(host: str) -> bool:
@@ -525,6 +565,17 @@ class HttpPlatform:
         body, content_type = metrics.exposition(request.headers.get("accept"))
         return Response(body, headers={"Content-Type": content_type})
 
+    def check(self) -> PlatformCheck:
+        """For ``doctor``: whether the address can be bound (bound and closed at once)."""
+        address = f"{self.settings.host}:{self.settings.port}"
+        try:
+            listen(self.settings.host, self.settings.port, backlog=1).close()
+        except OSError as error:
+            return PlatformCheck([f"cannot listen on {address}: {error.strerror or error}"])
+        keys = len(self.settings.api_keys)
+        auth = f"{keys} API key(s)" if keys else "no API keys, loopback only"
+        return PlatformCheck([], f"can listen on {address} ({auth})")
+
     async def health(self, _: Request) -> Response:
         """``GET /health``: 200 while serving, 503 while stopping. No auth."""
         if self._stopping:
@@ -535,3 +586,8 @@ class HttpPlatform:
 @hookimpl(trylast=True)
 def register_platforms(register: RegisterPlatform) -> None:
     register(NAME, HttpPlatform)
+
+
+@hookimpl(trylast=True)
+def register_settings(register: RegisterSetting) -> None:
+    declare_settings(register)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import email.utils
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from hermes_core import hookimpl
 from hermes_core.providers import Completion, ProviderError, RegisterProvider, ToolCall
 from hermes_core.settings import ProviderConfig
+from hermes_core.settings.schema import RegisterSetting
 from hermes_core.types import ErrorKind
 
 if TYPE_CHECKING:
@@ -150,3 +152,25 @@ def _completion(response: Any, where: str) -> Completion:
 @hookimpl(trylast=True)
 def register_providers(register: RegisterProvider) -> None:
     register("openai", OpenAIProvider)
+
+
+def _http_url_with_host(value: str) -> str | None:
+    try:
+        url = urllib.parse.urlsplit(value)
+    except ValueError as error:  # an unclosed [IPv6 bracket
+        return f"not a URL ({error}): {value!r}"
+    if url.scheme not in ("http", "https"):
+        return f"expected an http:// or https:// URL, got {value!r}"
+    return None if url.hostname else f"expected a URL with a host, got {value!r}"
+
+
+@hookimpl(trylast=True)
+def register_settings(register: RegisterSetting) -> None:
+    register(
+        "providers.<name>.base_url",
+        str,
+        description="Endpoint, e.g. https://api.openai.com/v1.",
+        provider_type="openai",
+        required="required for an OpenAI-compatible provider",
+        rules=(_http_url_with_host,),
+    )
