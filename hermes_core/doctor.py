@@ -27,97 +27,35 @@ import contextlib
 import inspect
 import os
 import sqlite3
-import time
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hermes_core.doctor_providers import check_provider, configured_models
+from hermes_core.doctor_results import (
+    EXIT_CONFIG,
+    CheckResult,
+    Report,
+    failed,
+    one_line,
+    passed,
+    skipped,
+)
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.platform_settings import build_platform
 from hermes_core.platforms import PlatformCheck
-from hermes_core.settings import (
-    SETTINGS_FILE_ENV,
-    Config,
-    ProviderConfig,
-    build_config,
-    read_settings,
-)
+from hermes_core.settings import SETTINGS_FILE_ENV, Config, build_config, read_settings
 from hermes_core.settings.loading import as_dict
 
 if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
     from hermes_core.manager import PluginHost
 
-#: Seconds the provider probe (``GET /models``) waits: a doctor must answer quickly.
-PROBE_TIMEOUT_S = 5.0
-#: Exit codes: all checks passed, something is broken, the settings themselves are invalid.
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-#: Ids shown when a configured model is missing from a provider's list.
-LISTED_SHOWN = 8
 SKIPPED_NEEDS_SETTINGS = "skipped: needs valid settings"
-SKIPPED_NEEDS_ENDPOINT = "skipped: the endpoint did not answer with a model list"
 
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the report.
-
-    :ivar check: what was checked, e.g. ``provider openai endpoint``.
-    :ivar ok: True (passed), False (broken) or None (skipped: something it needs failed).
-    :ivar detail: one line saying what was found.
-    :ivar fix: for a failed check, what to do about it.
-    """
-
-    check: str
-    ok: bool | None
-    detail: str
-    fix: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form printed by ``doctor --json``."""
-        return {"check": self.check, "ok": self.ok, "detail": self.detail, "fix": self.fix}
-
-
-def passed(check: str, detail: str) -> CheckResult:
-    """A passing check."""
-    return CheckResult(check, True, detail)
-
-
-def failed(check: str, detail: str, fix: str) -> CheckResult:
-    """A failing check, with what to do about it."""
-    return CheckResult(check, False, detail, fix)
-
-
-def skipped(check: str, detail: str) -> CheckResult:
-    """A check that could not run because something it needs is broken."""
-    return CheckResult(check, None, detail)
-
-
-@dataclass(frozen=True)
-class Report:
-    """Every check's result, in order, and whether the settings were valid."""
-
-    results: list[CheckResult]
-    settings_valid: bool
-
-    @property
-    def failures(self) -> list[CheckResult]:
-        """The failed checks."""
-        return [result for result in self.results if result.ok is False]
-
-    @property
-    def exit_code(self) -> int:
-        """2 when the settings are invalid, else 1 when any check failed, else 0."""
-        if not self.settings_valid:
-            return EXIT_CONFIG
-        return EXIT_FAILED if self.failures else EXIT_OK
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+__all__ = ["EXIT_CONFIG", "CheckResult", "Report", "check_provider", "run_checks"]
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -178,117 +116,6 @@ def check_plugins(host: PluginHost) -> list[CheckResult]:
             )
             results.append(failed(check, record.error or "failed", fix))
     return results
-
-
-# --- providers -----------------------------------------------------------------------------
-
-
-def configured_models(config: Config, provider: str) -> list[tuple[str, str]]:
-    """``(settings key, model name)`` of every configured model served by ``provider``."""
-    refs = [("agent.model", config.model)] + [
-        (f"agent.fallbacks[{index}]", ref) for index, ref in enumerate(config.fallbacks)
-    ]
-    return [(key, ref.model) for key, ref in refs if ref.provider == provider]
-
-
-def _key_result(provider: ProviderConfig) -> CheckResult:
-    check = f"provider {provider.name} key"
-    env = provider.options.get("api_key_env")
-    if env:
-        # Settings validation already failed if the variable were empty.
-        return passed(check, f"set, from ${env}")
-    if provider.api_key:
-        return passed(check, f"set, from providers.{provider.name}.api_key")
-    return passed(check, "none configured (fine for a local server)")
-
-
-async def check_provider(
-    provider: ProviderConfig,
-    models: Sequence[tuple[str, str]],
-    known_types: Collection[str],
-    timeout_s: float = PROBE_TIMEOUT_S,
-) -> list[CheckResult]:
-    """Key source, reachability of ``GET {base_url}/models``, and the configured models.
-
-    ``models`` are ``(settings key, model)`` pairs (:func:`configured_models`);
-    ``known_types`` are the provider types plugins registered.
-    """
-    name = provider.name
-    endpoint, listing = f"provider {name} endpoint", f"provider {name} models"
-    results = [_key_result(provider)]
-    if provider.type not in known_types:
-        known = ", ".join(sorted(known_types)) or "none"
-        fix = f"correct providers.{name}.type, or install the plugin that provides it"
-        results.append(
-            failed(endpoint, f"unknown provider type {provider.type!r} (known: {known})", fix)
-        )
-        return [*results, skipped(listing, "skipped: unknown provider type")]
-    if not provider.base_url:
-        detail = f"not checked: a {provider.type!r} provider without base_url"
-        return [*results, skipped(endpoint, detail), skipped(listing, detail)]
-    url = provider.base_url.rstrip("/") + "/models"
-    fetched = await _get_models(url, provider.api_key, timeout_s)
-    if isinstance(fetched, str):  # no HTTP answer
-        fix = f"check providers.{name}.base_url and that the server is running and reachable"
-        results.append(failed(endpoint, f"cannot reach {url}: {fetched}", fix))
-        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
-    status, body, elapsed = fetched
-    if status in (401, 403):
-        env = provider.options.get("api_key_env")
-        if env:
-            fix = f"check the key in ${env}"
-        elif provider.api_key:
-            fix = f"check providers.{name}.api_key"
-        else:
-            fix = f"set providers.{name}.api_key_env to the variable holding the key"
-        results.append(failed(endpoint, f"{url} refused the key (HTTP {status})", fix))
-        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
-    if status == 404:
-        results.append(passed(endpoint, f"reachable ({elapsed:.2f}s)"))
-        return [*results, passed(listing, f"model list not supported (404 on {url})")]
-    if status != 200:
-        fix = f"check providers.{name}.base_url and the server's health"
-        results.append(failed(endpoint, f"{url} answered HTTP {status}", fix))
-        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
-    results.append(passed(endpoint, f"reachable ({elapsed:.2f}s)"))
-    return [*results, _models_result(listing, name, url, body, models)]
-
-
-async def _get_models(url: str, api_key: str, timeout_s: float) -> tuple[int, bytes, float] | str:
-    """``(status, body, seconds)`` of ``GET url``, or one line saying why there was no answer."""
-    import httpx2
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        async with httpx2.AsyncClient(timeout=timeout_s) as client:
-            started = time.perf_counter()  # the request alone, not the client's TLS setup
-            response = await client.get(url, headers=headers)
-    except httpx2.TimeoutException:
-        return f"no answer within {timeout_s:g}s"
-    except (httpx2.HTTPError, httpx2.InvalidURL) as error:
-        return _one_line(f"{type(error).__name__}: {error}") or type(error).__name__
-    return response.status_code, response.content, time.perf_counter() - started
-
-
-def _models_result(
-    check: str, provider: str, url: str, body: bytes, models: Sequence[tuple[str, str]]
-) -> CheckResult:
-    import json
-
-    try:
-        listed = [str(entry["id"]) for entry in json.loads(body)["data"]]
-    except (ValueError, KeyError, TypeError):
-        fix = f"check providers.{provider}.base_url points at an OpenAI-compatible API (.../v1)"
-        return failed(check, f"{url} did not answer with an OpenAI model list", fix)
-    if not models:
-        return passed(check, "no configured model uses this provider")
-    missing = [(key, model) for key, model in models if model not in listed]
-    if not missing:
-        return passed(check, "listed: " + ", ".join(dict.fromkeys(m for _, m in models)))
-    shown = ", ".join(listed[:LISTED_SHOWN]) + (", …" if len(listed) > LISTED_SHOWN else "")
-    detail = "not listed by the endpoint: " + ", ".join(f"{m} ({k})" for k, m in missing)
-    keys = " and ".join(dict.fromkeys(key for key, _ in missing))
-    return failed(check, detail, f"set {keys} to a listed model (listed: {shown or 'none'})")
 
 
 # --- MCP servers ---------------------------------------------------------------------------
@@ -362,7 +189,7 @@ async def check_platforms(gateway: Gateway, errors: Sequence[ConfigError]) -> li
             results.append(failed(check, str(error), f"correct {error.key or 'its settings'}"))
             continue
         except Exception as error:  # a third-party adapter's bug: report, do not crash
-            detail = _one_line(f"the adapter failed to build: {type(error).__name__}: {error}")
+            detail = one_line(f"the adapter failed to build: {type(error).__name__}: {error}")
             results.append(failed(check, detail, f"check platforms.{name} or the plugin"))
             continue
         results.append(await _platform_check(check, name, platform))
@@ -377,11 +204,11 @@ async def _platform_check(check: str, name: str, platform: Any) -> CheckResult:
         found = probe()
         outcome: PlatformCheck = await found if inspect.isawaitable(found) else found
     except Exception as error:  # a third-party adapter's bug: report, do not crash
-        detail = _one_line(f"its check() failed: {type(error).__name__}: {error}")
+        detail = one_line(f"its check() failed: {type(error).__name__}: {error}")
         return failed(check, detail, f"check platforms.{name} or the plugin")
     if outcome.problems:
         fix = f"correct platforms.{name}, or stop what is in its way"
-        return failed(check, _one_line("; ".join(outcome.problems)), fix)
+        return failed(check, one_line("; ".join(outcome.problems)), fix)
     return passed(check, outcome.summary)
 
 
@@ -419,7 +246,7 @@ def check_store(config: Config) -> CheckResult:
         problems = [str(error)]
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        detail = _one_line(f"{path}: integrity check failed: {problems[0]}{more}")
+        detail = one_line(f"{path}: integrity check failed: {problems[0]}{more}")
         return failed("store", detail, fix)
     schema = (
         "current"

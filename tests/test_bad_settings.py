@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers_dist import cli_env, start_hermes_core
+from helpers_dist import cli_env, hermes_core, start_hermes_core
 
 from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
@@ -330,9 +330,12 @@ async def test_an_unreadable_file_is_one_line_naming_it(
             pytest.skip("this user reads files whatever their mode (root)")
         with pytest.raises(ConfigError) as raised:
             await check_settings(str(settings), plugin_host)
+        result = hermes_core("config", "check", env=cli_env(), cwd=tmp_path)
     finally:
         settings.chmod(0o644)
     assert str(raised.value) == f"{settings}: cannot read it: Permission denied"
+    assert result.returncode == 2
+    assert result.stderr == f"hermes-core: error: {settings}: cannot read it: Permission denied\n"
 
 
 # --- the command line ----------------------------------------------------------------------

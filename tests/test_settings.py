@@ -514,17 +514,3 @@ def test_plugins_with_a_bad_log_level_is_one_line(tmp_path: Path) -> None:
         "ERROR or CRITICAL, got 'loud'\n"
     )
     assert result.stdout == ""
-
-
-def test_an_unreadable_settings_file_is_one_line(tmp_path: Path) -> None:
-    settings = tmp_path / "settings.toml"
-    settings.write_text(GOOD)
-    settings.chmod(0)
-    try:
-        if os.access(settings, os.R_OK):
-            pytest.skip("this user reads files whatever their mode (root)")
-        result = hermes_core("config", "check", env=cli_env(**{KEY_ENV: "k"}), cwd=tmp_path)
-    finally:
-        settings.chmod(0o644)
-    assert result.returncode == 2
-    assert result.stderr == f"hermes-core: error: {settings}: cannot read it: Permission denied\n"

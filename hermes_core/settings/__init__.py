@@ -46,6 +46,10 @@ def core_registry() -> SettingsRegistry:
     return registry
 
 
+#: The core settings, for reading (the gateway extends a copy of its own).
+CORE_SETTINGS = core_registry()
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A parsed ``"<provider>:<model>"`` string."""
@@ -123,7 +127,7 @@ def read_settings(path: Path | str | None = None) -> tuple[Dynaconf, Path | None
         data = merged(data, lower_keys(read_toml(file)))
     dyn = load_dynaconf(data, env_wins=True)
     # Required keys are checked by build_config: ``plugins`` and ``mcp list`` run without them.
-    _first(validate(dyn, core_registry(), required=False))
+    _first(validate(dyn, CORE_SETTINGS, required=False))
     return dyn, files[0] if files else None
 
 
@@ -137,10 +141,9 @@ def load_raw(path: Path | str | None = None) -> tuple[dict[str, Any], Path | Non
 def _provider(name: str, table: Any) -> ProviderConfig:
     """One ``providers.<name>`` table, its types and bounds already checked."""
     key = f"providers.{name}"
-    declared = core_registry()
     values = {
         setting.key.rsplit(".", 1)[1]: table.get(setting.key.rsplit(".", 1)[1], setting.default)
-        for setting in declared.declared()
+        for setting in CORE_SETTINGS.declared()
         if setting.key.startswith("providers.<name>.")
     }
     api_key = values["api_key"]
@@ -168,7 +171,7 @@ def build_config(dyn: Dynaconf, source: Path | None = None) -> Config:
     raw = as_dict(dyn)
     providers = {name: _provider(name, table) for name, table in raw["providers"].items()}
 
-    model_setting = core_registry().get("agent.model")
+    model_setting = CORE_SETTINGS.get("agent.model")
     if not raw["agent"].get("model"):
         raise ConfigError("agent.model", str(model_setting.required))
     model = ModelRef.parse(raw["agent"]["model"], "agent.model")
@@ -203,7 +206,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     the keys it leaves out, but never override a key it sets.
     """
     dyn = load_dynaconf(lower_keys(dict(data)), env_wins=False)
-    _first(validate(dyn, core_registry(), required=False))
+    _first(validate(dyn, CORE_SETTINGS, required=False))
     return build_config(dyn, None)
 
 
