@@ -9,8 +9,9 @@ The checks, in report order:
   ``agent.fallbacks`` name are listed (when the endpoint lists models at all);
 - **MCP servers**: each enabled server is started once and stopped, exactly as
   ``hermes-core mcp test`` does;
-- **platforms**: each enabled platform is installed and its adapter accepts its settings; for
-  ``http`` the host/port can be bound and the API-key rule for non-loopback hosts holds;
+- **platforms**: each enabled platform is installed (as ``Gateway.configure`` plans them), its
+  adapter accepts its settings, and the adapter's own ``check()`` passes, when it has one (the
+  ``http`` platform's binds its host and port);
 - **store**: the SQLite file opens read-only, its schema is one this version reads, and
   ``PRAGMA integrity_check`` passes. Nothing is ever created or written.
 
@@ -23,99 +24,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
-import socket
 import sqlite3
-import time
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hermes_core.errors import ConfigError, HermesError
-from hermes_core.mcp import MCPRegistry, MCPServerSpec
-from hermes_core.mcp.settings import PoolSettings
-from hermes_core.redaction import redact_text, register_settings
-from hermes_core.settings import (
-    SETTINGS_FILE_ENV,
-    Config,
-    ProviderConfig,
-    build_config,
-    load_raw,
+from hermes_core.doctor_providers import check_provider, configured_models
+from hermes_core.doctor_results import (
+    EXIT_CONFIG,
+    CheckResult,
+    Report,
+    failed,
+    one_line,
+    passed,
+    skipped,
 )
+from hermes_core.errors import ConfigError, HermesError
+from hermes_core.mcp import MCPServerSpec
+from hermes_core.mcp.settings import PoolSettings
+from hermes_core.platform_settings import build_platform
+from hermes_core.platforms import PlatformCheck
+from hermes_core.redaction import register_settings
+from hermes_core.settings import SETTINGS_FILE_ENV, Config, build_config, read_settings
+from hermes_core.settings.loading import as_dict
 
 if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
     from hermes_core.manager import PluginHost
 
-#: Seconds the provider probe (``GET /models``) waits: a doctor must answer quickly.
-PROBE_TIMEOUT_S = 5.0
-#: Exit codes: all checks passed, something is broken, the settings themselves are invalid.
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-#: Ids shown when a configured model is missing from a provider's list.
-LISTED_SHOWN = 8
 SKIPPED_NEEDS_SETTINGS = "skipped: needs valid settings"
-SKIPPED_NEEDS_ENDPOINT = "skipped: the endpoint did not answer with a model list"
 
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the report.
-
-    :ivar check: what was checked, e.g. ``provider openai endpoint``.
-    :ivar ok: True (passed), False (broken) or None (skipped: something it needs failed).
-    :ivar detail: one line saying what was found.
-    :ivar fix: for a failed check, what to do about it.
-    """
-
-    check: str
-    ok: bool | None
-    detail: str
-    fix: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form printed by ``doctor --json``."""
-        return {"check": self.check, "ok": self.ok, "detail": self.detail, "fix": self.fix}
-
-
-# Details quote URLs, server output and upstream answers: each result is redacted as made.
-def passed(check: str, detail: str) -> CheckResult:
-    """A passing check."""
-    return CheckResult(check, True, redact_text(detail))
-
-
-def failed(check: str, detail: str, fix: str) -> CheckResult:
-    """A failing check, with what to do about it."""
-    return CheckResult(check, False, redact_text(detail), redact_text(fix))
-
-
-def skipped(check: str, detail: str) -> CheckResult:
-    """A check that could not run because something it needs is broken."""
-    return CheckResult(check, None, redact_text(detail))
-
-
-@dataclass(frozen=True)
-class Report:
-    """Every check's result, in order, and whether the settings were valid."""
-
-    results: list[CheckResult]
-    settings_valid: bool
-
-    @property
-    def failures(self) -> list[CheckResult]:
-        """The failed checks."""
-        return [result for result in self.results if result.ok is False]
-
-    @property
-    def exit_code(self) -> int:
-        """2 when the settings are invalid, else 1 when any check failed, else 0."""
-        if not self.settings_valid:
-            return EXIT_CONFIG
-        return EXIT_FAILED if self.failures else EXIT_OK
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+__all__ = ["EXIT_CONFIG", "CheckResult", "Report", "check_provider", "run_checks"]
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -131,14 +72,14 @@ def check_settings(
     load the plugins, so their check still runs when only cross-references are wrong.
     """
     try:
-        raw, source = load_raw(path)
+        dyn, source = read_settings(path)
     except ConfigError as error:
         return failed("settings", str(error), _settings_fix(error)), None, None
     try:
-        config = build_config(raw, source)
+        config = build_config(dyn, source)
     except ConfigError as error:
-        return failed("settings", str(error), _settings_fix(error)), raw, None
-    return passed("settings", f"valid ({source or 'defaults and environment'})"), raw, config
+        return failed("settings", str(error), _settings_fix(error)), as_dict(dyn), None
+    return passed("settings", f"valid ({source or 'defaults and environment'})"), config.raw, config
 
 
 def _settings_fix(error: ConfigError) -> str:
@@ -178,146 +119,23 @@ def check_plugins(host: PluginHost) -> list[CheckResult]:
     return results
 
 
-# --- providers -----------------------------------------------------------------------------
-
-
-def configured_models(config: Config, provider: str) -> list[tuple[str, str]]:
-    """``(settings key, model name)`` of every configured model served by ``provider``."""
-    refs = [("agent.model", config.model)] + [
-        (f"agent.fallbacks[{index}]", ref) for index, ref in enumerate(config.fallbacks)
-    ]
-    return [(key, ref.model) for key, ref in refs if ref.provider == provider]
-
-
-def _key_result(provider: ProviderConfig) -> CheckResult:
-    check = f"provider {provider.name} key"
-    env = provider.options.get("api_key_env")
-    if env:
-        # Settings validation already failed if the variable were empty.
-        return passed(check, f"set, from ${env}")
-    if provider.api_key:
-        return passed(check, f"set, from providers.{provider.name}.api_key")
-    return passed(check, "none configured (fine for a local server)")
-
-
-async def check_provider(
-    provider: ProviderConfig,
-    models: Sequence[tuple[str, str]],
-    known_types: Collection[str],
-    timeout_s: float = PROBE_TIMEOUT_S,
-) -> list[CheckResult]:
-    """Key source, reachability of ``GET {base_url}/models``, and the configured models.
-
-    ``models`` are ``(settings key, model)`` pairs (:func:`configured_models`);
-    ``known_types`` are the provider types plugins registered.
-    """
-    name = provider.name
-    endpoint, listing = f"provider {name} endpoint", f"provider {name} models"
-    results = [_key_result(provider)]
-    if provider.type not in known_types:
-        known = ", ".join(sorted(known_types)) or "none"
-        fix = f"correct providers.{name}.type, or install the plugin that provides it"
-        results.append(
-            failed(endpoint, f"unknown provider type {provider.type!r} (known: {known})", fix)
-        )
-        return [*results, skipped(listing, "skipped: unknown provider type")]
-    if not provider.base_url:
-        detail = f"not checked: a {provider.type!r} provider without base_url"
-        return [*results, skipped(endpoint, detail), skipped(listing, detail)]
-    url = provider.base_url.rstrip("/") + "/models"
-    fetched = await _get_models(url, provider.api_key, timeout_s)
-    if isinstance(fetched, str):  # no HTTP answer
-        fix = f"check providers.{name}.base_url and that the server is running and reachable"
-        results.append(failed(endpoint, f"cannot reach {url}: {fetched}", fix))
-        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
-    status, body, elapsed = fetched
-    if status in (401, 403):
-        env = provider.options.get("api_key_env")
-        if env:
-            fix = f"check the key in ${env}"
-        elif provider.api_key:
-            fix = f"check providers.{name}.api_key"
-        else:
-            fix = f"set providers.{name}.api_key_env to the variable holding the key"
-        results.append(failed(endpoint, f"{url} refused the key (HTTP {status})", fix))
-        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
-    if status == 404:
-        results.append(passed(endpoint, f"reachable ({elapsed:.2f}s)"))
-        return [*results, passed(listing, f"model list not supported (404 on {url})")]
-    if status != 200:
-        fix = f"check providers.{name}.base_url and the server's health"
-        results.append(failed(endpoint, f"{url} answered HTTP {status}", fix))
-        return [*results, skipped(listing, SKIPPED_NEEDS_ENDPOINT)]
-    results.append(passed(endpoint, f"reachable ({elapsed:.2f}s)"))
-    return [*results, _models_result(listing, name, url, body, models)]
-
-
-async def _get_models(url: str, api_key: str, timeout_s: float) -> tuple[int, bytes, float] | str:
-    """``(status, body, seconds)`` of ``GET url``, or one line saying why there was no answer."""
-    import httpx2
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        async with httpx2.AsyncClient(timeout=timeout_s) as client:
-            started = time.perf_counter()  # the request alone, not the client's TLS setup
-            response = await client.get(url, headers=headers)
-    except httpx2.TimeoutException:
-        return f"no answer within {timeout_s:g}s"
-    except (httpx2.HTTPError, httpx2.InvalidURL) as error:
-        return _one_line(f"{type(error).__name__}: {error}") or type(error).__name__
-    return response.status_code, response.content, time.perf_counter() - started
-
-
-def _models_result(
-    check: str, provider: str, url: str, body: bytes, models: Sequence[tuple[str, str]]
-) -> CheckResult:
-    import json
-
-    try:
-        listed = [str(entry["id"]) for entry in json.loads(body)["data"]]
-    except (ValueError, KeyError, TypeError):
-        fix = f"check providers.{provider}.base_url points at an OpenAI-compatible API (.../v1)"
-        return failed(check, f"{url} did not answer with an OpenAI model list", fix)
-    if not models:
-        return passed(check, "no configured model uses this provider")
-    missing = [(key, model) for key, model in models if model not in listed]
-    if not missing:
-        return passed(check, "listed: " + ", ".join(dict.fromkeys(m for _, m in models)))
-    shown = ", ".join(listed[:LISTED_SHOWN]) + (", …" if len(listed) > LISTED_SHOWN else "")
-    detail = "not listed by the endpoint: " + ", ".join(f"{m} ({k})" for k, m in missing)
-    keys = " and ".join(dict.fromkeys(key for key, _ in missing))
-    return failed(check, detail, f"set {keys} to a listed model (listed: {shown or 'none'})")
-
-
 # --- MCP servers ---------------------------------------------------------------------------
 
 
-async def collect_mcp_specs(
-    gateway: Gateway,
-) -> tuple[dict[str, MCPServerSpec], PoolSettings, list[CheckResult]]:
-    """Every MCP server spec (plugins, then ``mcp.servers``), as the gateway builds them.
+def _first_per_check(rows: Iterable[CheckResult]) -> list[CheckResult]:
+    """One row per checked item: its first problem (a table may have several)."""
+    return list({row.check: row for row in reversed(list(rows))}.values())[::-1]
 
-    A spec that does not validate becomes a failed result instead of stopping the others.
-    """
-    results: list[CheckResult] = []
-    registry = MCPRegistry()
-    try:
-        await gateway.hooks.register_per_plugin("register_mcp_servers", registry.registrar)
-    except HermesError as error:
-        results.append(failed("mcp plugins", str(error), "fix or disable the plugin named above"))
-    for name, values in gateway.config.section("mcp.servers").items():
-        try:
-            registry.apply_settings({name: values})
-        except ConfigError as error:
-            results.append(
-                failed(f"mcp {name}", str(error), f"correct mcp.servers.{name} (docs/mcp.md)")
-            )
-    try:
-        settings = PoolSettings.from_mapping(gateway.config.section("mcp"))
-    except ConfigError as error:
-        results.append(failed("mcp settings", str(error), "correct it (docs/mcp.md)"))
-        settings = PoolSettings()
-    return registry.specs, settings, results
+
+def _mcp_error_result(error: ConfigError) -> CheckResult:
+    """The row of an MCP setting or spec that does not validate."""
+    parts = error.key.split(".")
+    if parts[:2] == ["mcp", "servers"] and len(parts) > 2:
+        fix = f"correct mcp.servers.{parts[2]} (docs/mcp.md)"
+        return failed(f"mcp {parts[2]}", str(error), fix)
+    if error.key.startswith("mcp."):
+        return failed("mcp settings", str(error), "correct it (docs/mcp.md)")
+    return failed("mcp plugins", str(error), "fix or disable the plugin named above")
 
 
 async def check_mcp_server(spec: MCPServerSpec, settings: PoolSettings) -> CheckResult:
@@ -348,97 +166,51 @@ async def check_mcp_server(spec: MCPServerSpec, settings: PoolSettings) -> Check
 # --- platforms -----------------------------------------------------------------------------
 
 
-def enabled_platforms(gateway: Gateway) -> list[str]:
-    """Platform names ``hermes-core run`` would start, installed or not (the console when no
-    other platform is enabled, as :meth:`PlatformRegistry.enabled`)."""
-    tables = gateway.config.section("platforms")
-
-    def flag(name: str) -> Any:
-        table = tables.get(name)
-        return table.get("enabled") if isinstance(table, Mapping) else None
-
-    chosen = [name for name in tables if name != "console" and flag(name) is True]
-    console = flag("console")
-    installed = [name for name in chosen if name in gateway.platforms.factories]
-    if console is True or (
-        console is None and not installed and "console" in gateway.platforms.factories
-    ):
-        chosen.append("console")
-    return chosen
-
-
-def check_platforms(gateway: Gateway) -> list[CheckResult]:
-    """For each enabled platform: installed, its adapter accepts its settings, and for
-    ``http`` the address can be bound."""
-    results = []
-    tables = gateway.config.section("platforms")
-    factories = gateway.platforms.factories
-    for name, table in tables.items():  # a wrong type enables nothing, but is reported
-        if not isinstance(table, Mapping):
-            key, problem = f"platforms.{name}", f"expected a table, got {table!r}"
-        elif not isinstance(table.get("enabled"), bool | None):
-            key = f"platforms.{name}.enabled"
-            problem = f"expected true or false, got {table['enabled']!r}"
-        else:
-            continue
-        results.append(failed(f"platform {name}", f"{key}: {problem}", f"correct {key}"))
-    for name in enabled_platforms(gateway):
-        check = f"platform {name}"
-        factory = factories.get(name)
-        if factory is None:
-            known = ", ".join(sorted(factories)) or "none"
+async def check_platforms(gateway: Gateway, errors: Sequence[ConfigError]) -> list[CheckResult]:
+    """One row per platform with a settings problem (``errors`` from ``configure``), then per
+    enabled one: its adapter builds (it checks the keys it reads) and its ``check()`` passes."""
+    rows = []
+    plan = gateway.platform_plan
+    for error in errors:
+        name = error.key.split(".")[1]
+        if name in plan.missing:
             fix = f"install the plugin that provides it, or set platforms.{name}.enabled = false"
-            results.append(failed(check, f"no platform {name!r} is installed ({known})", fix))
+            rows.append(failed(f"platform {name}", error.problem, fix))
+        else:
+            rows.append(failed(f"platform {name}", str(error), f"correct {error.key}"))
+    results = _first_per_check(rows)
+    reported = {error.key.split(".")[1] for error in errors}
+    for name in plan.names:
+        check = f"platform {name}"
+        if name in reported:
             continue
-        table = tables.get(name)
         try:
-            # Adapters read and check their settings in the factory; nothing starts here.
-            factory(gateway, table if isinstance(table, Mapping) else {})
+            platform = build_platform(gateway, name)  # built, never started
         except ConfigError as error:
             results.append(failed(check, str(error), f"correct {error.key or 'its settings'}"))
             continue
         except Exception as error:  # a third-party adapter's bug: report, do not crash
-            detail = _one_line(f"the adapter failed to build: {type(error).__name__}: {error}")
+            detail = one_line(f"the adapter failed to build: {type(error).__name__}: {error}")
             results.append(failed(check, detail, f"check platforms.{name} or the plugin"))
             continue
-        results.append(_check_http(table) if name == "http" else passed(check, "ready"))
+        results.append(await _platform_check(check, name, platform))
     return results
 
 
-def _check_http(table: Any) -> CheckResult:
-    from hermes_core.platforms import PlatformSettings
-    from hermes_core.plugins.http import HttpSettings
-
-    settings = HttpSettings.load(PlatformSettings("http", table))  # the factory accepted it
-    error = can_bind(settings.host, settings.port)
-    address = f"{settings.host}:{settings.port}"
-    if error is not None:
-        fix = (
-            "stop what listens there (another hermes-core?) or change "
-            "platforms.http.port / platforms.http.host"
-        )
-        return failed("platform http", f"cannot listen on {address}: {error}", fix)
-    auth = (
-        f"{len(settings.api_keys)} API key(s)"
-        if settings.api_keys
-        else "no API keys, loopback only"
-    )
-    return passed("platform http", f"can listen on {address} ({auth})")
-
-
-def can_bind(host: str, port: int) -> str | None:
-    """Bind (and close at once) a listening socket as the http platform would; the reason
-    when it cannot, else None."""
+async def _platform_check(check: str, name: str, platform: Any) -> CheckResult:
+    probe = getattr(platform, "check", None)
+    if probe is None:
+        return passed(check, "ready")
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-    except OSError as error:
-        return error.strerror or str(error)
-    return None
+        found = probe()
+        outcome: PlatformCheck = await found if inspect.isawaitable(found) else found
+    except Exception as error:  # a third-party adapter's bug: report, do not crash
+        detail = one_line(f"its check() failed: {type(error).__name__}: {error}")
+        return failed(check, detail, f"check platforms.{name} or the plugin")
+    if outcome.problems:
+        fix = f"correct platforms.{name}, or stop what is in its way"
+        return failed(check, one_line("; ".join(outcome.problems)), fix)
+    return passed(check, outcome.summary)
 
 
 # --- store ---------------------------------------------------------------------------------
@@ -475,7 +247,7 @@ def check_store(config: Config) -> CheckResult:
         problems = [str(error)]
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        detail = _one_line(f"{path}: integrity check failed: {problems[0]}{more}")
+        detail = one_line(f"{path}: integrity check failed: {problems[0]}{more}")
         return failed("store", detail, fix)
     schema = (
         "current"
@@ -518,17 +290,21 @@ async def run_checks(
         return Report(results, settings_valid=False)
 
     gateway = Gateway(config, host)  # never started: it only lends its registries and hooks
-    for hook, register in (
-        ("register_providers", gateway.providers.register),
-        ("register_platforms", gateway.platforms.register),
-    ):
-        try:
-            await gateway.hooks.register(hook, register)
-        except HermesError as error:
-            results.append(failed(hook, str(error), "fix or disable the plugin named above"))
-    specs, pool_settings, spec_results = await collect_mcp_specs(gateway)
-    for spec in specs.values():  # a plugin's servers have secrets of their own
-        register_settings(asdict(spec))
+    try:
+        errors = await gateway.configure(collect_errors=True)
+    except HermesError as error:  # a plugin's registration hook broke, not a setting
+        results.append(failed("plugins", str(error), "fix or disable the plugin named above"))
+        _skip_rest(results, ("providers", "mcp servers", "platforms", "store"))
+        return Report(results, settings_valid=True)
+    platform_errors = [e for e in errors if e.key.startswith("platforms.")]
+    mcp_errors = [e for e in errors if e.key.startswith("mcp") or ": mcp server" in e.key]
+    unknown_types = [e for e in errors if e.problem.startswith("unknown provider type")]
+    setting_errors = [e for e in errors if e not in platform_errors + mcp_errors + unknown_types]
+    if setting_errors:  # keys plugins declared, and the provider types' own keys
+        results[0] = failed("settings", str(setting_errors[0]), _settings_fix(setting_errors[0]))
+        _skip_rest(results, ("providers", "mcp servers", "platforms", "store"))
+        return Report(results, settings_valid=False)
+    specs, pool_settings = gateway.mcp.specs, gateway.mcp_pool.settings
     provider_checks = [
         check_provider(provider, configured_models(config, name), gateway.providers.factories)
         for name, provider in config.providers.items()
@@ -544,8 +320,8 @@ async def run_checks(
     )
     for rows in provider_results:
         results += rows
-    results += spec_results
+    results += _first_per_check(_mcp_error_result(error) for error in mcp_errors)
     results += mcp_results
-    results += check_platforms(gateway)
+    results += await check_platforms(gateway, platform_errors)
     results.append(check_store(config))
     return Report(results, settings_valid=True)

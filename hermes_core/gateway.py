@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,18 +20,21 @@ from loguru import logger
 from hermes_core.agent import Agent, AgentServices
 from hermes_core.cache import AgentCache
 from hermes_core.commands import CommandContext, CommandRegistry
+from hermes_core.configure import configure_gateway
+from hermes_core.errors import ConfigError
 from hermes_core.events import RunEvent, RunFinished, RunStarted, TextDelta, current_sink, emit
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
 from hermes_core.mcp.pool import MCPPool
-from hermes_core.mcp.settings import PoolSettings
+from hermes_core.platform_settings import PlatformPlan
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
 from hermes_core.redaction import register_settings
 from hermes_core.runs import crash_reply, internal_failure, scrubbed, written
 from hermes_core.sessions import Sessions
-from hermes_core.settings import Config, ModelRef
+from hermes_core.settings import Config, ModelRef, core_registry
+from hermes_core.settings.schema import Unknown
 from hermes_core.store import Store
 from hermes_core.store_config import state_dir, store_from_config
 from hermes_core.tools import ToolRegistry
@@ -81,6 +83,11 @@ class Gateway:
         self._idle.set()
         self._sweeper: asyncio.Task[None] | None = None
         self.started = False
+        #: Set by :meth:`configure`: every declared setting, the platforms to start, and the
+        #: settings nobody declared.
+        self.settings_schema = core_registry()
+        self.platform_plan = PlatformPlan([], [], [])
+        self.unknown_settings: list[Unknown] = []
 
     @property
     def store(self) -> Store:
@@ -100,26 +107,16 @@ class Gateway:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def configure(self) -> None:
-        """Collect every plugin's registrations and check them against the settings.
+    async def configure(self, *, collect_errors: bool = False) -> list[ConfigError]:
+        """Collect every plugin's registrations and check them and the settings.
 
-        Starts no process and touches no file, so ``hermes-core config check`` stops here.
+        The settings schema is completed first (``register_settings``), then checked; unknown
+        keys are logged as warnings. Starts no process and touches no file, so ``hermes-core
+        config check`` stops here. The first problem raises, unless ``collect_errors``: then
+        each problem found is returned (``doctor`` reports them all) and what is valid is
+        still configured.
         """
-        hooks = self.hooks
-        await hooks.register("register_providers", self.providers.register)
-        await hooks.register("register_tools", self.tools.register)
-        await hooks.register("register_commands", self.commands.register)
-        await hooks.register("register_platforms", self.platforms.register)
-        await hooks.register_per_plugin("register_mcp_servers", self.mcp.registrar)
-        self.mcp.apply_settings(self.config.section("mcp.servers"))
-        # Servers from plugins carry secrets (env, headers) the settings never named.
-        specs = {name: dataclasses.asdict(spec) for name, spec in self.mcp.specs.items()}
-        register_settings({"mcp": {"servers": specs}})
-        self.mcp_pool.configure(
-            self.mcp.specs, PoolSettings.from_mapping(self.config.section("mcp"))
-        )
-        self.providers.configure(self.config.providers)
-        self.platforms.enabled(self.config)
+        return await configure_gateway(self, collect_errors=collect_errors)
 
     async def start(self) -> None:
         """Configure, open the store, start what is eager, and fire ``startup``."""

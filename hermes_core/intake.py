@@ -16,15 +16,15 @@ from loguru import logger
 
 from hermes_core.errors import HermesError
 from hermes_core.events import RunEvent, RunFinished
+from hermes_core.platform_settings import DEFAULT_STOP_GRACE_S
 from hermes_core.types import Reply
 
 if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
-    from hermes_core.platforms import PlatformSettings
+    from hermes_core.platform_settings import PlatformSettings
     from hermes_core.types import Message
 
 #: Seconds a stopping platform waits for runs in flight (``platforms.<name>.stop_grace_s``).
-DEFAULT_STOP_GRACE_S = 30.0
 
 #: What a user outside ``platforms.<name>.allow_users`` reads, on every platform; no run
 #: happens (the http platform answers it with a 403).

@@ -7,8 +7,9 @@ An adapter is built by a factory ``factory(gateway, settings)`` registered throu
 into :class:`~hermes_core.types.Message` objects and sends each reply back where the message
 came from. Two helpers make the common mistakes hard to make:
 
-- :class:`PlatformSettings` reads ``platforms.<name>`` with type checks, so a wrong value stops
-  start-up with one line naming the key (exit code 2) instead of failing on the first message.
+- :class:`PlatformSettings` (from :mod:`hermes_core.platform_settings`) reads the keys of
+  ``platforms.<name>`` an adapter did not declare with ``register_settings``, with the same
+  checks, so a wrong value stops start-up with one line naming the key (exit code 2).
 - :class:`~hermes_core.intake.Intake` (importable from here too) hands messages to the
   gateway: it applies ``platforms.<name>.allow_users``, keeps runs off the adapter's own tasks
   (a disconnecting client never cancels a run), sends the optional typing signal, delivers the
@@ -21,15 +22,13 @@ See ``docs/platforms.md`` for a complete adapter walked through.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
 
-from hermes_core.errors import ConfigError
-
 # Adapters import the Intake and its types from here, as before it had a module of its own.
 from hermes_core.intake import (
-    DEFAULT_STOP_GRACE_S,
     REFUSAL,
     Deliver,
     Intake,
@@ -37,10 +36,10 @@ from hermes_core.intake import (
     Refusal,
     TypingSignal,
 )
+from hermes_core.platform_settings import DEFAULT_STOP_GRACE_S, PlatformSettings
 
 if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
-    from hermes_core.settings import Config
 
 __all__ = [
     "DEFAULT_STOP_GRACE_S",
@@ -77,7 +76,15 @@ def session_owner(key: str) -> str | None:
 class Platform(Protocol):
     """A chat front end. It turns what it receives into :class:`hermes_core.types.Message`,
     awaits ``gateway.handle(message)`` (usually through an :class:`Intake`) and delivers the
-    reply to the chat the message came from."""
+    reply to the chat the message came from.
+
+    An adapter may also offer ``check()`` (plain or async) for ``hermes-core doctor``: called on
+    a built adapter that was never started, it looks at what a start depends on without
+    serving anything (can the port be bound, does the server answer) and returns a
+    :class:`PlatformCheck`: the problems found, one line each (none: ready), and a line saying
+    what was checked. It is optional, so it is not a member of this Protocol; doctor calls it
+    when the adapter has one.
+    """
 
     async def start(self) -> None:
         """Begin taking messages; return once running (do not block until done).
@@ -96,6 +103,14 @@ class Platform(Protocol):
         """Return when the platform has nothing more to do (the console at end of input).
         Servers that run until stopped return only after :meth:`stop`."""
         ...
+
+
+@dataclass(frozen=True)
+class PlatformCheck:
+    """What a platform's optional ``check()`` found (see :class:`Platform`)."""
+
+    problems: list[str]
+    summary: str = "ready"
 
 
 PlatformFactory = Callable[["Gateway", Mapping[str, Any]], Platform]
@@ -118,102 +133,3 @@ class PlatformRegistry:
             logger.debug("platform {} already registered; keeping the first", name)
             return
         self.factories[name] = factory
-
-    def enabled(self, config: Config) -> list[str]:
-        """Names to start: ``platforms.<name>.enabled``; the console when nothing else is."""
-        tables = config.section("platforms")
-        for name, table in tables.items():
-            if not isinstance(table, Mapping):
-                raise ConfigError(f"platforms.{name}", f"expected a table, got {table!r}")
-            enabled = table.get("enabled")
-            if enabled is not None and not isinstance(enabled, bool):
-                raise ConfigError(
-                    f"platforms.{name}.enabled", f"expected true or false, got {enabled!r}"
-                )
-            if enabled is True and name not in self.factories:
-                known = ", ".join(sorted(self.factories)) or "none"
-                raise ConfigError(
-                    f"platforms.{name}.enabled", f"no platform {name!r} is installed ({known})"
-                )
-        chosen = [
-            name
-            for name in self.factories
-            if name != "console" and _table(tables, name).get("enabled") is True
-        ]
-        console = _table(tables, "console").get("enabled")
-        if "console" in self.factories and (console is True or (console is None and not chosen)):
-            chosen.append("console")
-        return chosen
-
-
-def _table(tables: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    table = tables.get(name, {})
-    return table if isinstance(table, Mapping) else {}
-
-
-class PlatformSettings:
-    """The ``platforms.<name>`` table, read with type checks.
-
-    Each getter returns the value or its default, and raises :class:`ConfigError` naming the
-    full key (``platforms.irc.port: expected an integer, got 'x'``) when the value is wrong.
-    Call them in the adapter's factory so a bad setting ends start-up with exit code 2.
-    """
-
-    def __init__(self, name: str, values: Mapping[str, Any]) -> None:
-        self.name = name
-        self.values: Mapping[str, Any] = values if isinstance(values, Mapping) else {}
-
-    def key(self, key: str) -> str:
-        """The full dotted name of ``key``, for messages."""
-        return f"platforms.{self.name}.{key}"
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        """A ConfigError about ``key`` of this platform."""
-        return ConfigError(self.key(key), problem)
-
-    def _get(self, key: str, default: Any, types: tuple[type, ...], what: str) -> Any:
-        value = self.values.get(key, default)
-        # bool is an int subclass: ``port = true`` must not pass as 1.
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise self.error(key, f"expected {what}, got {value!r}")
-        return value
-
-    def string(self, key: str, default: str) -> str:
-        """A string setting."""
-        value: str = self._get(key, default, (str,), "a string")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        """A boolean setting."""
-        value: bool = self._get(key, default, (bool,), "a boolean")
-        return value
-
-    def integer(
-        self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
-        """An integer setting within ``[minimum, maximum]``."""
-        value: int = self._get(key, default, (int,), "an integer")
-        self._check_range(key, value, minimum, maximum)
-        return value
-
-    def number(self, key: str, default: float, *, minimum: float | None = None) -> float:
-        """A number (int or float) setting, at least ``minimum``."""
-        value = float(self._get(key, default, (int, float), "a number"))
-        self._check_range(key, value, minimum, None)
-        return value
-
-    def strings(self, key: str) -> list[str]:
-        """A list of strings (empty when absent)."""
-        value: list[Any] = self._get(key, [], (list,), "a list of strings")
-        for item in value:
-            if not isinstance(item, str):
-                raise self.error(key, f"expected a list of strings, got item {item!r}")
-        return list(value)
-
-    def _check_range(
-        self, key: str, value: float, minimum: float | None, maximum: float | None
-    ) -> None:
-        if minimum is not None and value < minimum:
-            raise self.error(key, f"must be >= {minimum}, got {value!r}")
-        if maximum is not None and value > maximum:
-            raise self.error(key, f"must be <= {maximum}, got {value!r}")

@@ -11,6 +11,7 @@ from loguru import logger
 
 from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
+from hermes_core.platform_settings import build_platform
 from hermes_core.platforms import Platform
 
 
@@ -29,13 +30,12 @@ def run(main: Coroutine[Any, Any, int]) -> int:
 
 
 async def _start_platforms(gateway: Gateway) -> list[tuple[str, Platform]]:
-    tables = gateway.config.section("platforms")
     built: list[tuple[str, Platform]] = []
     # Build every adapter before starting any: a factory raising ConfigError (a bad setting)
     # ends start-up with exit code 2 before anything listens or connects.
-    for name in gateway.platforms.enabled(gateway.config):
+    for name in gateway.platform_plan.names:
         try:
-            built.append((name, gateway.platforms.factories[name](gateway, tables.get(name, {}))))
+            built.append((name, build_platform(gateway, name)))
         except ConfigError:
             raise
         except Exception as error:  # one broken adapter must not take down the others

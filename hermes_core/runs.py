@@ -44,8 +44,8 @@ def written(message: dict[str, Any]) -> dict[str, Any]:
 def scrubbed(result: RunResult) -> RunResult:
     """The result with every configured secret replaced in the texts a user may see."""
     for key in ("final_response", "error"):
-        if (text := result[key]) is not None:  # type: ignore[literal-required]
-            result[key] = scrub(text)  # type: ignore[literal-required]
+        if (text := result[key]) is not None:
+            result[key] = scrub(text)
     return result
 
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from hermes_core.mcp import RegisterMCPServer
     from hermes_core.platforms import RegisterPlatform
     from hermes_core.providers import RegisterProvider
+    from hermes_core.settings.schema import RegisterSetting
     from hermes_core.tools import RegisterTool
     from hermes_core.types import ErrorKind, Message, RunResult, Session
 
@@ -133,6 +134,28 @@ class HermesSpec:
         :param register: ``register(name, handler, description, parameters)``.
             ``handler(arguments)`` receives the decoded JSON arguments and returns a string (or
             an awaitable of one); ``parameters`` is a JSON schema object.
+        :return: ignored.
+        """
+
+    @spec("registration")
+    def register_settings(self, register: RegisterSetting) -> None:
+        """Declare a plugin's settings keys, so they are checked with the core's.
+
+        Fires once at startup, before the settings are validated: when the gateway collects
+        its plugins (``hermes-core run``, ``config check``, ``doctor``). Each declared key is
+        then checked like a core key (a wrong value ends start-up with exit code 2 and one line
+        naming it), its default is filled in, ``config check`` stops warning that it is
+        unknown, and the plugin reads it back validated with ``gateway.config.get(key)``.
+
+        :param register: ``register(key, type, default, description, **options)``. ``key`` is
+            dotted, ``<name>`` standing for any table name (``platforms.<name>.x``); ``type``
+            is ``str``, ``int``, ``float`` (any number), ``bool``, ``list`` or ``dict`` (a
+            table), or a tuple of them; leave ``default`` out for a key without one. Options:
+            ``minimum``, ``maximum`` (give every count and duration both),
+            ``exclusive_minimum``, ``choices``, ``rules`` (callables returning a problem or
+            ``None``), ``provider_type`` (a key of ``providers.<name>`` tables of that type
+            only) and ``open`` (a table whose own keys are free). The first declaration of a
+            key wins. See :class:`hermes_core.settings.schema.Setting`.
         :return: ignored.
         """
 

@@ -18,6 +18,7 @@ from hermes_core import hookimpl
 from hermes_core.events import TextDelta
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import RegisterPlatform
+from hermes_core.settings.schema import RegisterSetting
 from hermes_core.terminal import visible
 from hermes_core.types import Message
 
@@ -99,3 +100,14 @@ class ConsolePlatform:
 @hookimpl(trylast=True)
 def register_platforms(register: RegisterPlatform) -> None:
     register(NAME, ConsolePlatform)
+
+
+@hookimpl(trylast=True)
+def register_settings(register: RegisterSetting) -> None:
+    register(
+        f"platforms.{NAME}.enabled",
+        bool,
+        description="true: start the console beside other platforms; false: never.",
+        expected="true or false",
+    )
+    register(f"platforms.{NAME}.prompt", bool, description="Print a prompt before each line.")

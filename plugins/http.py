@@ -41,14 +41,16 @@ from hermes_core.gateway import Gateway
 from hermes_core.platforms import (
     Intake,
     IntakeClosed,
+    PlatformCheck,
     PlatformSettings,
     Refusal,
     RegisterPlatform,
     session_key,
 )
 from hermes_core.plugins import openai_wire as wire
-from hermes_core.plugins.http_settings import NAME, HttpSettings
+from hermes_core.plugins.http_settings import NAME, HttpSettings, declare_settings
 from hermes_core.redaction import scrub
+from hermes_core.settings.schema import RegisterSetting
 from hermes_core.types import Message, Reply
 
 __all__ = ["NAME", "HttpPlatform", "HttpSettings", "register_platforms"]
@@ -191,18 +193,16 @@ class HttpPlatform:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def check(self) -> str:
-        """For ``doctor``: bind the address as :meth:`start` would, and close it at once.
-
-        Returns what was checked; raises :class:`ConfigError` naming the key when the address
-        cannot be had."""
+    async def check(self) -> PlatformCheck:
+        """For ``doctor``: bind the address as :meth:`start` would, and close it at once;
+        a problem names the key at fault, as :meth:`start` would."""
         try:
             listen(self.settings.host, self.settings.port, BACKLOG).close()
         except OSError as error:
-            raise self._bind_error(error) from None
+            return PlatformCheck([str(self._bind_error(error))])
         keys = self.settings.api_keys
         auth = f"{len(keys)} API key(s)" if keys else "no API keys, loopback only"
-        return f"can listen on {self.settings.address} ({auth})"
+        return PlatformCheck([], f"can listen on {self.settings.address} ({auth})")
 
     async def start(self) -> None:
         """Bind, start the server task, and return once it accepts connections. A taken port
@@ -350,3 +350,8 @@ class HttpPlatform:
 @hookimpl(trylast=True)
 def register_platforms(register: RegisterPlatform) -> None:
     register(NAME, HttpPlatform)
+
+
+@hookimpl(trylast=True)
+def register_settings(register: RegisterSetting) -> None:
+    declare_settings(register)

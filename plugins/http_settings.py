@@ -21,6 +21,7 @@ from typing import Any
 from hermes_core.asgi import DEFAULT_HEADER_TIMEOUT_S
 from hermes_core.errors import ConfigError
 from hermes_core.platforms import PlatformSettings
+from hermes_core.settings.schema import RegisterSetting
 
 NAME = "http"
 DEFAULT_HOST = "127.0.0.1"
@@ -77,7 +78,9 @@ class HttpSettings:
                 f"refusing to listen on {host} without API keys; set platforms.http.api_keys "
                 "(or api_keys_env), or use a loopback host such as 127.0.0.1",
             )
-        max_body = settings.integer("max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1)
+        max_body = settings.integer(
+            "max_body_bytes", DEFAULT_MAX_BODY_BYTES, minimum=1, maximum=MAX_BODY_BYTES_LIMIT
+        )
         header_timeout = settings.number("header_timeout_s", DEFAULT_HEADER_TIMEOUT_S, minimum=0.1)
         if header_timeout > MAX_HEADER_TIMEOUT_S:
             raise settings.error(
@@ -159,3 +162,39 @@ def _api_key(settings: PlatformSettings, index: int, entry: Any) -> ApiKey | Non
     if not secret:
         raise ConfigError(f"{where}.key_env", f"environment variable {env} is not set")
     return ApiKey(name, secret)
+
+
+#: Largest ``max_body_bytes`` accepted: a chat request is never anywhere near 100 MiB.
+MAX_BODY_BYTES_LIMIT = 100 << 20
+
+
+def declare_settings(register: RegisterSetting) -> None:
+    """The keys of ``platforms.http`` for the settings schema (``enabled`` and the Intake's
+    keys are every platform's); :meth:`HttpSettings.load` reads them."""
+    key = f"platforms.{NAME}."
+    register(key + "enabled", bool, description="Serve the API.", expected="true or false")
+    register(key + "host", str, DEFAULT_HOST, "Interface to listen on.")
+    register(key + "port", int, DEFAULT_PORT, "Port; 0 picks a free one.", minimum=0, maximum=65535)
+    register(
+        key + "api_keys",
+        list,
+        [],
+        "Bearer keys clients must send: plain strings or {name, key_env} tables.",
+    )
+    register(key + "api_keys_env", str, "", "Environment variable holding more keys.")
+    register(
+        key + "max_body_bytes",
+        int,
+        DEFAULT_MAX_BODY_BYTES,
+        "Largest request body accepted.",
+        minimum=1,
+        maximum=MAX_BODY_BYTES_LIMIT,
+    )
+    register(
+        key + "header_timeout_s",
+        float,
+        DEFAULT_HEADER_TIMEOUT_S,
+        "Seconds a connection may take to send a request's headers.",
+        minimum=0.1,
+        maximum=MAX_HEADER_TIMEOUT_S,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from hermes_core.providers import (
     completion_events,
 )
 from hermes_core.settings import ProviderConfig
+from hermes_core.settings.schema import RegisterSetting
 
 if TYPE_CHECKING:
     import aiohttp
@@ -211,3 +213,25 @@ def _classified(where: str, timeout_s: float) -> Iterator[None]:
 @hookimpl(trylast=True)
 def register_providers(register: RegisterProvider) -> None:
     register("openai", OpenAIProvider)
+
+
+def _http_url_with_host(value: str) -> str | None:
+    try:
+        url = urllib.parse.urlsplit(value)
+    except ValueError as error:  # an unclosed [IPv6 bracket
+        return f"not a URL ({error}): {value!r}"
+    if url.scheme not in ("http", "https"):
+        return f"expected an http:// or https:// URL, got {value!r}"
+    return None if url.hostname else f"expected a URL with a host, got {value!r}"
+
+
+@hookimpl(trylast=True)
+def register_settings(register: RegisterSetting) -> None:
+    register(
+        "providers.<name>.base_url",
+        str,
+        description="Endpoint, e.g. https://api.openai.com/v1.",
+        provider_type="openai",
+        required="required for an OpenAI-compatible provider",
+        rules=(_http_url_with_host,),
+    )

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers_dist import cli_env, start_hermes_core
+from helpers_dist import cli_env, hermes_core, start_hermes_core
 
 from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
+from hermes_core.platform_settings import build_platform
 from hermes_core.settings import load_config
 from hermes_core.store import MemoryStore
 
@@ -84,6 +85,8 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     argument: str | None = "settings.toml"
     secrets: str | bytes | None = None
+    #: Make ``settings.toml`` a FIFO (nothing ever writes to it) instead of a file.
+    fifo: bool = False
     #: Also run through ``hermes-core config check`` (each costs a process start).
     cli: bool = False
 
@@ -114,6 +117,12 @@ BAD = [
     # --- cache, circuit breaker, store, logging, plugins ----------------------------------------
     Case("no agent may be cached", "cache.max_agents", "must be >= 1",
          section("[cache]\nmax_agents = 0")),
+    Case("a billion cached agents", "cache.max_agents", "must be <= 1000000",
+         section("[cache]\nmax_agents = 1000000000")),
+    Case("a century of idle time", "cache.idle_ttl_s", "must be <= 31536000",
+         section("[cache]\nidle_ttl_s = 3153600000")),
+    Case("a million tool rounds", "agent.max_tool_rounds", "must be <= 100",
+         agent("max_tool_rounds = 1000000")),
     Case("negative idle time", "cache.idle_ttl_s", "must be >= 0",
          section("[cache]\nidle_ttl_s = -5")),
     Case("idle time not a number", "cache.idle_ttl_s", "got nan",
@@ -152,6 +161,14 @@ BAD = [
          provider("max_retries = 1.5")),
     Case("negative retries", "providers.local.max_retries", "must be >= 0",
          provider("max_retries = -1")),
+    Case("base_url without a host", "providers.local.base_url", "expected a URL with a host",
+         GOOD.replace('"http://127.0.0.1:9/v1"', '"http://"'), cli=True),
+    Case("base_url an unclosed IPv6 address", "providers.local.base_url", "not a URL",
+         GOOD.replace('"http://127.0.0.1:9/v1"', '"http://[::1/v1"')),
+    Case("a billion retries", "providers.local.max_retries", "must be <= 100, got 1000000000",
+         provider("max_retries = 1000000000"), cli=True),
+    Case("a day-long request", "providers.local.timeout_s", "must be <= 3600",
+         provider("timeout_s = 86400")),
     Case("key variable set but empty", "providers.local.api_key_env", "is not set",
          provider(f'api_key_env = "{EMPTY_KEY_ENV}"'), env={EMPTY_KEY_ENV: ""}),
     Case("api key a number", "providers.local.api_key", "expected a string",
@@ -162,6 +179,10 @@ BAD = [
     Case("http port above 65535", "platforms.http.port", "must be <= 65535",
          http("port = 70000")),
     Case("negative http port", "platforms.http.port", "must be >= 0", http("port = -1")),
+    Case("a 10 GB request body", "platforms.http.max_body_bytes", "must be <= 104857600",
+         http("max_body_bytes = 10000000000")),
+    Case("an endless stop grace", "platforms.http.stop_grace_s", "must be <= 3600",
+         http("stop_grace_s = 1e9")),
     Case("api_keys a string", "platforms.http.api_keys", "expected a list of strings",
          http('api_keys = "sk-1"')),
     Case("api_keys not strings", "platforms.http.api_keys", "got item 1234",
@@ -185,6 +206,10 @@ BAD = [
          server('command = "python3"', "timeout_s = -1")),
     Case("zero start-up timeout", "mcp.servers.x.startup_timeout_s", "must be > 0",
          server('command = "python3"', "startup_timeout_s = 0")),
+    Case("a week-long tool call", "mcp.servers.x.timeout_s", "must be <= 3600",
+         server('command = "python3"', "timeout_s = 604800")),
+    Case("an endless restart wait", "mcp.backoff_max_s", "must be <= 86400",
+         section("[mcp]\nbackoff_max_s = 1e12")),
     Case("args a string", "mcp.servers.x.args", "wrong type",
          server('command = "python3"', 'args = "server.py --port 1"')),
     Case("args holding a table", "mcp.servers.x.args", "expected strings",
@@ -210,6 +235,10 @@ BAD = [
          cli=True),
     Case("a directory as HERMES_SETTINGS", "HERMES_SETTINGS", "is a directory",
          env={"HERMES_SETTINGS": "conf.d"}, argument=None),
+    Case("a FIFO as --settings", "--settings", "is not a regular file", argument="settings.toml",
+         fifo=True, cli=True),
+    Case("a FIFO as settings.toml", "{dir}/settings.toml", "not a regular file", argument=None,
+         fifo=True, cli=True),
     # --- HERMES_ environment variables ---------------------------------------------------------
     Case("fallbacks variable not a list", "agent.fallbacks", "got '[oops'",
          env={"HERMES_AGENT__FALLBACKS": "[oops"}),
@@ -244,7 +273,12 @@ def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def write_case(case: Case, where: Path) -> None:
     where.mkdir(parents=True, exist_ok=True)
     (where / "conf.d").mkdir()
-    for name, content in (("settings.toml", case.settings), (".secrets.toml", case.secrets)):
+    if case.fifo:  # opening it would block until a writer comes: it must be refused unread
+        os.mkfifo(where / "settings.toml")
+    files = [(".secrets.toml", case.secrets)] + (
+        [] if case.fifo else [("settings.toml", case.settings)]
+    )
+    for name, content in files:
         if isinstance(content, str):
             (where / name).write_text(content, encoding="utf-8")
         elif content is not None:
@@ -257,9 +291,8 @@ async def check_settings(argument: str | None, host: PluginHost) -> None:
     config = load_config(argument)
     gateway = Gateway(config, host, store=MemoryStore())
     await gateway.configure()
-    tables = config.section("platforms")
-    for name in gateway.platforms.enabled(config):
-        gateway.platforms.factories[name](gateway, tables.get(name, {}))
+    for name in gateway.platform_plan.names:
+        build_platform(gateway, name)
 
 
 def test_the_matrix_is_big_enough() -> None:
@@ -297,9 +330,12 @@ async def test_an_unreadable_file_is_one_line_naming_it(
             pytest.skip("this user reads files whatever their mode (root)")
         with pytest.raises(ConfigError) as raised:
             await check_settings(str(settings), plugin_host)
+        result = hermes_core("config", "check", env=cli_env(), cwd=tmp_path)
     finally:
         settings.chmod(0o644)
     assert str(raised.value) == f"{settings}: cannot read it: Permission denied"
+    assert result.returncode == 2
+    assert result.stderr == f"hermes-core: error: {settings}: cannot read it: Permission denied\n"
 
 
 # --- the command line ----------------------------------------------------------------------

@@ -3,8 +3,9 @@
 - every hook of ``HermesSpec`` has a ``## <name>`` section in docs/hooks.md and a test function
   ``test_hook_<name>`` somewhere under tests/, and no section documents a hook that does not
   exist;
-- every settings key (``SETTINGS``, ``PROVIDER_SETTINGS``, ``SPEC_TYPES``, the MCP pool's
-  ``POOL_KEYS``) has a row in docs/configuration.md with the type and default the code has;
+- every key of the settings schema (core, MCP, platforms and the built-in plugins'
+  ``register_settings``) has a row in docs/configuration.md with the type, default and maximum
+  the code has, and every row there names a key of the schema;
 - every built-in plugin name is in docs/plugins.md, and links between docs/ pages resolve;
 - every Python block in docs/ compiles and every TOML block parses; every example plugin in
   docs/hooks.md and docs/plugins.md loads and runs through a real gateway without logging an
@@ -33,10 +34,10 @@ from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
 from hermes_core.hookspecs import PROJECT_NAME, HermesSpec
 from hermes_core.manager import DEFAULT_PLUGINS
-from hermes_core.mcp import SPEC_TYPES, MCPRegistry
-from hermes_core.mcp.settings import POOL_KEYS
+from hermes_core.mcp import MCPRegistry
 from hermes_core.runner import serve
-from hermes_core.settings import NUMBER, PROVIDER_SETTINGS, SETTINGS, SettingSpec, config_from_dict
+from hermes_core.settings import config_from_dict
+from hermes_core.settings.schema import MISSING, Setting
 from hermes_core.store import MemoryStore
 from hermes_core.testing import FakeOpenAI, send, settings_for
 
@@ -93,31 +94,23 @@ def test_every_hook_has_a_test_named_test_hook_name() -> None:
 # --- configuration reference -----------------------------------------------------------------
 
 
-def type_word(types_: tuple[type, ...]) -> str:
-    if types_ == NUMBER or set(types_) == {int, float}:
-        return "number"
-    words = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list"}
-    return " or ".join(words.get(t, "table" if t is dict else t.__name__) for t in types_)
-
-
-def default_cell(spec: SettingSpec) -> str:
-    if spec.required:
+def default_cell(setting: Setting) -> str | None:
+    """The default column a setting must have (None: prose, for keys without a default)."""
+    if setting.required is not None:
         return "required"
-    return "none" if spec.default is None else f"`{json.dumps(spec.default)}`"
+    return None if setting.default is MISSING else f"`{json.dumps(setting.default)}`"
 
 
-def expected_rows() -> dict[str, tuple[str, str | None]]:
-    """Each documented key with its type word and default cell (None: no default column)."""
-    rows: dict[str, tuple[str, str | None]] = {}
-    for spec in SETTINGS:
-        rows[spec.key] = (type_word(spec.types), default_cell(spec))
-    for spec in PROVIDER_SETTINGS:
-        rows[f"providers.<name>.{spec.key}"] = (type_word(spec.types), default_cell(spec))
-    for key, types_ in SPEC_TYPES.items():
-        rows[f"mcp.servers.<name>.{key}"] = (type_word(types_), None)
-    for key, (types_, default, _) in POOL_KEYS.items():
-        rows[f"mcp.{key}"] = (type_word(types_), f"`{json.dumps(default)}`")
-    return rows
+async def documented_settings(make_gateway: Any) -> list[Setting]:
+    """Every setting a user sets: the schema of a configured gateway, less the tables that
+    only hold other keys."""
+    gateway = await make_gateway()
+    holders = {s.key.rsplit(".", 1)[0] for s in gateway.settings_schema.declared()}
+    return [
+        s
+        for s in gateway.settings_schema.declared()
+        if s.types != (dict,) or s.open or s.key not in holders
+    ]
 
 
 def documented_rows() -> dict[str, list[str]]:
@@ -129,18 +122,32 @@ def documented_rows() -> dict[str, list[str]]:
     return rows
 
 
-def test_configuration_md_documents_every_key_with_its_type_and_default() -> None:
+async def test_configuration_md_documents_every_key_with_its_type_and_default(
+    make_gateway: Any,
+) -> None:
     rows = documented_rows()
     problems = []
-    for key, (type_, default) in expected_rows().items():
-        cells = rows.get(key)
+    settings = await documented_settings(make_gateway)
+    for setting in settings:
+        cells = rows.get(setting.key)
         if cells is None:
-            problems.append(f"{key}: no table row")
+            problems.append(f"{setting.key}: no table row")
             continue
-        if cells[0] != type_:
-            problems.append(f"{key}: documented type {cells[0]!r}, the validator says {type_!r}")
+        if cells[0] != setting.type_word:
+            problems.append(
+                f"{setting.key}: documented type {cells[0]!r}, schema: {setting.type_word!r}"
+            )
+        default = default_cell(setting)
         if default is not None and cells[1] != default:
-            problems.append(f"{key}: documented default {cells[1]!r}, the code has {default!r}")
+            problems.append(
+                f"{setting.key}: documented default {cells[1]!r}, the code has {default!r}"
+            )
+        if setting.maximum is not None and f"{setting.maximum:.0f}" not in cells[2].replace(
+            ",", ""
+        ):
+            problems.append(f"{setting.key}: the maximum {setting.maximum:.0f} is not documented")
+    declared = {setting.key for setting in settings}
+    problems += [f"{key}: documented, but no such setting" for key in rows if key not in declared]
     assert not problems, "docs/configuration.md is out of date:\n" + "\n".join(problems)
 
 

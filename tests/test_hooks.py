@@ -127,7 +127,7 @@ async def test_hook_register_platforms(
     idle = await make_gateway()
     assert {"echo", "console"} <= set(idle.platforms.factories)
     # Not enabled: only the console (the default when nothing else is enabled) would start.
-    assert idle.platforms.enabled(idle.config) == ["console"]
+    assert idle.platform_plan.names == ["console"]
 
     settings = settings_for(
         fake_openai.url, platforms={"echo": {"enabled": True, "greeting": "hi"}}
@@ -139,7 +139,7 @@ async def test_hook_register_platforms(
     assert platform.gateway is gateway
     assert platform.settings == {"enabled": True, "greeting": "hi"}
     assert platform.replies == ["[ok-primary] hi (user messages: 1)"]
-    assert gateway.platforms.enabled(gateway.config) == ["echo"]  # the console stays off
+    assert gateway.platform_plan.names == ["echo"]  # the console stays off
 
 
 async def test_hook_register_mcp_servers(

@@ -554,14 +554,13 @@ async def test_check_binds_the_address_and_names_the_port_when_taken(make_gatewa
     taken = listen("127.0.0.1", 0, 1)
     try:
         port = taken.getsockname()[1]
-        with pytest.raises(ConfigError) as refused:
-            await HttpPlatform(gateway, {"port": port}).check()
-        assert refused.value.key == "platforms.http.port"
-        assert f"cannot listen on 127.0.0.1:{port}" in str(refused.value)
+        refused = await HttpPlatform(gateway, {"port": port}).check()
+        [problem] = refused.problems
+        assert problem.startswith(f"platforms.http.port: cannot listen on 127.0.0.1:{port}")
     finally:
         taken.close()
-    detail = await HttpPlatform(gateway, {"port": port, "api_keys": [KEY]}).check()
-    assert detail == f"can listen on 127.0.0.1:{port} (1 API key(s))"
+    found = await HttpPlatform(gateway, {"port": port, "api_keys": [KEY]}).check()
+    assert (found.problems, found.summary) == ([], f"can listen on 127.0.0.1:{port} (1 API key(s))")
     # check() released the port again: the platform itself can now start on it.
     platform = HttpPlatform(gateway, {"port": port})
     await platform.start()

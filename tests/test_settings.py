@@ -8,18 +8,22 @@ the ``hermes-core config check`` subprocesses, which are started together to kee
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers_dist import cli_env, hermes_core, start_hermes_core
 
+from hermes_core import hookimpl
 from hermes_core.errors import ConfigError
 from hermes_core.redaction import redacted
 from hermes_core.settings import config_from_dict, load_config
+from hermes_core.testing import FakeOpenAI, settings_for
 
 KEY_ENV = "LOCAL_LLM_KEY"  # not HERMES_-prefixed: dynaconf would read that as a setting
 
@@ -187,8 +191,6 @@ GITHUB_TOKEN = "ghp-value"
 @pytest.fixture(autouse=True)
 def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings from the developer's shell must not leak into these tests."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("HERMES_") or name == KEY_ENV:
             monkeypatch.delenv(name)
@@ -425,3 +427,91 @@ def test_config_show_merges_secrets_and_redacts_them(tmp_path: Path) -> None:
     assert shown["cache"]["max_agents"] == 3
     for secret in ("sk-from-secrets", "key-one", "token-value", "ghp-value"):
         assert secret not in result.stdout
+
+
+# --- the schema: plugins' keys, unknown keys, unusual files ----------------------------------
+
+
+class Greeter:
+    """A plugin declaring two keys of its own, as docs/hooks.md shows."""
+
+    @hookimpl
+    def register_settings(self, register: Callable[..., None]) -> None:
+        register("greeter.greeting", str, "hello", "What the greeter says.")
+        register("greeter.repeat", int, 1, "How often.", minimum=1, maximum=10)
+
+
+async def test_hook_register_settings(
+    make_gateway: Any, register_plugin: Any, fake_openai: FakeOpenAI
+) -> None:
+    register_plugin(Greeter())
+
+    defaults = await make_gateway(settings_for(fake_openai.url))
+    assert defaults.config.get("greeter.greeting") == "hello"  # the declared default, filled in
+    assert defaults.config.get("greeter.repeat") == 1
+
+    chosen = await make_gateway(settings_for(fake_openai.url, greeter={"repeat": 3}))
+    assert chosen.config.get("greeter.repeat") == 3  # read back, validated
+
+    with pytest.raises(ConfigError) as raised:
+        await make_gateway(settings_for(fake_openai.url, greeter={"repeat": 11}))
+    assert str(raised.value) == "greeter.repeat: must be <= 10, got 11"
+
+    typo = await make_gateway(settings_for(fake_openai.url, greeter={"greting": "hi"}))
+    assert [str(u) for u in typo.unknown_settings] == [
+        "unknown setting greeter.greting (did you mean greeter.greeting?); it is ignored"
+    ]
+
+
+def test_config_check_warns_about_an_unknown_key_with_the_closest_one(tmp_path: Path) -> None:
+    text = (
+        GOOD.replace("[agent]\n", "[agent]\nmodle = 'local:typo'\n") + "[cache]\nmax_agnets = 3\n"
+    )
+    (tmp_path / "settings.toml").write_text(text)
+    env = cli_env(**{KEY_ENV: "k", "HERMES_LOAD_PLUGINS": ""})
+
+    result = hermes_core("config", "check", env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr  # a warning, not an error
+    assert "settings OK" in result.stdout
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 2, result.stderr
+    assert "unknown setting agent.modle (did you mean agent.model?)" in warnings[0]
+    assert "unknown setting cache.max_agnets (did you mean cache.max_agents?)" in warnings[1]
+
+
+def test_run_warns_about_an_unknown_key_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text(GOOD + "[platforms.console]\nenabeld = true\n")
+    env = cli_env(**{KEY_ENV: "k", "HERMES_LOAD_PLUGINS": "", "XDG_DATA_HOME": str(tmp_path)})
+
+    result = hermes_core("run", env=env, cwd=tmp_path, stdin="")  # the console ends at EOF
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "unknown setting platforms.console.enabeld (did you mean platforms.console.enabled?)"
+        in result.stderr
+    )
+
+
+def test_a_settings_file_starting_with_a_utf8_bom_is_read(tmp_path: Path) -> None:
+    # Windows editors write one; tomllib alone refuses it ("Invalid statement (at line 1)").
+    (tmp_path / "settings.toml").write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    env = cli_env(**{KEY_ENV: "k", "HERMES_LOAD_PLUGINS": "", "XDG_DATA_HOME": str(tmp_path)})
+
+    result = hermes_core("config", "check", env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "settings OK" in result.stdout
+
+
+def test_plugins_with_a_bad_log_level_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text(GOOD + '[logging]\nlevel = "loud"\n')
+
+    result = hermes_core("plugins", env=cli_env(HERMES_LOAD_PLUGINS=""), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "hermes-core: error: logging.level: expected TRACE, DEBUG, INFO, SUCCESS, WARNING, "
+        "ERROR or CRITICAL, got 'loud'\n"
+    )
+    assert result.stdout == ""

@@ -67,7 +67,7 @@ def run(settings: SettingsOption = None) -> None:
 
     config = load_config(settings)
     register_settings(config.raw)  # replies, errors and logs never show a configured secret
-    configure_logging(config.get("logging.level"), config.get("logging.json"))
+    configure_logging(config.get("logging.level").upper(), config.get("logging.json"))
     raise typer.Exit(run(serve(Gateway(config))))
 
 
@@ -114,15 +114,16 @@ def config_check(settings: SettingsOption = None) -> None:
 
     config = load_config(settings)
     configure_logging("WARNING")
-    from hermes_core.gateway import Gateway  # after the settings: a mistake is reported faster
+    # After the settings: a mistake is reported before the gateway's imports are paid for.
+    from hermes_core.gateway import Gateway
+    from hermes_core.platform_settings import build_platform
 
     async def check() -> None:
         gateway = Gateway(config)
-        await gateway.configure()
-        # Building an adapter checks its own settings (platforms.http.port, ...); none starts.
-        tables = config.section("platforms")
-        for name in gateway.platforms.enabled(config):
-            gateway.platforms.factories[name](gateway, tables.get(name, {}))
+        await gateway.configure()  # logs a warning for each unknown key
+        # Building an adapter checks the keys it reads itself; none starts.
+        for name in gateway.platform_plan.names:
+            build_platform(gateway, name)
 
     asyncio.run(check())
     typer.echo(f"settings OK ({config.source or 'defaults and environment'})")

@@ -1,25 +1,125 @@
-"""Pool-wide MCP settings: the ``mcp.*`` keys beside ``mcp.servers``."""
+"""The ``mcp`` settings: the pool's own keys and the keys of each ``mcp.servers.<name>``.
+
+They are declared once, in :data:`MCP_SETTINGS`; the gateway adds them to its schema, and
+:class:`PoolSettings` and :class:`hermes_core.mcp.MCPServerSpec` read their defaults from it and
+check plugins' server specs with it.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from hermes_core.errors import ConfigError
+from hermes_core.settings.schema import SettingsRegistry, items_of
 
-#: ``mcp.<key>``: (types, default, minimum or None). ``servers`` is validated per server.
-POOL_KEYS: dict[str, tuple[tuple[type, ...], Any, float | None]] = {
-    "eager": ((bool,), False, None),
-    "backoff_initial_s": ((int, float), 1.0, 0.01),
-    "backoff_max_s": ((int, float), 300.0, 0.01),
-    "healthy_after_s": ((int, float), 60.0, 0.0),
-}
+HOUR_S = 3_600
+DAY_S = 86_400
+SERVER = "mcp.servers.<name>"
+#: How a wrong type reads for a server's key (the same whether settings or a plugin gave it).
+WRONG_TYPE = "wrong type: expected {expected}, got {value!r}"
+#: An argument or env value may be a number or a path: it becomes text. A table is a typo.
+ARGUMENT_TYPES = (str, int, float, os.PathLike)
 
 
-def _has_type(value: Any, types: tuple[type, ...]) -> bool:
-    # bool is an int to Python, but ``eager = 1`` or ``backoff_initial_s = true`` is a mistake.
-    return isinstance(value, types) and isinstance(value, bool) == (bool in types)
+def _http_url(value: str) -> str | None:
+    if value.startswith(("http://", "https://")):
+        return None
+    return f"expected an http:// or https:// URL, got {value!r}"
+
+
+def _env_values(value: Mapping[str, Any]) -> str | None:
+    return items_of(ARGUMENT_TYPES, "strings")(list(value.values()))
+
+
+def register_mcp_settings(registry: SettingsRegistry) -> None:
+    """Declare the ``mcp`` keys in ``registry``."""
+    add = registry.register
+    add("mcp.eager", bool, False, "Start every enabled server when the gateway starts.")
+    add(
+        "mcp.backoff_initial_s",
+        float,
+        1.0,
+        "Wait before restarting a server that died; doubles after each failure.",
+        minimum=0.01,
+        maximum=HOUR_S,
+    )
+    add("mcp.backoff_max_s", float, 300.0, "Cap on that wait.", minimum=0.01, maximum=DAY_S)
+    add(
+        "mcp.healthy_after_s",
+        float,
+        60.0,
+        "A server up this long is healthy again.",
+        minimum=0,
+        maximum=DAY_S,
+    )
+    add("mcp.servers", dict, {}, "The MCP servers by name.", expected="a table of servers")
+    add(SERVER, dict, description="One MCP server.")
+    server = {"wrong_type": WRONG_TYPE}
+    add(f"{SERVER}.transport", str, description='"stdio" or "http".', choices=("stdio", "http"))
+    add(f"{SERVER}.command", str, description="Program to start (stdio).", **server)
+    add(
+        f"{SERVER}.args",
+        list,
+        description="Its arguments.",
+        rules=(items_of(ARGUMENT_TYPES, "strings"),),
+        **server,
+    )
+    add(
+        f"{SERVER}.env",
+        dict,
+        description="Extra environment variables for it.",
+        rules=(_env_values,),
+        open=True,
+        **server,
+    )
+    add(f"{SERVER}.cwd", str, description="Its working directory.", **server)
+    add(f"{SERVER}.url", str, description="Server URL (http).", rules=(_http_url,), **server)
+    add(
+        f"{SERVER}.timeout_s",
+        float,
+        30.0,
+        "Seconds one tool call may take.",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=HOUR_S,
+        **server,
+    )
+    add(
+        f"{SERVER}.startup_timeout_s",
+        float,
+        10.0,
+        "Seconds the server may take to start and initialize.",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=HOUR_S,
+        **server,
+    )
+    add(f"{SERVER}.enabled", bool, True, "false: never start the server.", **server)
+    add(
+        f"{SERVER}.tools",
+        list,
+        description="Names of the tools to offer (absent: all).",
+        rules=(items_of((str,), "tool names"),),
+        **server,
+    )
+
+
+MCP_SETTINGS = SettingsRegistry()
+register_mcp_settings(MCP_SETTINGS)
+
+
+def default(key: str) -> Any:
+    """The declared default of ``mcp.<key>`` (``servers.<name>.timeout_s`` for a server's)."""
+    return MCP_SETTINGS.get(f"mcp.{key}").default
+
+
+def check_table(prefix: str, values: Mapping[str, Any], where: str) -> None:
+    """Raise a ConfigError naming ``where.<key>`` for the first problem of ``values``."""
+    for key, problem in MCP_SETTINGS.check_table(prefix, values):
+        raise ConfigError(f"{where}.{key}", problem)
 
 
 @dataclass(frozen=True)
@@ -32,30 +132,16 @@ class PoolSettings:
     :param healthy_after_s: a connection up this long resets the wait to ``backoff_initial_s``.
     """
 
-    eager: bool = False
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 300.0
-    healthy_after_s: float = 60.0
+    eager: bool = default("eager")
+    backoff_initial_s: float = default("backoff_initial_s")
+    backoff_max_s: float = default("backoff_max_s")
+    healthy_after_s: float = default("healthy_after_s")
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any]) -> PoolSettings:
         """Validate the ``mcp`` table; a wrong key or value names it in a ConfigError."""
-        values: dict[str, Any] = {}
-        for key, value in table.items():
-            if key == "servers":
-                if not isinstance(value, Mapping):  # each server is checked by MCPRegistry
-                    raise ConfigError("mcp.servers", f"expected a table of servers, got {value!r}")
-                continue
-            if key not in POOL_KEYS:
-                known = ", ".join(["servers", *POOL_KEYS])
-                raise ConfigError(f"mcp.{key}", f"unknown key (known: {known})")
-            types, _, minimum = POOL_KEYS[key]
-            if not _has_type(value, types):
-                raise ConfigError(f"mcp.{key}", f"wrong type: {value!r}")
-            if minimum is not None and value < minimum:
-                raise ConfigError(f"mcp.{key}", f"must be >= {minimum}, got {value!r}")
-            values[key] = value
-        settings = cls(**values)
+        check_table("mcp", table, "mcp")
+        settings = cls(**{key: value for key, value in table.items() if key != "servers"})
         if settings.backoff_max_s < settings.backoff_initial_s:
             raise ConfigError("mcp.backoff_max_s", "must be >= mcp.backoff_initial_s")
         return settings
