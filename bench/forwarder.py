@@ -15,13 +15,12 @@ import asyncio
 import signal
 
 import aiohttp
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hermes_core.asgi import EmbeddedServer, listen
+from hermes_core.asgi import EmbeddedServer
 from hermes_core.runner import run
 
 CONNECTIONS = 512
@@ -42,16 +41,16 @@ async def serve(upstream: str) -> int:
             return Response(answer, reply.status, media_type=reply.content_type)
 
     app = Starlette(routes=[Route("/v1/chat/completions", forward, methods=["POST"])])
-    sock = listen("127.0.0.1", 0, backlog=2048)
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-    server = EmbeddedServer(config)
+    server = EmbeddedServer(app, name="bare forwarder", stop_grace_s=1)
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    host, port = sock.getsockname()[:2]
-    print(f"listening on http://{host}:{port}", flush=True)
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await server.serve(sockets=[sock])
+        port = await server.start("127.0.0.1", 0, backlog=2048)
+        print(f"listening on http://127.0.0.1:{port}", flush=True)
+        await stop.wait()
+        await server.stop()
     finally:
         await session.close()
     return 0

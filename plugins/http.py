@@ -199,7 +199,7 @@ class HttpPlatform:
         try:
             listen(self.settings.host, self.settings.port, BACKLOG).close()
         except OSError as error:
-            return PlatformCheck([str(self._bind_error(error))])
+            return PlatformCheck([self._bind_error(error).problem])
         keys = self.settings.api_keys
         auth = f"{len(keys)} API key(s)" if keys else "no API keys, loopback only"
         return PlatformCheck([], f"can listen on {self.settings.address} ({auth})")

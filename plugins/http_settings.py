@@ -180,6 +180,7 @@ def declare_settings(register: RegisterSetting) -> None:
         list,
         [],
         "Bearer keys clients must send: plain strings or {name, key_env} tables.",
+        expected="a list of strings (plain keys) or {name, key_env} tables",
     )
     register(key + "api_keys_env", str, "", "Environment variable holding more keys.")
     register(

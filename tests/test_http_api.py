@@ -556,7 +556,7 @@ async def test_check_binds_the_address_and_names_the_port_when_taken(make_gatewa
         port = taken.getsockname()[1]
         refused = await HttpPlatform(gateway, {"port": port}).check()
         [problem] = refused.problems
-        assert problem.startswith(f"platforms.http.port: cannot listen on 127.0.0.1:{port}")
+        assert problem.startswith(f"cannot listen on 127.0.0.1:{port}")
     finally:
         taken.close()
     found = await HttpPlatform(gateway, {"port": port, "api_keys": [KEY]}).check()
