@@ -2,7 +2,7 @@
 completion, its server-sent-event chunks, the model list and error objects.
 
 Nothing here touches a socket or the gateway, so every rule is unit-tested on bytes
-(tests/test_openai_wire.py); :mod:`hermes_core.plugins.http` serves them.
+(tests/unit/test_openai_wire.py); :mod:`hermes_core.plugins.http` serves them.
 """
 
 from __future__ import annotations

@@ -264,6 +264,7 @@ async def test_a_bad_request_gets_a_4xx_openai_error_and_never_runs(
     assert await stored_sessions(served) == stored
 
 
+@pytest.mark.slow
 @in_module_loop
 async def test_the_server_keeps_serving_and_stores_only_the_good_runs(
     served: Served, llm: FakeOpenAI

@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from hermes_core import hookimpl
 from hermes_core.cache import AgentCache
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
@@ -40,6 +42,7 @@ async def test_lru_bound_evicts_the_least_recently_used(
     assert "s:a" in gateway.cache and "s:c" in gateway.cache
 
 
+@pytest.mark.slow
 async def test_an_agent_in_use_is_never_evicted_mid_run(
     make_gateway, fake_openai: FakeOpenAI, register_plugin
 ) -> None:
@@ -95,6 +98,7 @@ async def test_idle_agents_are_evicted_by_the_sweeper(
     assert "test:1" not in gateway.cache
 
 
+@pytest.mark.slow
 async def test_a_long_run_is_not_idle_when_it_ends(
     make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:

@@ -111,12 +111,14 @@ async def test_nochoices_returns_empty_choices(client: openai.AsyncOpenAI) -> No
     assert completion.choices == []
 
 
+@pytest.mark.slow
 async def test_slow_answers_after_delay(client: openai.AsyncOpenAI) -> None:
     started = time.monotonic()
     assert await ask(client, "slow-0.3-x") == "[slow-0.3-x] hi (user messages: 1)"
     assert time.monotonic() - started >= 0.3
 
 
+@pytest.mark.slow
 async def test_slow_does_not_block_other_requests(client: openai.AsyncOpenAI) -> None:
     slow = asyncio.create_task(ask(client, "slow-0.6-x"))
     started = time.monotonic()
@@ -205,6 +207,7 @@ async def test_flaky_fails_n_times_per_model_then_succeeds(
     assert len(server.requests_for("flaky-2-a")) == 4
 
 
+@pytest.mark.slow
 async def test_flaky_recovers_with_client_retries(server: FakeOpenAI) -> None:
     async with openai.AsyncOpenAI(base_url=server.url, api_key="test", max_retries=2) as c:
         assert await ask(c, "flaky-retry") == "[flaky-retry] hi (user messages: 1)"
@@ -388,6 +391,7 @@ def contents(events: list[tuple[float, Any]]) -> list[tuple[float, str]]:
     ]
 
 
+@pytest.mark.slow
 async def test_stream_model_sends_chunks_apart_in_real_time(server: FakeOpenAI) -> None:
     events = await raw_events(server, "stream-5-100-x")
     pieces = contents(events)
@@ -440,6 +444,7 @@ async def test_streamed_tool_calls_come_in_fragments(server: FakeOpenAI) -> None
     assert "".join(f["function"]["arguments"] for f in fragments) == arguments
 
 
+@pytest.mark.slow
 async def test_stall_model_stops_sending_until_the_server_stops() -> None:
     server = FakeOpenAI().start()
     try:
@@ -531,6 +536,7 @@ def test_http_endpoints_and_errors(server: FakeOpenAI) -> None:
 # -- lifecycle -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_hang_times_out_and_stop_is_prompt() -> None:
     server = FakeOpenAI().start()
     try:

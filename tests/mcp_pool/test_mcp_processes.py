@@ -31,7 +31,7 @@ from hermes_core.testing import FakeOpenAI, send, settings_for
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 MARKER = f"test-mcp-processes-{uuid.uuid4().hex}"
-FORKING = Path(__file__).with_name("mcp_servers") / "forking_server.py"
+FORKING = Path(__file__).resolve().parents[1] / "mcp_servers" / "forking_server.py"
 #: The longest a stop may take: stdin closed, 2 s to exit, SIGTERM, 2 s, SIGKILL (+ a busy host).
 STOP_BOUND_S = 15
 

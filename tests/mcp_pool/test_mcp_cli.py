@@ -27,7 +27,7 @@ from mcp_servers.helpers import (
 
 from hermes_core.testing import FakeOpenAI
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HERMES_CORE = str(Path(sys.executable).with_name("hermes-core"))
 MARKER = f"test-mcp-cli-{uuid.uuid4().hex}"
 TIMEOUT_S = 120

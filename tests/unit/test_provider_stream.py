@@ -78,6 +78,7 @@ def finished(events: list[tuple[float, StreamEvent]]) -> Completion:
     return last.completion
 
 
+@pytest.mark.slow
 async def test_first_delta_arrives_before_the_upstream_has_finished(
     make_provider: MakeProvider, fake_openai: FakeOpenAI
 ) -> None:
@@ -149,6 +150,7 @@ async def test_tool_call_fragments_are_assembled_into_whole_calls(
     assert json.loads(call.arguments) == arguments
 
 
+@pytest.mark.slow
 async def test_a_stalled_stream_is_a_timeout(make_provider: MakeProvider) -> None:
     provider = await make_provider(stall_timeout_s=0.3, timeout_s=10)
     received: list[str] = []
@@ -180,6 +182,7 @@ async def test_an_upstream_that_refuses_streaming_gets_whole_requests_from_then_
     assert [request.stream for request in fake_openai.snapshot()] == [False]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "kind", "status", "says"),
     [
@@ -227,6 +230,7 @@ async def test_connection_refused_is_a_connection_error(make_provider: MakeProvi
     )
 
 
+@pytest.mark.slow
 async def test_the_pool_keeps_its_connections_under_many_concurrent_sessions(
     make_provider: MakeProvider, fake_openai: FakeOpenAI
 ) -> None:
@@ -246,6 +250,7 @@ async def test_the_pool_keeps_its_connections_under_many_concurrent_sessions(
     assert fake_openai.connections_accepted - before <= sessions
 
 
+@pytest.mark.slow
 async def test_max_connections_bounds_the_pool(
     make_provider: MakeProvider, fake_openai: FakeOpenAI
 ) -> None:

@@ -170,6 +170,7 @@ async def test_reloaded_history_is_bounded_by_max_history_messages(
     ]
 
 
+@pytest.mark.slow
 async def test_concurrent_sessions_through_the_gateway_keep_every_message_in_order(
     make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -180,6 +180,7 @@ async def test_sqlite_store_keeps_everything_across_reopen(tmp_path: Path) -> No
         await second.close()
 
 
+@pytest.mark.slow
 async def test_100_sessions_x_20_messages_written_concurrently(tmp_path: Path) -> None:
     """Directly through the store, with the gateway's write pattern: each session's runs one
     after another (begin_run, then finish_run), 100 sessions at once, one run in 5 failing."""
@@ -400,6 +401,7 @@ async def test_damaged_page_is_refused_at_open_and_left_alone(
     assert not (tmp_path / "s.db.lock").exists()
 
 
+@pytest.mark.slow
 async def test_integrity_check_at_open_is_bounded_in_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -249,6 +249,7 @@ async def test_disabled_metrics_plugin_gives_404_and_no_error(
 # --- metrics.port -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_metrics_port_serves_and_closes_with_the_gateway(
     fake_openai: FakeOpenAI, plugin_host: PluginHost
 ) -> None:
@@ -301,6 +302,7 @@ def no_leaked_servers() -> Iterator[None]:
     wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=10)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("no_leaked_servers")
 async def test_mcp_servers_processes_and_restarts_are_scraped(
     serve_http: Serve, fake_openai: FakeOpenAI, tmp_path: Path
@@ -353,6 +355,7 @@ async def test_mcp_servers_processes_and_restarts_are_scraped(
 # --- the on_llm_request hook ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_hook_on_llm_request(
     make_gateway: Any, hook_recorder: HookRecorder, fake_openai: FakeOpenAI
 ) -> None:

@@ -106,6 +106,7 @@ def seed_settings(fake_openai: FakeOpenAI, **sections: dict[str, Any]) -> dict[s
     )
 
 
+@pytest.mark.slow
 async def test_evict_always_plugin_replaces_the_builtin_eviction(
     evict_always: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

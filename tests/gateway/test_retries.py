@@ -76,6 +76,7 @@ async def run(gateway: Gateway, text: str = "hello") -> RunResult:
     return assert_complete((await send(gateway, text)).result)
 
 
+@pytest.mark.slow
 async def test_retry_after_is_honoured(make_gateway, fake_openai: FakeOpenAI) -> None:
     settings = local(settings_for(fake_openai.url, "ratelimit-0.2-x"), max_retries=2)
     result = await run(await make_gateway(settings))
@@ -86,6 +87,7 @@ async def test_retry_after_is_honoured(make_gateway, fake_openai: FakeOpenAI) ->
     assert result["duration_s"] >= 0.4  # two waits of Retry-After: 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("retry_after", "least_wait_s"), [("soon", 0.5), ("date", 0.0)])
 async def test_an_unparsable_or_dated_retry_after_is_retried_then_falls_back(
     make_gateway, fake_openai: FakeOpenAI, retry_after: str, least_wait_s: float
@@ -191,6 +193,7 @@ async def test_quota_exhaustion_is_not_retried(make_gateway, fake_openai: FakeOp
     assert result["api_calls"] == 1
 
 
+@pytest.mark.slow
 async def test_hanging_server_times_out(make_gateway, fake_openai: FakeOpenAI) -> None:
     settings = local(settings_for(fake_openai.url, "hang-x"), timeout_s=0.5)
     result = await run(await make_gateway(settings))

@@ -10,6 +10,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hermes_core import hookimpl
 from hermes_core.events import (
     Fallback,
@@ -97,6 +99,7 @@ async def test_a_command_or_a_refusal_streams_its_whole_reply_once(
     assert text_of(failed) == end.reply.text  # the failure's explanation, once
 
 
+@pytest.mark.slow
 async def test_a_consumer_that_stops_early_loses_nothing(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
@@ -110,7 +113,7 @@ async def test_a_consumer_that_stops_early_loses_nothing(
 
 def streaming_example() -> types.ModuleType:
     """The edit-one-message platform of docs/streaming.md, loaded as a module."""
-    text = (Path(__file__).resolve().parents[1] / "docs" / "streaming.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "streaming.md").read_text()
     [code] = [
         block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "@hookimpl" in block
     ]
@@ -138,6 +141,7 @@ class Board:
         self.changes.append(("edit", message_id, time.monotonic()))
 
 
+@pytest.mark.slow
 async def test_the_documented_edit_one_message_platform_shows_each_reply_once(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
@@ -161,6 +165,7 @@ async def test_the_documented_edit_one_message_platform_shows_each_reply_once(
     assert all(gap >= example.EDIT_EVERY_S - 0.01 for gap in gaps[:-1]), gaps
 
 
+@pytest.mark.slow
 async def test_text_reaches_the_listener_while_the_upstream_is_still_streaming(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
@@ -182,6 +187,7 @@ async def test_text_reaches_the_listener_while_the_upstream_is_still_streaming(
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
 
 
+@pytest.mark.slow
 async def test_a_stream_that_fails_after_text_was_shown_neither_falls_back_nor_enters_history(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

@@ -79,6 +79,7 @@ async def test_empty_allow_list_lets_everyone_in(make_gateway: Any) -> None:
     assert intake.allows("anyone")
 
 
+@pytest.mark.slow
 async def test_a_cancelled_requester_does_not_cancel_the_run(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
@@ -100,6 +101,7 @@ async def test_a_cancelled_requester_does_not_cancel_the_run(
     ]
 
 
+@pytest.mark.slow
 async def test_typing_signal_repeats_while_a_run_is_slow_and_stops_after(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
@@ -128,6 +130,7 @@ async def test_typing_signal_is_not_sent_for_a_quick_reply(make_gateway: Any) ->
     assert calls == []
 
 
+@pytest.mark.slow
 async def test_a_failing_typing_signal_does_not_fail_the_run(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
@@ -140,6 +143,7 @@ async def test_a_failing_typing_signal_does_not_fail_the_run(
     assert reply.text == "[slow-1-m] still fine (user messages: 1)"
 
 
+@pytest.mark.slow
 async def test_submit_delivers_replies_of_a_session_in_order(make_gateway: Any) -> None:
     intake = intake_for(await make_gateway())
     delivered: list[str] = []
@@ -211,6 +215,7 @@ async def test_a_failing_deliver_is_logged_and_later_replies_still_go_out(
     assert delivered == ["[ok-primary] after (user messages: 2)"]
 
 
+@pytest.mark.slow
 async def test_close_finishes_runs_in_flight_and_refuses_new_messages(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:

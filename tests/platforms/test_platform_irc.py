@@ -31,7 +31,7 @@ from hermes_core.errors import ConfigError
 from hermes_core.platforms import REFUSAL
 from hermes_core.testing import FakeOpenAI, settings_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IRC_SOURCE = REPO / "contrib" / "hermes-irc"
 NGIRCD = shutil.which("ngircd") or next(
     (p for p in ("/usr/sbin/ngircd", "/usr/local/sbin/ngircd") if os.access(p, os.X_OK)), None

@@ -37,7 +37,7 @@ from hermes_core.testing import FakeOpenAI, send, settings_for
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 MARKER = f"test-bad-mcp-{uuid.uuid4().hex}"
-SERVERS = Path(__file__).with_name("mcp_servers")
+SERVERS = Path(__file__).resolve().parents[1] / "mcp_servers"
 HERMES_CORE = str(Path(sys.executable).with_name("hermes-core"))
 STARTUP_TIMEOUT_S = 1
 #: The SDK's own kill escalation after a failed start: 2 s for the process to exit once its

@@ -333,6 +333,7 @@ async def test_hook_startup(make_gateway, register_plugin, fake_openai: FakeOpen
     assert len(seen) == 1  # once per start, never per message
 
 
+@pytest.mark.slow
 async def test_hook_shutdown(
     make_gateway, register_plugin, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:

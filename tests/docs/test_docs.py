@@ -41,7 +41,7 @@ from hermes_core.settings.schema import MISSING, Setting
 from hermes_core.store import MemoryStore
 from hermes_core.testing import FakeOpenAI, send, settings_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 TESTS = ROOT / "tests"
 
@@ -80,6 +80,7 @@ def test_every_hook_has_a_section_in_hooks_md() -> None:
     assert not duplicated, f"docs/hooks.md documents these hooks twice: {duplicated}"
 
 
+@pytest.mark.slow
 def test_every_hook_has_a_test_named_test_hook_name() -> None:
     names: set[str] = set()
     for path in TESTS.rglob("*.py"):

@@ -10,7 +10,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Source folder → the import name it installs as (pyproject's package-dir mapping).
 PACKAGES = {
     "hermes_core": "hermes_core",

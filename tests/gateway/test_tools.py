@@ -129,6 +129,7 @@ async def test_post_tool_call_sees_the_result(
     assert post["session"].key == "test:1"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["nap", "block"])
 async def test_tool_calls_of_one_response_run_concurrently(
     make_gateway, fake_openai: FakeOpenAI, register_plugin, kind: str

@@ -410,6 +410,7 @@ async def test_seed_scenario_over_http(serve_http: Serve, fake_openai: FakeOpenA
 # --- concurrency ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_200_concurrent_requests_across_50_sessions(
     serve_http: Serve, fake_openai: FakeOpenAI
 ) -> None:
@@ -459,6 +460,7 @@ async def test_200_concurrent_requests_across_50_sessions(
 # --- stopping ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_stop_finishes_the_run_in_flight_refuses_new_ones_and_leaks_nothing(
     make_gateway: Any, fake_openai: FakeOpenAI
 ) -> None:
@@ -574,6 +576,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, within_s: float) -> bo
         return False
 
 
+@pytest.mark.slow
 async def test_a_connection_without_complete_headers_is_closed_after_header_timeout_s(
     serve_http: Serve,
 ) -> None:
@@ -590,6 +593,7 @@ async def test_a_connection_without_complete_headers_is_closed_after_header_time
         writer.close()
 
 
+@pytest.mark.slow
 async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_response(
     serve_http: Serve,
 ) -> None:
@@ -619,6 +623,7 @@ async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_respo
         writer.close()
 
 
+@pytest.mark.slow
 async def test_sse_forwards_each_chunk_as_the_upstream_sends_it(serve_http: Serve) -> None:
     _, platform = await serve_http("stream-10-100-model", api_keys=[KEY])
     arrivals: list[tuple[float, str]] = []

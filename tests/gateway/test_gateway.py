@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
 from hermes_core.providers import Completion, RegisterProvider
@@ -25,6 +27,7 @@ async def wait_for(condition: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.slow
 async def test_runs_of_one_session_are_serialized_in_arrival_order(
     make_gateway, fake_openai: FakeOpenAI
 ) -> None:
@@ -39,6 +42,7 @@ async def test_runs_of_one_session_are_serialized_in_arrival_order(
     ]
 
 
+@pytest.mark.slow
 async def test_different_sessions_run_concurrently(make_gateway, fake_openai: FakeOpenAI) -> None:
     gateway = await make_gateway(settings_for(fake_openai.url, "slow-0.5-x"))
     started = time.perf_counter()
@@ -213,6 +217,7 @@ async def test_unknown_command_gets_a_helpful_reply(make_gateway, fake_openai) -
     assert fake_openai.snapshot() == []
 
 
+@pytest.mark.slow
 async def test_stop_waits_for_the_run_in_flight(plugin_host, fake_openai: FakeOpenAI) -> None:
     gateway = Gateway(config_from_dict(settings_for(fake_openai.url, "slow-0.5-x")), plugin_host)
     await gateway.start()
