@@ -239,12 +239,13 @@ class Agent:
                 logger.info("{} {}; retry {} in {:.2f}s", ref, error.kind, attempt, wait)
                 await asyncio.sleep(wait)
             else:
-                if completion.usage is not None:
-                    usage = completion.usage.as_dict()
-                    state.add_usage(usage)
-                    emit(UsageReported(str(ref), cast(Usage, usage)))
                 elapsed = time.perf_counter() - started
-                await hooks.on_llm_request(session, self, str(ref), elapsed, None)
+                usage = None
+                if completion.usage is not None:
+                    usage = cast(Usage, completion.usage.as_dict())
+                    state.add_usage(dict(usage))
+                    emit(UsageReported(str(ref), usage))
+                await hooks.on_llm_request(session, self, str(ref), elapsed, None, usage)
                 return completion
 
     @staticmethod

@@ -19,7 +19,7 @@ import pluggy
 from loguru import logger
 
 from hermes_core.hookexec import AsyncPluginManager, PerPlugin
-from hermes_core.types import ErrorKind, Message, RunResult, Session, make_result
+from hermes_core.types import ErrorKind, Message, RunResult, Session, Usage, make_result
 
 if TYPE_CHECKING:
     from hermes_core.agent import Agent
@@ -110,6 +110,7 @@ class Hooks:
         model: str,
         duration_s: float,
         error_kind: ErrorKind | None,
+        usage: Usage | None = None,
     ) -> None:
         await self._hook.on_llm_request(**self._run_args(locals()))
 

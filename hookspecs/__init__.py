@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from hermes_core.providers import RegisterProvider
     from hermes_core.settings.schema import RegisterSetting
     from hermes_core.tools import RegisterTool
-    from hermes_core.types import ErrorKind, Message, RunResult, Session
+    from hermes_core.types import ErrorKind, Message, RunResult, Session, Usage
 
 PROJECT_NAME = "hermes_core"
 #: The key of a spec's pluggy options that holds its :data:`HookKind`.
@@ -226,6 +226,7 @@ class HermesSpec:
         model: str,
         duration_s: float,
         error_kind: ErrorKind | None,
+        usage: Usage | None,
         gateway: Gateway,
     ) -> None:
         """One request to an LLM provider has ended, answered or failed.
@@ -243,6 +244,9 @@ class HermesSpec:
         :param error_kind: ``None`` when the model answered, else the failure's ``error_kind``
             (``"rate_limit"``, ``"timeout"``, ``"server"``, ``"connection"``, ``"auth"`` or
             ``"non_retryable"``).
+        :param usage: the tokens the upstream counted for this request
+            (``prompt_tokens``, ``completion_tokens``, ``total_tokens``), or ``None`` when it
+            failed or reported none.
         :param gateway: the gateway serving the run.
         :return: ignored. Exceptions are logged and isolated.
         """

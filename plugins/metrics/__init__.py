@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
     from hermes_core.plugins.metrics.instruments import GatewayMetrics
     from hermes_core.plugins.metrics.server import MetricsServer
-    from hermes_core.types import ErrorKind, RunResult
+    from hermes_core.types import ErrorKind, RunResult, Usage
 
 NAME = "metrics"
 DEFAULT_HOST = "127.0.0.1"
@@ -82,10 +82,14 @@ def post_run(result: RunResult, gateway: Gateway) -> None:
 
 @hookimpl(trylast=True)
 def on_llm_request(
-    model: str, duration_s: float, error_kind: ErrorKind | None, gateway: Gateway
+    model: str,
+    duration_s: float,
+    error_kind: ErrorKind | None,
+    usage: Usage | None,
+    gateway: Gateway,
 ) -> None:
     if (metrics := _metrics.get(gateway)) is not None:
-        metrics.record_llm_request(model, duration_s, error_kind)
+        metrics.record_llm_request(model, duration_s, error_kind, usage)
 
 
 @hookimpl(trylast=True)

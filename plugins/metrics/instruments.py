@@ -25,7 +25,7 @@ from hermes_core.mcp.connection import ServerState
 
 if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
-    from hermes_core.types import ErrorKind, RunResult
+    from hermes_core.types import ErrorKind, RunResult, Usage
 
 #: Histogram buckets in seconds, from a short answer to a long tool-using run.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -95,6 +95,12 @@ class GatewayMetrics:
             ["model", "error_kind"],
             registry=registry,
         )
+        self.tokens = Counter(
+            "hermes_llm_tokens",
+            "Tokens the upstreams counted, by provider, model and kind (prompt, completion).",
+            ["provider", "model", "kind"],
+            registry=registry,
+        )
         # The usual first series exists from the start, so rates work before any failure.
         self.runs.labels("ok", NO_ERROR)
         registry.register(LiveState(gateway))
@@ -117,14 +123,22 @@ class GatewayMetrics:
             self.breaker_openings.inc()
 
     def record_llm_request(
-        self, model: str, duration_s: float, error_kind: ErrorKind | None
+        self,
+        model: str,
+        duration_s: float,
+        error_kind: ErrorKind | None,
+        usage: Usage | None = None,
     ) -> None:
-        """Time one LLM request (``on_llm_request``)."""
+        """Time one LLM request and count its tokens (``on_llm_request``)."""
         self.llm_request_duration.labels(model, _outcome(error_kind is not None)).observe(
             duration_s
         )
         if error_kind is not None:
             self.llm_request_errors.labels(model, error_kind).inc()
+        if usage is not None:
+            provider = model.partition(":")[0]
+            self.tokens.labels(provider, model, "prompt").inc(usage["prompt_tokens"])
+            self.tokens.labels(provider, model, "completion").inc(usage["completion_tokens"])
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The metrics as ``(body, content type)``, in the format the ``Accept`` header asks

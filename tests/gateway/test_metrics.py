@@ -388,3 +388,25 @@ async def test_hook_on_llm_request(
     durations = [r["duration_s"] for r in requests]
     assert all(d > 0 for d in durations)
     assert sum(durations) < reply.result["duration_s"] - 0.4
+
+
+async def test_tokens_are_counted_per_provider_and_model(
+    serve_http: Serve, fake_openai: FakeOpenAI
+) -> None:
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fb"]))
+    reply = await send(gateway, "count my tokens", "test:tokens")
+    assert reply.result is not None and reply.result["usage"] is not None
+    usage = reply.result["usage"]
+
+    text = await scrape(f"{platform.url}/metrics")
+
+    # Only the request that was answered reported tokens, under the model that answered it.
+    assert series(text, "hermes_llm_tokens_total") == {
+        (("kind", "completion"), ("model", "local:ok-fb"), ("provider", "local")): float(
+            usage["completion_tokens"]
+        ),
+        (("kind", "prompt"), ("model", "local:ok-fb"), ("provider", "local")): float(
+            usage["prompt_tokens"]
+        ),
+    }
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
