@@ -242,8 +242,9 @@ class Agent:
                 elapsed = time.perf_counter() - started
                 usage = None
                 if completion.usage is not None:
-                    usage = cast(Usage, completion.usage.as_dict())
-                    state.add_usage(dict(usage))
+                    counted = completion.usage.as_dict()
+                    state.add_usage(counted)
+                    usage = cast(Usage, counted)
                     emit(UsageReported(str(ref), usage))
                 await hooks.on_llm_request(session, self, str(ref), elapsed, None, usage)
                 return completion
