@@ -16,11 +16,9 @@ import argparse
 import asyncio
 import gc
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from support import MODEL, START_TIMEOUT_S, Row, scripted_server
+from support import MODEL, START_TIMEOUT_S, Row, json_of_fresh_process, scripted_server
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
@@ -68,17 +66,8 @@ async def measure(server_url: str, agents: int) -> dict[str, int]:
 
 async def rows(server_url: str, agents: int = 1000) -> list[Row]:
     """Run :func:`measure` in a fresh interpreter and turn its numbers into rows."""
-    command = [sys.executable, __file__, "--url", server_url, "--agents", str(agents), "--json"]
-    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), START_TIMEOUT_S * 5)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    if process.returncode != 0:
-        raise RuntimeError(f"agent_memory.py exited {process.returncode}")
-    numbers = json.loads(output)
+    arguments = ["--url", server_url, "--agents", str(agents)]
+    numbers = await json_of_fresh_process(__file__, arguments, START_TIMEOUT_S * 5)
     if numbers["cached"] != agents:
         raise RuntimeError(f"only {numbers['cached']} of {agents} agents stayed cached")
     growth = numbers["rss_after_kib"] - numbers["rss_before_kib"]

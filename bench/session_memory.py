@@ -17,12 +17,10 @@ import argparse
 import asyncio
 import gc
 import json
-import subprocess
-import sys
 import tempfile
 
 from agent_memory import rss_kib
-from support import MODEL, START_TIMEOUT_S, Row, scripted_server
+from support import MODEL, START_TIMEOUT_S, Row, json_of_fresh_process, scripted_server
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
@@ -67,20 +65,15 @@ async def measure(server_url: str, sessions: int, concurrency: int) -> dict[str,
 
 async def rows(server_url: str, sessions: int = 30_000, concurrency: int = 50) -> list[Row]:
     """Run :func:`measure` in a fresh interpreter and turn its numbers into rows."""
-    command = [
-        *(sys.executable, __file__, "--url", server_url, "--json"),
-        *("--sessions", str(sessions), "--concurrency", str(concurrency)),
+    arguments = [
+        "--url",
+        server_url,
+        "--sessions",
+        str(sessions),
+        "--concurrency",
+        str(concurrency),
     ]
-    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), START_TIMEOUT_S * 60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    if process.returncode != 0:
-        raise RuntimeError(f"session_memory.py exited {process.returncode}")
-    numbers = json.loads(output)
+    numbers = await json_of_fresh_process(__file__, arguments, START_TIMEOUT_S * 60)
     first, last = numbers["rss_first_kib"] / 1024, numbers["rss_last_kib"] / 1024
     return [
         Row(f"RSS after {FIRST:,} distinct sessions", first, "MiB"),

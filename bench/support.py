@@ -7,7 +7,9 @@ does not share the benchmark client's interpreter (and its GIL) with what is bei
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import math
 import os
 import re
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: The scripted model every benchmark talks to (``ok-*``: answers at once).
 MODEL = "ok-bench"
@@ -42,6 +45,22 @@ class Row:
         if self.baseline is None or self.baseline == 0:
             return None
         return self.value / self.baseline
+
+
+async def json_of_fresh_process(script: str, arguments: list[str], timeout_s: float) -> Any:
+    """Run ``script`` (with ``--json``) in a fresh interpreter, so nothing measured earlier in
+    this one inflates or hides what it measures, and return the JSON it prints."""
+    command = [sys.executable, script, *arguments, "--json"]
+    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout_s)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"{Path(script).name} exited {process.returncode}")
+    return json.loads(output)
 
 
 def percentile(samples: Sequence[float], percent: float) -> float:

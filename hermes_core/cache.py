@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hermes_core.agent import Agent
 
 EvictCallback = Callable[[str, "Agent", str], Awaitable[None]]
+
+
+def idle_keys(
+    last_used: Mapping[str, float],
+    idle_ttl_s: float,
+    busy: Callable[[str], bool],
+    now: float | None = None,
+) -> list[str]:
+    """The keys unused for ``idle_ttl_s`` (monotonic seconds) and not ``busy``; none when
+    ``idle_ttl_s`` is 0, which disables idle expiry."""
+    if idle_ttl_s <= 0:
+        return []
+    now = time.monotonic() if now is None else now
+    return [key for key, used in last_used.items() if now - used >= idle_ttl_s and not busy(key)]
 
 
 class AgentCache:
@@ -97,14 +111,7 @@ class AgentCache:
 
     def evict_idle(self, now: float | None = None) -> int:
         """Evict agents unused for ``idle_ttl_s`` (0 disables); returns how many went."""
-        if self.idle_ttl_s <= 0:
-            return 0
-        now = time.monotonic() if now is None else now
-        stale = [
-            key
-            for key, used in self._last_used.items()
-            if now - used >= self.idle_ttl_s and not self._in_use.get(key)
-        ]
+        stale = idle_keys(self._last_used, self.idle_ttl_s, self._in_use.__contains__, now)
         for key in stale:
             self.evict(key, "idle")
         return len(stale)

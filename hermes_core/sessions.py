@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
+from hermes_core.cache import idle_keys
 from hermes_core.store import Store
 from hermes_core.types import Session
 
@@ -76,14 +77,7 @@ class Sessions:
 
     def evict_idle(self, now: float | None = None) -> int:
         """Unload sessions unused for ``idle_ttl_s`` (0 disables); returns how many went."""
-        if self.idle_ttl_s <= 0:
-            return 0
-        now = time.monotonic() if now is None else now
-        stale = [
-            key
-            for key, used in self._used.items()
-            if now - used >= self.idle_ttl_s and key not in self._locks
-        ]
+        stale = idle_keys(self._used, self.idle_ttl_s, self._locks.__contains__, now)
         for key in stale:
             self._forget(key)
         return len(stale)

@@ -66,7 +66,6 @@ def run(settings: SettingsOption = None) -> None:
     from hermes_core.settings import load_config
 
     config = load_config(settings)
-    register_settings(config.raw)  # replies, errors and logs never show a configured secret
     configure_logging(config.get("logging.level").upper(), config.get("logging.json"))
     raise typer.Exit(run(serve(Gateway(config))))
 
