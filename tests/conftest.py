@@ -8,7 +8,7 @@ pytest_plugins = ["hermes_core.testing"]
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
 #: the ``slow`` tier. ``pytest -m "not slow"`` is the inner loop.
 SLOW_FOLDERS = frozenset({"cli", "mcp_pool", "processes"})
-SLOW_FILES = frozenset({"test_platform_irc.py", "test_console.py", "test_bench.py"})
+SLOW_FILES = frozenset({"test_console.py", "test_bench.py"})
 #: Elsewhere, a test that starts a process (itself or through a fixture) is slow too.
 STARTS_A_PROCESS = ("subprocess", "hermes_core(", "hermes_run_process", "start_hermes_core")
 

@@ -29,15 +29,27 @@ from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
 from hermes_core.store import MemoryStore, Store
 from hermes_core.testing.openai_server import FakeOpenAI, RecordedRequest
+from hermes_core.testing.processes import (
+    cli_env,
+    hermes_core,
+    hermes_run_process,
+    pip_install,
+    start_hermes_core,
+)
 from hermes_core.types import Message, Reply
 
 __all__ = [
     "FakeOpenAI",
     "HookRecorder",
     "RecordedRequest",
+    "cli_env",
+    "hermes_core",
+    "hermes_run_process",
     "message",
+    "pip_install",
     "send",
     "settings_for",
+    "start_hermes_core",
 ]
 
 PROVIDER = "local"

@@ -25,14 +25,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from helpers_dist import cli_env, hermes_run_process, install_contrib
 
 from hermes_core.errors import ConfigError
 from hermes_core.platforms import REFUSAL
-from hermes_core.testing import FakeOpenAI, settings_for
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_run_process, pip_install, settings_for
 
-REPO = Path(__file__).resolve().parents[2]
-IRC_SOURCE = REPO / "contrib" / "hermes-irc"
+IRC_SOURCE = Path(__file__).resolve().parents[1]
 NGIRCD = shutil.which("ngircd") or next(
     (p for p in ("/usr/sbin/ngircd", "/usr/local/sbin/ngircd") if os.access(p, os.X_OK)), None
 )
@@ -472,7 +470,7 @@ async def test_bad_settings_name_the_key(
 
 @pytest.fixture(scope="module")
 def irc_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_contrib("hermes-irc", tmp_path_factory)
+    return pip_install(IRC_SOURCE, tmp_path_factory)
 
 
 def test_plugins_lists_the_adapter_with_its_distribution(irc_site: Path, tmp_path: Path) -> None:
