@@ -7,8 +7,10 @@ Opt in from a ``conftest.py``::
 Fixtures: ``fake_openai`` (a running :class:`FakeOpenAI`, emptied for each test),
 ``hermes_settings`` (settings pointing at it), ``plugin_host`` (built-ins only, no entry
 points, so a suite is hermetic), ``register_plugin`` (register a plugin for one test),
-``hook_recorder`` (every hook call, in order) and ``make_gateway`` (a started gateway, stopped
-after the test).
+``hook_recorder`` (every hook call, in order), ``make_gateway`` (a started gateway, stopped
+after the test) and ``serve_http`` (the ``http`` platform on a free port, over such a gateway).
+End-to-end helpers: :func:`write_settings` (a settings file) and the ``hermes-core`` processes of
+:mod:`hermes_core.testing.processes`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
 from hermes_core.store import MemoryStore, Store
+from hermes_core.testing.http_platform import ServeHttp, serve_http
 from hermes_core.testing.openai_server import FakeOpenAI, RecordedRequest
 from hermes_core.testing.processes import (
     cli_env,
@@ -36,20 +39,24 @@ from hermes_core.testing.processes import (
     pip_install,
     start_hermes_core,
 )
+from hermes_core.testing.settings_file import write_settings
 from hermes_core.types import Message, Reply
 
 __all__ = [
     "FakeOpenAI",
     "HookRecorder",
     "RecordedRequest",
+    "ServeHttp",
     "cli_env",
     "hermes_core",
     "hermes_run_process",
     "message",
     "pip_install",
     "send",
+    "serve_http",
     "settings_for",
     "start_hermes_core",
+    "write_settings",
 ]
 
 PROVIDER = "local"

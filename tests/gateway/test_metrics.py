@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-import pytest_asyncio
 from mcp_servers.helpers import (
     accepts,
     eventually,
@@ -31,11 +30,10 @@ from hermes_core.mcp.connection import ServerState
 from hermes_core.plugins.http import HttpPlatform
 from hermes_core.settings import config_from_dict
 from hermes_core.store import MemoryStore
-from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
+from hermes_core.testing import FakeOpenAI, HookRecorder, ServeHttp, send, settings_for
 
 KEY = "sk-metrics-test"
 MARKER = f"test-metrics-{uuid.uuid4().hex}"
-Serve = Callable[..., Awaitable[tuple[Gateway, HttpPlatform]]]
 
 
 class Stamp:
@@ -44,25 +42,6 @@ class Stamp:
     @hookimpl
     def register_tools(self, register: Any) -> None:
         register("stamp", lambda arguments: f"stamped {arguments.get('n')}", "Stamp a number.")
-
-
-@pytest_asyncio.fixture
-async def serve_http(make_gateway: Any, fake_openai: FakeOpenAI) -> AsyncIterator[Serve]:
-    """``await serve_http(settings, **platforms_http)``: a started gateway and http platform on
-    a free loopback port; both stopped after the test."""
-    platforms: list[HttpPlatform] = []
-
-    async def serve(settings: dict[str, Any], **http: Any) -> tuple[Gateway, HttpPlatform]:
-        table = {"enabled": True, "port": 0, **http}
-        gateway = await make_gateway({**settings, "platforms": {"http": table}})
-        platform = HttpPlatform(gateway, table)
-        await platform.start()
-        platforms.append(platform)
-        return gateway, platform
-
-    yield serve
-    for platform in platforms:
-        await platform.stop()
 
 
 async def scrape(url: str, api_key: str | None = None) -> str:
@@ -97,7 +76,7 @@ def series(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 async def test_scrape_counts_ok_tool_failed_and_breaker_runs_exactly(
-    serve_http: Serve, register_plugin: Any, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, register_plugin: Any, fake_openai: FakeOpenAI
 ) -> None:
     register_plugin(Stamp(), "stamp")
     gateway, platform = await serve_http(settings_for(fake_openai.url, "ok-primary"))
@@ -143,7 +122,7 @@ async def test_scrape_counts_ok_tool_failed_and_breaker_runs_exactly(
 
 
 async def test_scrape_counts_fallbacks_and_their_evictions(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     gateway, platform = await serve_http(
         settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
@@ -171,7 +150,7 @@ async def test_scrape_counts_fallbacks_and_their_evictions(
 
 
 async def test_metrics_need_the_api_key_when_the_api_has_keys(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http(settings_for(fake_openai.url), api_keys=[KEY])
     async with httpx2.AsyncClient(timeout=30) as client:
@@ -183,7 +162,7 @@ async def test_metrics_need_the_api_key_when_the_api_has_keys(
 
 
 async def test_openmetrics_is_served_when_asked_for(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http(settings_for(fake_openai.url))
     async with httpx2.AsyncClient(timeout=30) as client:
@@ -305,7 +284,7 @@ def no_leaked_servers() -> Iterator[None]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_leaked_servers")
 async def test_mcp_servers_processes_and_restarts_are_scraped(
-    serve_http: Serve, fake_openai: FakeOpenAI, tmp_path: Path
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     settings = settings_for(
         fake_openai.url,
@@ -391,7 +370,7 @@ async def test_hook_on_llm_request(
 
 
 async def test_tokens_are_counted_per_provider_and_model(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     gateway, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fb"]))
     reply = await send(gateway, "count my tokens", "test:tokens")
