@@ -26,8 +26,9 @@ import anyio
 from loguru import logger
 
 from hermes_core.mcp import MCPServerSpec
-from hermes_core.mcp.failures import ConnectionLost, describe_failure, leaf_error
+from hermes_core.mcp.failures import ConnectionLost, auth_problem, describe_failure, leaf_error
 from hermes_core.mcp.http import http_streams
+from hermes_core.mcp.identity import client_info
 from hermes_core.mcp.ledger import ProcessLedger
 from hermes_core.mcp.noise import BadOutput, rejected_input, sample
 from hermes_core.mcp.results import result_text
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from mcp.client.session import IncomingMessage
     from mcp.shared._stream_protocols import ReadStream, WriteStream
     from mcp.shared.message import SessionMessage
+    from mcp_types import InitializeResult
     from mcp_types import Tool as MCPTool
 
 #: Recent state changes kept per server, for diagnosis (and the tests).
@@ -85,6 +87,8 @@ class ServerConnection:
         self.starts = 0
         self.restarts = 0
         self.tools: list[MCPTool] = []
+        #: The server's answer to ``initialize`` (its info and capabilities), once connected.
+        self.initialized: InitializeResult | None = None
         self.timings: dict[str, float] = {}
         self.history: deque[tuple[float, ServerState]] = deque(maxlen=HISTORY_LENGTH)
         self.backoff_s: float | None = None
@@ -214,9 +218,11 @@ class ServerConnection:
         async with self._transport() as (read, write):
             connected = time.perf_counter()
             stream = WatchedStream(read, self._on_connection_closed)
-            async with ClientSession(stream, write, message_handler=self._on_message) as session:
+            async with ClientSession(
+                stream, write, message_handler=self._on_message, client_info=client_info()
+            ) as session:
                 with anyio.fail_after(self.spec.startup_timeout_s):
-                    await session.initialize()
+                    self.initialized = await session.initialize()
                     initialized = time.perf_counter()
                     self.tools = await self._list_tools(session)
                 self.timings = {
@@ -242,8 +248,7 @@ class ServerConnection:
     ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
         self._http_errors = []
         if self.spec.transport == "http":
-            assert self.spec.url is not None
-            async with http_streams(self.spec.url, self._http_errors) as streams:
+            async with http_streams(self.spec, self._http_errors) as streams:
                 yield streams
         else:
             async with stdio_streams(self.spec, self.ledger, self._bad_line) as streams:
@@ -345,7 +350,8 @@ class ServerConnection:
                     f"error: tool {tool!r} on MCP server {self.name!r} timed out after "
                     f"{self.spec.timeout_s:g}s"
                 )
-            return f"error: MCP server {self.name!r}: {error.message}"
+            problem = auth_problem(self.spec, error, self._http_errors) or error.message
+            return f"error: MCP server {self.name!r}: {problem}"
         except Exception as error:  # the transport failed mid-call: the supervisor reconnects
             return f"error: MCP server {self.name!r}: {self._describe(error, startup=False)}"
         return result_text(result)

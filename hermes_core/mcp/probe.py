@@ -21,6 +21,7 @@ from hermes_core.mcp.settings import PoolSettings
 from hermes_core.redaction import redact_text
 
 if TYPE_CHECKING:
+    from mcp_types import InitializeResult
     from mcp_types import Tool as MCPTool
 
 
@@ -31,6 +32,7 @@ class ProbeResult:
     :ivar state: the connection's state when its first attempt ended (``READY`` on success).
     :ivar error: the one-line reason when it is not ready (``None`` when it is), redacted.
     :ivar tools: the tools it offers (allowlist applied).
+    :ivar initialized: the server's ``initialize`` answer (info, capabilities), when ready.
     :ivar timings: seconds taken by ``connect``, ``initialize`` and ``list_tools``.
     :ivar ready_s: seconds from start until the first attempt ended.
     :ivar stop_s: seconds the stop took.
@@ -40,6 +42,7 @@ class ProbeResult:
     state: ServerState
     error: str | None
     tools: list[MCPTool]
+    initialized: InitializeResult | None
     timings: dict[str, float]
     ready_s: float
     stop_s: float
@@ -76,6 +79,7 @@ async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResu
         ready_s = time.perf_counter() - started
         state, error = connection.state, connection.last_error
         tools, timings = list(connection.tools), dict(connection.timings)
+        initialized = connection.initialized
     finally:
         stopping = time.perf_counter()
         await connection.stop()
@@ -87,6 +91,7 @@ async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResu
         # Errors quote what the server wrote and the URL it was reached at: both may hold secrets.
         error=redact_text(error) if state is not ServerState.READY and error else None,
         tools=tools,
+        initialized=initialized,
         timings=timings,
         ready_s=ready_s,
         stop_s=time.perf_counter() - stopping,

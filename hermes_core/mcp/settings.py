@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from hermes_core.errors import ConfigError
-from hermes_core.settings.schema import SettingsRegistry, items_of
+from hermes_core.settings.schema import RegisterSetting, SettingsRegistry, items_of
 
 HOUR_S = 3_600
 DAY_S = 86_400
 SERVER = "mcp.servers.<name>"
 #: How a wrong type reads for a server's key (the same whether settings or a plugin gave it).
 WRONG_TYPE = "wrong type: expected {expected}, got {value!r}"
+#: ``mcp.servers.<name>.oauth.grant``: how tokens are obtained.
+GRANTS = ("authorization_code", "client_credentials")
 #: An argument or env value may be a number or a path: it becomes text. A table is a typo.
 ARGUMENT_TYPES = (str, int, float, os.PathLike)
 
@@ -105,6 +107,65 @@ def register_mcp_settings(registry: SettingsRegistry) -> None:
         rules=(items_of((str,), "tool names"),),
         **server,
     )
+
+    _register_auth_settings(add, server)
+
+
+def _register_auth_settings(add: RegisterSetting, server: dict[str, Any]) -> None:
+    """An HTTP server's ``headers`` and ``oauth`` (read by :mod:`hermes_core.mcp.auth_settings`)."""
+    add(
+        f"{SERVER}.headers",
+        dict,
+        description="HTTP headers sent with every request; values may use ${VAR}.",
+        rules=(_header_values,),
+        open=True,
+        **server,
+    )
+    add(f"{SERVER}.oauth", dict, description="Get tokens by OAuth 2.1 (http).", **server)
+    oauth = f"{SERVER}.oauth"
+    add(
+        f"{oauth}.grant",
+        str,
+        "authorization_code",
+        "authorization_code (mcp login) or client_credentials (headless).",
+        choices=GRANTS,
+        **server,
+    )
+    add(f"{oauth}.client_id", str, description="A pre-registered client.", **server)
+    add(
+        f"{oauth}.client_secret_env",
+        str,
+        description="Variable holding the client secret.",
+        **server,
+    )
+    add(
+        f"{oauth}.scopes",
+        list,
+        description="Scopes to ask for.",
+        rules=(_scope_names,),
+        **server,
+    )
+    add(
+        f"{oauth}.redirect_port",
+        int,
+        0,
+        "Loopback port of the login redirect (0: any).",
+        minimum=0,
+        maximum=65535,
+        **server,
+    )
+    add(f"{oauth}.issuer", str, description="The authorization server to use.", **server)
+
+
+def _header_values(value: Mapping[str, Any]) -> str | None:
+    bad = next((v for v in value.values() if not isinstance(v, str)), None)
+    return None if bad is None else f"expected string values, got {type(bad).__name__}"
+
+
+def _scope_names(value: list[Any]) -> str | None:
+    if all(isinstance(scope, str) and scope and " " not in scope for scope in value):
+        return None
+    return "expected scope names without spaces"
 
 
 MCP_SETTINGS = SettingsRegistry()
