@@ -22,7 +22,15 @@ from hermes_core.cache import AgentCache
 from hermes_core.commands import CommandContext, CommandRegistry
 from hermes_core.configure import configure_gateway
 from hermes_core.errors import ConfigError
-from hermes_core.events import RunEvent, RunFinished, RunStarted, TextDelta, current_sink, emit
+from hermes_core.events import (
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    current_sink,
+    emit,
+    until_finished,
+)
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
@@ -213,11 +221,8 @@ class Gateway:
         task = asyncio.create_task(self._serve_streamed(message, queue.put_nowait))
         self._streams.add(task)  # owned here until it ends; stop() waits for it via handle()
         task.add_done_callback(self._streams.discard)
-        while True:
-            event = await queue.get()
+        async for event in until_finished(queue):
             yield event
-            if isinstance(event, RunFinished):
-                return
 
     async def _serve_streamed(self, message: Message, put: Callable[[RunEvent], None]) -> None:
         sent: list[str] = []
