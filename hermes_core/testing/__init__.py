@@ -37,6 +37,7 @@ from hermes_core.testing.processes import (
     hermes_core,
     hermes_run_process,
     pip_install,
+    processes_mentioning,
     start_hermes_core,
 )
 from hermes_core.testing.settings_file import write_settings
@@ -52,6 +53,7 @@ __all__ = [
     "hermes_run_process",
     "message",
     "pip_install",
+    "processes_mentioning",
     "send",
     "serve_http",
     "settings_for",

@@ -4,6 +4,7 @@
 put that directory on ``PYTHONPATH`` with :func:`cli_env` and start ``hermes-core`` with
 :func:`hermes_core` (to completion), :func:`start_hermes_core` (without waiting) or
 :func:`hermes_run_process` (``hermes-core run``, stopped when the test leaves it running).
+:func:`processes_mentioning` proves that nothing a test started outlived it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def hermes_core(
     env: dict[str, str],
     cwd: Path,
     stdin: str = "",
+    timeout_s: float = TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``hermes-core ARGS`` to completion (stdin is a pipe, never a terminal)."""
     return subprocess.run(
@@ -79,7 +81,7 @@ def hermes_core(
         text=True,
         env=env,
         cwd=cwd,
-        timeout=TIMEOUT_S,
+        timeout=timeout_s,
     )
 
 
@@ -122,3 +124,22 @@ async def hermes_run_process(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs of live processes (this one aside) with ``text`` in their command line or
+    environment, read from ``/proc``: give what a test starts a unique marker (a path or a
+    variable) and assert this is empty afterwards. Zombies have neither, so they do not count.
+    """
+    needle = text.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            seen = (entry / "cmdline").read_bytes() + b"\0" + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in seen:
+            found.append(int(entry.name))
+    return found
