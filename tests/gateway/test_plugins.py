@@ -21,14 +21,13 @@ from helpers_dist import (
     RAISING_POST_RUN,
     WRAPPER_HOOK,
     imported,
-    write_dist,
 )
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict, load_config
 from hermes_core.store import MemoryStore
-from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
+from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for, write_dist
 
 
 @pytest.fixture(autouse=True)
