@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["hermes_core.testing"]
+# Every test of this suite gets its own user data dir (the kit's fixture is opt-in).
+pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
 
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
 #: the ``slow`` tier. ``pytest -m "not slow"`` is the inner loop.
@@ -36,8 +37,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         slow_place = path.parent.name in SLOW_FOLDERS or path.name in SLOW_FILES
         if slow_place or _starts_a_process(item):
             item.add_marker(pytest.mark.slow)
-
-
-@pytest.fixture(autouse=True)
-def _own_data_dir(hermetic_data_dir: object) -> None:
-    """Every test of this suite gets its own user data dir (the kit's fixture is opt-in)."""

@@ -1,15 +1,8 @@
-"""Real plugin distributions for tests, found through ``importlib.metadata`` entry points.
-
-:func:`write_dist` writes a minimal installed distribution (one module plus a ``.dist-info``
-holding ``METADATA`` and ``entry_points.txt``) into a directory; :func:`install_contrib`
-pip-installs one of the ``contrib/`` plugins into a directory, once per test session. Put the
-directory on ``sys.path`` (``monkeypatch.syspath_prepend``) for in-process tests, or on
-``PYTHONPATH`` (:func:`hermes_core.testing.cli_env`) for ``hermes-core`` subprocesses.
-"""
+"""Plugin sources for :func:`hermes_core.testing.write_dist` (broken ones among them), and
+:func:`install_contrib` for the ``contrib/`` packages hermes-core's own tests install."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -65,30 +58,6 @@ Path(__file__).with_suffix(".imported").touch()
 def startup(gateway):
     pass
 """
-
-
-def write_dist(
-    site: Path,
-    name: str,
-    source: str,
-    *,
-    version: str = "1.0.0",
-    entry_point: str | None = None,
-) -> str:
-    """Install a one-module plugin distribution ``name`` into ``site``.
-
-    The module is ``name`` with dashes as underscores; so is the entry-point name unless
-    ``entry_point`` gives one. The entry-point name is returned (``plugins.disabled`` takes it).
-    """
-    module = name.replace("-", "_")
-    entry_point = entry_point or module
-    site.mkdir(parents=True, exist_ok=True)
-    (site / f"{module}.py").write_text(textwrap.dedent(source))
-    info = site / f"{module}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[hermes_core]\n{entry_point} = {module}\n")
-    return entry_point
 
 
 def imported(site: Path, module: str) -> bool:

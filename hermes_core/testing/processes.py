@@ -1,9 +1,10 @@
-"""Real ``hermes-core`` processes and pip-installed plugins, for tests that go end to end.
+"""Real ``hermes-core`` processes, for tests that go end to end.
 
-:func:`pip_install` installs a plugin's source tree into a directory once per test session;
-put that directory on ``PYTHONPATH`` with :func:`cli_env` and start ``hermes-core`` with
+:func:`cli_env` is their environment (with plugins installed by
+:mod:`hermes_core.testing.distributions` on ``PYTHONPATH``); start ``hermes-core`` with
 :func:`hermes_core` (to completion), :func:`start_hermes_core` (without waiting) or
 :func:`hermes_run_process` (``hermes-core run``, stopped when the test leaves it running).
+:func:`processes_mentioning` proves that nothing a test started outlived it.
 """
 
 from __future__ import annotations
@@ -11,47 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 #: The console script of the interpreter running the tests.
 HERMES_CORE = str(Path(sys.executable).with_name("hermes-core"))
 #: Generous: other suites may share the cores, and this is a bound, not an expectation.
 TIMEOUT_S = 60
-
-_installed: dict[Path, Path] = {}
-
-
-def pip_install(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``pip install --no-deps --target`` of the project at ``source``, once per session;
-    returns the target directory.
-
-    The source is copied first so the build leaves nothing behind in it.
-    """
-    source = source.resolve()
-    if source not in _installed:
-        work = tmp_path_factory.mktemp(f"dist-{source.name}")
-        copy = shutil.copytree(
-            source,
-            work / "src",
-            ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests"),
-        )
-        target = work / "site"
-        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
-        subprocess.run(
-            [*pip, "--target", str(target), str(copy)],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        _installed[source] = target
-    return _installed[source]
 
 
 def cli_env(*sites: Path, **variables: str) -> dict[str, str]:
@@ -70,6 +40,7 @@ def hermes_core(
     env: dict[str, str],
     cwd: Path,
     stdin: str = "",
+    timeout_s: float = TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``hermes-core ARGS`` to completion (stdin is a pipe, never a terminal)."""
     return subprocess.run(
@@ -79,7 +50,7 @@ def hermes_core(
         text=True,
         env=env,
         cwd=cwd,
-        timeout=TIMEOUT_S,
+        timeout=timeout_s,
     )
 
 
@@ -122,3 +93,22 @@ async def hermes_run_process(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs of live processes (this one aside) with ``text`` in their command line or
+    environment, read from ``/proc``: give what a test starts a unique marker (a path or a
+    variable) and assert this is empty afterwards. Zombies have neither, so they do not count.
+    """
+    needle = text.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            seen = (entry / "cmdline").read_bytes() + b"\0" + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in seen:
+            found.append(int(entry.name))
+    return found

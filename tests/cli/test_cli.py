@@ -21,10 +21,9 @@ from helpers_dist import (
     RAISING_POST_RUN,
     WRAPPER_HOOK,
     install_contrib,
-    write_dist,
 )
 
-from hermes_core.testing import FakeOpenAI, cli_env, hermes_core
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, write_dist
 from hermes_core.testing.processes import TIMEOUT_S
 
 BROKEN = "broken_import"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_dist import BROKEN_IMPORT, write_dist
+from helpers_dist import BROKEN_IMPORT
 from mcp_servers.helpers import marked_processes, time_spec, toolbox_spec, wait_until
 
 from hermes_core.doctor import (
@@ -32,7 +32,7 @@ from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.settings import ProviderConfig, config_from_dict
 from hermes_core.sqlite_store import SQLiteStore
-from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, write_settings
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, write_dist, write_settings
 from hermes_core.types import Session
 
 MARKER = f"test-doctor-{uuid.uuid4().hex}"

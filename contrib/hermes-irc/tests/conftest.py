@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["hermes_core.testing"]
+pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
 
 HERE = Path(__file__).parent
 
@@ -12,8 +12,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.slow)
-
-
-@pytest.fixture(autouse=True)
-def _own_data_dir(hermetic_data_dir: object) -> None:
-    """Every test here gets its own user data dir (the kit's fixture is opt-in)."""
