@@ -52,6 +52,7 @@ docs: setup
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/http_load.py
+	$(BIN)/python bench/sse_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
