@@ -149,6 +149,8 @@ async def _test(settings: Path | None, name: str) -> int:
         description = (tool.description or "").strip().splitlines()
         line = f"  {tool.name}" + (f": {description[0]}" if description else "")
         typer.echo(redact_text(line))  # a server's own text may quote its environment
+    for tool_name, reason in probe.not_offered.items():
+        typer.echo(redact_text(f"  {tool_name} {reason}"))
     typer.echo(f"{name}: stopped in {probe.stop_s:.2f}s")
     return 0
 

@@ -30,6 +30,7 @@ from hermes_core.mcp.failures import ConnectionLost, auth_problem, describe_fail
 from hermes_core.mcp.http import http_streams
 from hermes_core.mcp.identity import client_info
 from hermes_core.mcp.ledger import ProcessLedger
+from hermes_core.mcp.listing import list_pages, offered_tools
 from hermes_core.mcp.noise import BadOutput, rejected_input, sample
 from hermes_core.mcp.results import result_text
 from hermes_core.mcp.settings import PoolSettings
@@ -87,6 +88,8 @@ class ServerConnection:
         self.starts = 0
         self.restarts = 0
         self.tools: list[MCPTool] = []
+        #: Tools the server lists that are not offered, with why (``mcp test`` shows them).
+        self.not_offered: dict[str, str] = {}
         #: The server's answer to ``initialize`` (its info and capabilities), once connected.
         self.initialized: InitializeResult | None = None
         self.timings: dict[str, float] = {}
@@ -103,6 +106,9 @@ class ServerConnection:
         self._wake = asyncio.Event()
         self._connection_closed = False
         self._tools_changed = False
+        #: Clear while a ``tools/list_changed`` is being answered with a new listing.
+        self._listing_current = asyncio.Event()
+        self._listing_current.set()
         self._http_errors: list[BaseException] = []
         #: The first line of this attempt that was not JSON-RPC, for the start-up error.
         self._garbage: str | None = None
@@ -171,6 +177,7 @@ class ServerConnection:
             finally:
                 self._scope = None
                 self._session = None
+                self._listing_current.set()  # nothing left to wait for on a dead connection
             self.settled.set()
             if self._stopping:
                 return
@@ -266,6 +273,7 @@ class ServerConnection:
                 self._tools_changed = False
                 with anyio.fail_after(self.spec.timeout_s):
                     self.tools = await self._list_tools(session)
+                self._listing_current.set()
                 logger.info(
                     "mcp server {!r}: tool list changed, now {} tool(s)",
                     self.name,
@@ -273,28 +281,15 @@ class ServerConnection:
                 )
 
     async def _list_tools(self, session: ClientSession) -> list[MCPTool]:
-        tools: list[MCPTool] = []
-        cursor: str | None = None
-        while True:
-            from mcp_types import PaginatedRequestParams
+        listed = await list_pages(session.list_tools, "tools")
+        return offered_tools(self.spec, listed, self.not_offered)
 
-            params = PaginatedRequestParams(cursor=cursor) if cursor else None
-            page = await session.list_tools(params=params)
-            tools.extend(page.tools)
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        allow = self.spec.tools
-        if allow is None:
-            return tools
-        missing = set(allow) - {tool.name for tool in tools}
-        if missing:
-            logger.warning(
-                "mcp server {!r}: allowlisted tool(s) not offered by the server: {}",
-                self.name,
-                ", ".join(sorted(missing)),
-            )
-        return [tool for tool in tools if tool.name in allow]
+    async def current_tools(self) -> list[MCPTool]:
+        """The tools, relisted first when the server said they changed (bounded by
+        ``timeout_s``): a run right after a tool call that added a tool offers it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listing_current.wait(), self.spec.timeout_s)
+        return self.tools
 
     def _on_connection_closed(self) -> None:
         self._connection_closed = True
@@ -306,6 +301,7 @@ class ServerConnection:
         # Only flag it: the listing is redone on the supervisor task, never in the SDK's.
         if isinstance(message, ToolListChangedNotification):
             self._tools_changed = True
+            self._listing_current.clear()
             self._wake.set()
         elif isinstance(message, Exception):
             self._bad_line(rejected_input(message))

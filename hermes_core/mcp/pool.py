@@ -32,6 +32,8 @@ SETTLE_GRACE_S = 15.0
 #: The run loop's own deadline on an MCP call, beyond ``timeout_s``: a backstop only, the
 #: SDK's per-request timeout answers first (and tells the server to cancel).
 CALL_GRACE_S = 5.0
+#: Servers whose tools are not offered at all.
+GONE = (ServerState.FAILED, ServerState.STOPPED)
 UNAVAILABLE_PREFIX = "[unavailable: the server is restarting] "
 
 
@@ -114,13 +116,13 @@ class MCPPool:
             return []
         self.start()
         await self.wait_settled()
+        listed = [c for c in self.connections.values() if c.state not in GONE]
+        listings = await asyncio.gather(*(c.current_tools() for c in listed))
         offered: dict[str, tuple[str, str]] = {}
         tools: list[Tool] = []
-        for connection in self.connections.values():
-            if connection.state in (ServerState.FAILED, ServerState.STOPPED):
-                continue
+        for connection, listing in zip(listed, listings, strict=True):
             ready = connection.state is ServerState.READY
-            for mcp_tool in connection.tools:
+            for mcp_tool in listing:
                 name = offered_name(connection.name, mcp_tool.name)
                 if (owner := offered.get(name)) is not None:
                     self._collision(name, owner, (connection.name, mcp_tool.name))

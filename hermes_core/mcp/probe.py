@@ -32,6 +32,7 @@ class ProbeResult:
     :ivar state: the connection's state when its first attempt ended (``READY`` on success).
     :ivar error: the one-line reason when it is not ready (``None`` when it is), redacted.
     :ivar tools: the tools it offers (allowlist applied).
+    :ivar not_offered: tools the server lists that are not offered, with why.
     :ivar initialized: the server's ``initialize`` answer (info, capabilities), when ready.
     :ivar timings: seconds taken by ``connect``, ``initialize`` and ``list_tools``.
     :ivar ready_s: seconds from start until the first attempt ended.
@@ -42,6 +43,7 @@ class ProbeResult:
     state: ServerState
     error: str | None
     tools: list[MCPTool]
+    not_offered: dict[str, str]
     initialized: InitializeResult | None
     timings: dict[str, float]
     ready_s: float
@@ -79,7 +81,7 @@ async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResu
         ready_s = time.perf_counter() - started
         state, error = connection.state, connection.last_error
         tools, timings = list(connection.tools), dict(connection.timings)
-        initialized = connection.initialized
+        initialized, not_offered = connection.initialized, dict(connection.not_offered)
     finally:
         stopping = time.perf_counter()
         await connection.stop()
@@ -91,6 +93,7 @@ async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResu
         # Errors quote what the server wrote and the URL it was reached at: both may hold secrets.
         error=redact_text(error) if state is not ServerState.READY and error else None,
         tools=tools,
+        not_offered=not_offered,
         initialized=initialized,
         timings=timings,
         ready_s=ready_s,
