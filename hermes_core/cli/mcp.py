@@ -143,7 +143,7 @@ async def _test(settings: Path | None, name: str) -> int:
         return EXIT_FAILED
     steps = ", ".join(f"{step} {seconds:.2f}s" for step, seconds in probe.timings.items())
     typer.echo(f"{name}: ready in {probe.ready_s:.2f}s ({steps}); {len(probe.tools)} tool(s)")
-    for line in describe_capabilities(probe.initialized):
+    for line in describe_capabilities(probe.initialized, probe.declared):
         typer.echo(f"  {line}")
     for tool in probe.tools:
         description = (tool.description or "").strip().splitlines()

@@ -26,6 +26,8 @@ import anyio
 from loguru import logger
 
 from hermes_core.mcp import MCPServerSpec
+from hermes_core.mcp.client_callbacks import ClientCallbacks, ClientServices
+from hermes_core.mcp.elicitation import CallsInFlight
 from hermes_core.mcp.failures import ConnectionLost, auth_problem, describe_failure, leaf_error
 from hermes_core.mcp.http import http_streams
 from hermes_core.mcp.identity import client_info
@@ -77,12 +79,19 @@ class ServerConnection:
     """
 
     def __init__(
-        self, spec: MCPServerSpec, settings: PoolSettings, ledger: ProcessLedger | None = None
+        self,
+        spec: MCPServerSpec,
+        settings: PoolSettings,
+        ledger: ProcessLedger | None = None,
+        services: ClientServices | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
         self.ledger = ledger if ledger is not None else ProcessLedger()
         self.bad_output = BadOutput(spec.name)
+        self.calls = CallsInFlight()
+        #: The client capabilities this server is offered, and the callbacks behind them.
+        self.callbacks = ClientCallbacks(spec, services or ClientServices(), self.calls)
         self.state = ServerState.IDLE
         self.last_error: str | None = None
         self.starts = 0
@@ -226,7 +235,11 @@ class ServerConnection:
             connected = time.perf_counter()
             stream = WatchedStream(read, self._on_connection_closed)
             async with ClientSession(
-                stream, write, message_handler=self._on_message, client_info=client_info()
+                stream,
+                write,
+                message_handler=self._on_message,
+                client_info=client_info(),
+                **self.callbacks.session_arguments(),
             ) as session:
                 with anyio.fail_after(self.spec.startup_timeout_s):
                     self.initialized = await session.initialize()
@@ -329,13 +342,19 @@ class ServerConnection:
         return f"error: MCP server {self.name!r} is unavailable ({state}){reason}"
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> str:
-        """Call ``tool``; every outcome, including failures, is text for the model."""
-        from mcp.shared.exceptions import MCPError
-        from mcp_types import REQUEST_TIMEOUT
-
+        """Call ``tool``; every outcome, including failures, is text for the model, followed by
+        what the model should know of requests the server made meanwhile (a declined question)."""
         session = self._session
         if self.state is not ServerState.READY or session is None:
             return self.unavailable()
+        with self.calls.call() as call:
+            text = await self._call(session, tool, arguments)
+        return "\n".join([text, *call.notes])
+
+    async def _call(self, session: ClientSession, tool: str, arguments: dict[str, Any]) -> str:
+        from mcp.shared.exceptions import MCPError
+        from mcp_types import REQUEST_TIMEOUT
+
         try:
             result = await session.call_tool(
                 tool, arguments, read_timeout_seconds=self.spec.timeout_s

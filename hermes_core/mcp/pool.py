@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 
 from hermes_core.mcp import MCPServerSpec
+from hermes_core.mcp.client_callbacks import ClientServices
 from hermes_core.mcp.connection import ServerConnection, ServerState
 from hermes_core.mcp.ledger import ProcessLedger
 from hermes_core.mcp.naming import offered_name
@@ -49,6 +50,8 @@ class MCPPool:
     def __init__(self) -> None:
         self.settings = PoolSettings()
         self.ledger = ProcessLedger()
+        #: What the gateway lends its servers (models for sampling, platforms that can ask).
+        self.services = ClientServices()
         self.specs: dict[str, MCPServerSpec] = {}
         self.connections: dict[str, ServerConnection] = {}
         self.collisions: list[str] = []
@@ -65,7 +68,7 @@ class MCPPool:
         self.settings = settings
         self.specs = dict(sorted(specs.items()))
         self.connections = {
-            name: ServerConnection(spec, settings, self.ledger)
+            name: ServerConnection(spec, settings, self.ledger, self.services)
             for name, spec in self.specs.items()
             if spec.enabled
         }
