@@ -34,7 +34,9 @@ from hermes_core.events import (
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
+from hermes_core.mcp.asking import running_session
 from hermes_core.mcp.pool import MCPPool
+from hermes_core.mcp.sampling import GatewayModels
 from hermes_core.platform_settings import PlatformPlan
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
@@ -78,6 +80,12 @@ class Gateway:
         # MCP servers belong to the gateway, never to an agent: one pool shared by all agents.
         self.mcp_pool = MCPPool()
         self.tools.add_source(self.mcp_pool)
+        # Servers may sample the gateway's model chain and ask its platforms' users.
+        self.mcp_pool.services.models = GatewayModels(
+            self.providers, lambda: [self.config.model, *self.config.fallbacks]
+        )
+        #: Platforms that can ask their users register here (see hermes_core.mcp.asking).
+        self.askers = self.mcp_pool.services.askers
         self.cache = AgentCache(
             max_agents=config.get("cache.max_agents"),
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
@@ -258,7 +266,8 @@ class Gateway:
         started = time.perf_counter()
         try:
             emit(RunStarted(session.key, str(self.models_for(session)[0])))
-            result = await self.hooks.agent_run(session, message)
+            with running_session(session):  # whose user an MCP server's question is for
+                result = await self.hooks.agent_run(session, message)
             if result is None:
                 raise RuntimeError("no plugin answered agent_run")
         except Exception as error:  # a plugin's agent_run (the built-in one never raises)

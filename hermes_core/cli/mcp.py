@@ -143,12 +143,14 @@ async def _test(settings: Path | None, name: str) -> int:
         return EXIT_FAILED
     steps = ", ".join(f"{step} {seconds:.2f}s" for step, seconds in probe.timings.items())
     typer.echo(f"{name}: ready in {probe.ready_s:.2f}s ({steps}); {len(probe.tools)} tool(s)")
-    for line in describe_capabilities(probe.initialized):
+    for line in describe_capabilities(probe.initialized, probe.declared):
         typer.echo(f"  {line}")
     for tool in probe.tools:
         description = (tool.description or "").strip().splitlines()
         line = f"  {tool.name}" + (f": {description[0]}" if description else "")
         typer.echo(redact_text(line))  # a server's own text may quote its environment
+    for tool_name, reason in probe.not_offered.items():
+        typer.echo(redact_text(f"  {tool_name} {reason}"))
     typer.echo(f"{name}: stopped in {probe.stop_s:.2f}s")
     return 0
 

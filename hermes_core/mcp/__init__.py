@@ -11,6 +11,7 @@ from typing import Any
 
 from hermes_core.errors import ConfigError
 from hermes_core.mcp.auth_settings import OAuthSettings, resolve_headers
+from hermes_core.mcp.features import Features
 from hermes_core.mcp.settings import check_table, default
 
 RegisterMCPServer = Callable[..., None]
@@ -42,6 +43,7 @@ class MCPServerSpec:
     #: Sent with every HTTP request; ``${VAR}`` already expanded (so never printed).
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     oauth: OAuthSettings | None = None
+    features: Features = field(default_factory=Features)
 
     @classmethod
     def from_mapping(cls, name: str, values: Mapping[str, Any], source: str) -> MCPServerSpec:
@@ -76,6 +78,7 @@ class MCPServerSpec:
             tools=tuple(str(t) for t in tools) if tools is not None else None,
             headers=resolve_headers(where, values.get("headers", {})),
             oauth=OAuthSettings.from_mapping(where, oauth) if oauth is not None else None,
+            features=Features.from_mapping(where, values),
         )
 
 

@@ -1,4 +1,5 @@
-"""How hermes-core introduces itself to MCP servers (``clientInfo``) and what it declares."""
+"""How hermes-core introduces itself to MCP servers (``clientInfo``), and what ``mcp test``
+says of both sides' capabilities."""
 
 from __future__ import annotations
 
@@ -23,25 +24,26 @@ def client_info() -> Implementation:
     return Implementation(name=CLIENT_NAME, version=client_version())
 
 
-def client_capabilities() -> ClientCapabilities:
-    """What the client declares in ``initialize``: no sampling, elicitation or roots yet, as
-    ``ClientSession`` declares each only when it is given a callback for it."""
-    from mcp_types import ClientCapabilities
-
-    return ClientCapabilities()
-
-
 def _capability_words(capabilities: Any) -> str:
-    """``tools (listChanged), logging``: each declared capability with its enabled flags."""
+    """``tools (listChanged), elicitation (form, url)``: each declared capability with its
+    enabled flags."""
     words = []
     for name, value in capabilities.model_dump(by_alias=True, exclude_none=True).items():
-        flags = [f for f, on in value.items() if on is True] if isinstance(value, dict) else []
+        # A flag is on when true, or a table of its own (elicitation's ``form: {}``).
+        flags = (
+            [f for f, on in value.items() if on is True or isinstance(on, dict)]
+            if isinstance(value, dict)
+            else []
+        )
         words.append(f"{name} ({', '.join(flags)})" if flags else name)
     return ", ".join(words) or "none"
 
 
-def describe_capabilities(initialized: InitializeResult | None) -> list[str]:
-    """Two lines for ``mcp test``: the server's info and capabilities, then the client's."""
+def describe_capabilities(
+    initialized: InitializeResult | None, declared: ClientCapabilities
+) -> list[str]:
+    """Two lines for ``mcp test``: the server's info and capabilities, then what the client
+    ``declared`` to it."""
     lines = []
     if initialized is not None:
         info = initialized.server_info
@@ -51,7 +53,6 @@ def describe_capabilities(initialized: InitializeResult | None) -> list[str]:
             f"capabilities: {_capability_words(initialized.capabilities)}"
         )
     lines.append(
-        f"client: {CLIENT_NAME} {client_version()}; "
-        f"capabilities: {_capability_words(client_capabilities())}"
+        f"client: {CLIENT_NAME} {client_version()}; capabilities: {_capability_words(declared)}"
     )
     return lines

@@ -109,6 +109,7 @@ def register_mcp_settings(registry: SettingsRegistry) -> None:
     )
 
     _register_auth_settings(add, server)
+    _register_capability_settings(add, server)
 
 
 def _register_auth_settings(add: RegisterSetting, server: dict[str, Any]) -> None:
@@ -155,6 +156,78 @@ def _register_auth_settings(add: RegisterSetting, server: dict[str, Any]) -> Non
         **server,
     )
     add(f"{oauth}.issuer", str, description="The authorization server to use.", **server)
+
+
+def _register_capability_settings(add: RegisterSetting, server: dict[str, Any]) -> None:
+    """What a server may use of the client: roots, sampling, elicitation (read by
+    :mod:`hermes_core.mcp.features`)."""
+    add(
+        f"{SERVER}.roots",
+        list,
+        description="Directories (paths or file:// URIs) offered as roots.",
+        rules=(_roots,),
+        **server,
+    )
+    add(f"{SERVER}.sampling", dict, description="Its sampling/createMessage requests.", **server)
+    add(
+        f"{SERVER}.sampling.enabled",
+        bool,
+        False,
+        "Answer them with the gateway's model chain.",
+        **server,
+    )
+    add(
+        f"{SERVER}.sampling.max_tokens",
+        int,
+        1_000,
+        "Most tokens one answer may have (less if the server asks).",
+        minimum=1,
+        maximum=100_000,
+        **server,
+    )
+    add(
+        f"{SERVER}.sampling.max_per_minute",
+        int,
+        10,
+        "Most requests answered per minute; more are refused.",
+        minimum=1,
+        maximum=10_000,
+        **server,
+    )
+    add(
+        f"{SERVER}.sampling.models",
+        list,
+        description="Models to use, first first (absent: the gateway's chain).",
+        rules=(items_of((str,), "model names"),),
+        **server,
+    )
+    add(f"{SERVER}.elicitation", dict, description="Its requests for user input.", **server)
+    add(
+        f"{SERVER}.elicitation.enabled",
+        bool,
+        True,
+        "Ask the user of the session whose tool call caused it.",
+        **server,
+    )
+    add(
+        f"{SERVER}.elicitation.timeout_s",
+        float,
+        300.0,
+        "Seconds to wait for the answer; then it is cancelled.",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=HOUR_S,
+        **server,
+    )
+
+
+def _roots(value: list[Any]) -> str | None:
+    for item in value:
+        if not isinstance(item, str) or not item:
+            return f"expected paths or file:// URIs, got item {item!r}"
+        if "://" in item and not item.startswith("file://"):
+            return f"expected a path or a file:// URI, got {item!r}"
+    return None
 
 
 def _header_values(value: Mapping[str, Any]) -> str | None:

@@ -215,7 +215,9 @@ def test_mcp_test_reports_server_and_client_capabilities(
     assert result.returncode == 0, result.stderr
     assert "server: oauth-toolbox (protocol " in result.stdout
     assert "capabilities: prompts, resources, tools" in result.stdout
-    assert f"client: hermes-core {client_version()}; capabilities: none" in result.stdout
+    # Elicitation is on by default; roots and sampling only when configured.
+    client = f"client: hermes-core {client_version()}; capabilities: elicitation (form, url)"
+    assert client in result.stdout
 
 
 # --- OAuth authorization code --------------------------------------------------------------
@@ -357,4 +359,4 @@ async def test_client_introduces_itself_as_hermes_core() -> None:
     stdio = spec("info", command=sys.executable, args=[str(SERVERS / "client_info_server.py")])
     received = json.loads(await call_once(stdio, "client_info"))
     assert received["client_info"] == {"name": "hermes-core", "version": client_version()}
-    assert received["capabilities"] == {}
+    assert received["capabilities"] == {"elicitation": {"form": {}, "url": {}}}
