@@ -23,6 +23,7 @@ from hermes_core.commands import CommandContext, CommandRegistry
 from hermes_core.configure import configure_gateway
 from hermes_core.errors import ConfigError
 from hermes_core.events import RunEvent, RunFinished, RunStarted, TextDelta, current_sink, emit
+from hermes_core.health import ModelHealth
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
@@ -63,6 +64,8 @@ class Gateway:
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
         )
         self.providers = ProviderRegistry()
+        #: Gateway-wide health of every provider and model: shared by every session's runs.
+        self.health = ModelHealth(self.hooks.on_health_change)
         self.tools = ToolRegistry()
         self.commands = CommandRegistry()
         self.platforms = PlatformRegistry()
@@ -333,7 +336,7 @@ class Gateway:
             session.key,
             self.models_for(session),
             await self.sessions.history(session, limit),
-            AgentServices(self.hooks, self.providers, self.tools),
+            AgentServices(self.hooks, self.providers, self.tools, self.health),
             system_prompt=str(self.config.get("agent.system_prompt") or ""),
             max_tool_rounds=int(self.config.get("agent.max_tool_rounds")),
             max_history_messages=limit,
