@@ -24,6 +24,7 @@ from hermes_core.configure import configure_gateway
 from hermes_core.errors import ConfigError
 from hermes_core.events import RunEvent, RunFinished, RunStarted, TextDelta, current_sink, emit
 from hermes_core.health import ModelHealth
+from hermes_core.health.prober import ActiveProber
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
@@ -66,6 +67,8 @@ class Gateway:
         self.providers = ProviderRegistry()
         #: Gateway-wide health of every provider and model: shared by every session's runs.
         self.health = ModelHealth(self.hooks.on_health_change)
+        self._prober = ActiveProber(self.health, self.providers)
+        self.health.on_open = self._prober.schedule
         self.tools = ToolRegistry()
         self.commands = CommandRegistry()
         self.platforms = PlatformRegistry()
@@ -149,6 +152,7 @@ class Gateway:
         self.cache.clear("shutdown")
         await self.cache.flush()
         await self.mcp_pool.stop()
+        await self._prober.aclose()  # before the providers its probes use are closed
         await self.providers.aclose()
         await self.store.close()
 

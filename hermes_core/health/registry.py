@@ -88,6 +88,8 @@ class ModelHealth:
         self._wall_clock = wall_clock
         self.policies: dict[str, BreakerPolicy] = {}
         self._breakers: dict[Key, Breaker] = {}
+        #: The model each provider was last asked for: what its own breaker's probe asks.
+        self._last_model: dict[str, str] = {}
         #: Called with a breaker's key each time one opens (the active prober schedules there).
         self.on_open: Callable[[Key], None] = lambda key: None
 
@@ -135,6 +137,7 @@ class ModelHealth:
         judgement = judge(error)
         reason = "answered" if error is None else str(error)
         now = self._clock()
+        self._last_model[ref.provider] = ref.model
         for key, found in self._targets(ref):
             verdict = judgement.model if key[1] else judgement.provider
             hold_s = judgement.hold_s if verdict is Verdict.FAILED else None
@@ -145,6 +148,27 @@ class ModelHealth:
         now = self._clock()
         for key, found in self._targets(ref):
             await self._changed(key, found.record(NEUTRAL.model, now, "abandoned"))
+
+    # --- the gateway's own probes --------------------------------------------------------
+
+    def seconds_until(self, moment: float | None) -> float:
+        """Seconds from now until ``moment`` (of :attr:`_clock`); 0 when past or None."""
+        return 0.0 if moment is None else max(0.0, moment - self._clock())
+
+    def probe_target(self, key: Key) -> ModelRef | None:
+        """The model a probe of ``key`` asks: its own, or the one its provider was last
+        asked for."""
+        provider, model = key
+        model = model or self._last_model.get(provider)
+        return None if model is None else ModelRef(provider, model)
+
+    async def claim(self, key: Key) -> bool:
+        """Claim the probe of ``key`` for the gateway, if its cooldown has passed."""
+        found = self.breaker(key)
+        if found is None or not found.due(self._clock()):
+            return False
+        await self._changed(key, found.claim_probe())
+        return True
 
     def unavailable(self, chain: Iterable[ModelRef]) -> ProviderError:
         """The failure of a run that skipped every model of ``chain``: when it is worth
@@ -181,13 +205,32 @@ class ModelHealth:
             for key, found in sorted(self._breakers.items(), key=lambda item: str(item[0]))
         ]
 
-    def state_of(self, ref: ModelRef) -> State:
-        """The worst state of ``ref`` and its provider (closed when health is off)."""
-        states = {found.state for _, found in self._targets(ref)}
-        for state in (State.OPEN, State.HALF_OPEN):
-            if state in states:
-                return state
-        return State.CLOSED
+    def models(self, configured: Iterable[ModelRef] = ()) -> list[ModelRef]:
+        """``configured`` (the chain), then every other model a request was reported for."""
+        seen = (ModelRef(p, m) for p, m in self._breakers if m is not None)
+        return list(dict.fromkeys([*configured, *seen]))
+
+    def describe(self, ref: ModelRef) -> dict[str, Any]:
+        """How ``ref`` stands, as ``/status``, the metrics and ``doctor`` show it: the worse of
+        its own breaker and its provider's (``state`` closed when health is off for it)."""
+        policy = self.policies.get(ref.provider, BreakerPolicy())
+        row: dict[str, Any] = {
+            "model": str(ref),
+            "enabled": policy.enabled,
+            "state": State.CLOSED.value,
+            "reason": None,
+            "retry_at": None,
+        }
+        for key in ((ref.provider, None), (ref.provider, ref.model)):
+            found = self._breakers.get(key) if policy.enabled else None
+            if found is None or found.state is State.CLOSED or row["state"] == State.OPEN:
+                continue
+            row.update(
+                state=found.state.value,
+                reason=f"{target_name(key)}: {found.last_reason}",
+                retry_at=self.wall(found.retry_at),
+            )
+        return row
 
     async def _changed(self, key: Key, transition: Transition | None) -> None:
         if transition is None:

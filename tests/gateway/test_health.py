@@ -8,9 +8,11 @@ import time
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hermes_core.gateway import Gateway
 from hermes_core.plugins import circuit_breaker
+from hermes_core.plugins.metrics import metrics_for
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
 from hermes_core.types import RunResult
 
@@ -219,3 +221,64 @@ async def test_health_off_sends_every_request(make_gateway, fake_openai: FakeOpe
         await run(gateway)
     assert len(fake_openai.requests_for("notfound-x")) == 5
     assert gateway.health.snapshot() == []
+
+
+async def test_an_active_probe_brings_the_primary_back_without_a_user_waiting(
+    make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+) -> None:
+    gateway = await make_gateway(
+        health_settings(
+            fake_openai.url, "flaky-3-primary", [FALLBACK], cooldown_s=0.2, probe="active"
+        )
+    )
+    for n in range(3):
+        await run(gateway, f"during {n}")
+    await asyncio.sleep(0.3)  # due now, but with active probes a run would still skip it
+    assert transitions(hook_recorder)[-1][2] == "closed", "the gateway probed by itself"
+    probe = fake_openai.requests_for("flaky-3-primary")[-1]
+    assert probe.messages == [{"role": "user", "content": "ping"}]
+    assert (await run(gateway, "after"))["model"] == "local:flaky-3-primary"
+    assert transitions(hook_recorder) == [
+        ("local", "flaky-3-primary", state) for state in ("open", "half_open", "closed")
+    ]
+
+
+async def test_active_probes_repeat_with_a_doubling_cooldown_and_stop_at_shutdown(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(
+        health_settings(fake_openai.url, "notfound-x", [FALLBACK], cooldown_s=0.1, probe="active")
+    )
+    await run(gateway)
+    await asyncio.sleep(0.38)  # probes at 0.1 s and 0.3 s (the cooldown doubled to 0.2)
+    assert len(fake_openai.requests_for("notfound-x")) == 3
+    assert (await run(gateway))["model"] == f"local:{FALLBACK}"
+    await gateway.stop()
+    probes = [t for t in asyncio.all_tasks() if t.get_name().startswith("hermes-core probe")]
+    assert probes == []
+
+
+async def test_status_shows_each_models_health(make_gateway, fake_openai: FakeOpenAI) -> None:
+    gateway = await make_gateway(
+        health_settings(fake_openai.url, "notfound-x", [FALLBACK], cooldown_s=60)
+    )
+    assert "Health: local:notfound-x closed" in (await send(gateway, "/status")).text
+    await run(gateway)
+    status = (await send(gateway, "/status")).text
+    assert f"Health: local:{FALLBACK} closed" in status
+    [line] = [line for line in status.splitlines() if line.startswith("Health: local:notfound")]
+    assert line.startswith("Health: local:notfound-x open until ") and "HTTP 404" in line
+
+
+async def test_metrics_gauge_each_models_state(make_gateway, fake_openai: FakeOpenAI) -> None:
+    gateway = await make_gateway(
+        health_settings(fake_openai.url, "notfound-x", [FALLBACK], cooldown_s=60)
+    )
+    await run(gateway)
+    metrics = metrics_for(gateway)
+    assert metrics is not None
+    families = text_string_to_metric_families(metrics.exposition()[0].decode())
+    [family] = [f for f in families if f.name == "hermes_model_health"]
+    current = {(s.labels["model"], s.labels["state"]) for s in family.samples if s.value == 1}
+    assert current == {("local:notfound-x", "open"), (f"local:{FALLBACK}", "closed")}
+    assert len(family.samples) == 2 * 3
