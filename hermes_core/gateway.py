@@ -31,6 +31,8 @@ from hermes_core.events import (
     emit,
     until_finished,
 )
+from hermes_core.health import ModelHealth
+from hermes_core.health.prober import ActiveProber
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
@@ -73,6 +75,10 @@ class Gateway:
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
         )
         self.providers = ProviderRegistry()
+        #: Gateway-wide health of every provider and model: shared by every session's runs.
+        self.health = ModelHealth(self.hooks.on_health_change)
+        self._prober = ActiveProber(self.health, self.providers)
+        self.health.on_open = self._prober.schedule
         self.tools = ToolRegistry()
         self.commands = CommandRegistry()
         self.platforms = PlatformRegistry()
@@ -162,6 +168,7 @@ class Gateway:
         self.cache.clear("shutdown")
         await self.cache.flush()
         await self.mcp_pool.stop()
+        await self._prober.aclose()  # before the providers its probes use are closed
         await self.providers.aclose()
         await self.store.close()
 
@@ -347,7 +354,7 @@ class Gateway:
             session.key,
             self.models_for(session),
             await self.sessions.history(session, limit),
-            AgentServices(self.hooks, self.providers, self.tools),
+            AgentServices(self.hooks, self.providers, self.tools, self.health),
             system_prompt=str(self.config.get("agent.system_prompt") or ""),
             max_tool_rounds=int(self.config.get("agent.max_tool_rounds")),
             max_history_messages=limit,
