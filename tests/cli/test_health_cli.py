@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers_dist import cli_env, hermes_core
-
 from hermes_core.doctor import run_checks
+from hermes_core.testing import cli_env, hermes_core
 
 SETTINGS = """
 [agent]
