@@ -7,55 +7,20 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
 import openai
 import pytest
-import pytest_asyncio
+from helpers_http import KEY, Serve, client_for, user
 
 from hermes_core.asgi import listen
 from hermes_core.errors import ConfigError
-from hermes_core.gateway import Gateway
 from hermes_core.platforms import REFUSAL, session_key
 from hermes_core.plugins.http import HttpPlatform
 from hermes_core.plugins.http_settings import ApiKey
 from hermes_core.testing import FakeOpenAI, settings_for
-
-KEY = "sk-hermes-test"
-Serve = Callable[..., Awaitable[tuple[Gateway, HttpPlatform]]]
-
-
-@pytest_asyncio.fixture
-async def serve_http(make_gateway: Any, fake_openai: FakeOpenAI) -> AsyncIterator[Serve]:
-    """``await serve_http(model, fallbacks, **platforms_http)``: a started gateway and http
-    platform on a free loopback port; both stopped after the test."""
-    platforms: list[HttpPlatform] = []
-
-    async def serve(
-        model: str = "ok-primary", fallbacks: list[str] | None = None, **http: Any
-    ) -> tuple[Gateway, HttpPlatform]:
-        table = {"enabled": True, "port": 0, **http}
-        settings = settings_for(fake_openai.url, model, fallbacks, platforms={"http": table})
-        gateway = await make_gateway(settings)
-        platform = HttpPlatform(gateway, table)
-        await platform.start()
-        platforms.append(platform)
-        return gateway, platform
-
-    yield serve
-    for platform in platforms:
-        await platform.stop()
-
-
-def client_for(platform: HttpPlatform, api_key: str = KEY) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{platform.url}/v1", api_key=api_key, max_retries=0)
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
-
 
 # --- the official client -------------------------------------------------------------------
 
@@ -152,7 +117,7 @@ async def test_sessions_by_header_keep_separate_histories(serve_http: Serve) -> 
         assert await say("alice", "a3") == "[ok-primary] a3 (user messages: 3)"
 
 
-async def test_only_the_last_user_message_is_new_input(
+async def test_in_a_session_only_the_last_user_message_is_new_input(
     serve_http: Serve, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http()
@@ -163,7 +128,9 @@ async def test_only_the_last_user_message_is_new_input(
         {"role": "user", "content": [{"type": "text", "text": "new question"}]},
     ]
     async with client_for(platform) as client:
-        completion = await client.chat.completions.create(model="any", messages=messages)
+        completion = await client.chat.completions.create(
+            model="any", messages=messages, extra_headers={"X-Hermes-Session": "mine"}
+        )
     assert completion.choices[0].message.content == "[ok-primary] new question (user messages: 1)"
     sent = fake_openai.requests[0].messages
     assert [m["content"] for m in sent if m["role"] == "user"] == ["new question"]
@@ -178,20 +145,6 @@ async def test_user_field_is_the_session_when_there_is_no_header(serve_http: Ser
             )
             assert raw.headers["x-hermes-session"] == "carol"
             assert raw.parse().choices[0].message.content.endswith(f"(user messages: {expected})")
-
-
-async def test_no_session_and_no_user_is_a_fresh_session_per_request(serve_http: Serve) -> None:
-    gateway, platform = await serve_http()
-    sessions = set()
-    async with client_for(platform) as client:
-        for _ in range(2):
-            raw = await client.chat.completions.with_raw_response.create(
-                model="any", messages=user("hey")
-            )
-            assert raw.parse().choices[0].message.content.endswith("(user messages: 1)")
-            sessions.add(raw.headers["x-hermes-session"])
-    assert len(sessions) == 2
-    assert {f"http:{s}" for s in sessions} <= set(gateway.cache)
 
 
 async def test_failed_run_is_200_with_the_error_kind_header(serve_http: Serve) -> None:
