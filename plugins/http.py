@@ -253,7 +253,8 @@ class HttpPlatform:
             return Response(status_code=400)
         chat = wire.parse_chat(body, request.headers.get(wire.SESSION_HEADER))
         run = await self.chats.prepare(chat, owner)
-        model = chat.model or "hermes-core"
+        # Until the run names the model that answers (a command's reply names none).
+        model = chat.model or str(self.gateway.config.model)
         if chat.stream:
             return await self._streamed(run, model, chat.include_usage)
         try:

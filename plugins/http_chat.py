@@ -195,23 +195,29 @@ async def sse(
             wire.Head(head.id, head.created, model), delta, finish_reason, with_usage=include_usage
         )
 
-    yield chunk({"role": "assistant", "content": ""})
+    opened = False  # the role chunk goes first, once the run has named its model
     async for event in events:
+        out: list[str] = []
         if isinstance(event, RunStarted):
             model = event.model
         elif isinstance(event, Fallback):
             model = event.to_model
         elif isinstance(event, TextDelta):
-            yield chunk({"content": event.text})
+            out.append(chunk({"content": event.text}))
         elif isinstance(event, RunFinished):
             reply = event.reply
             model = answered_by(reply, model)
             runs.keep(request)
             for index, call in enumerate(_client_calls(request)):
-                yield chunk({"tool_calls": [{"index": index, **_tool_call(call)}]})
-            yield chunk({}, _finish_reason(reply, request))
+                out.append(chunk({"tool_calls": [{"index": index, **_tool_call(call)}]}))
+            out.append(chunk({}, _finish_reason(reply, request)))
             if include_usage:
                 usage = (reply.result and reply.result["usage"]) or wire.NO_USAGE
                 final = wire.Head(head.id, head.created, model)
-                yield wire.chunk(final, None, usage=usage, with_usage=True)
+                out.append(wire.chunk(final, None, usage=usage, with_usage=True))
+        if out and not opened:
+            opened = True
+            yield chunk({"role": "assistant", "content": ""})
+        for text in out:
+            yield text
     yield wire.DONE

@@ -240,6 +240,7 @@ def declare_settings(register: RegisterSetting) -> None:
         {},
         "Request parameters pinned, defaulted or forbidden: {pin, default, forbid}.",
         expected="a table {pin = {...}, default = {...}, forbid = [...]}",
+        open=True,  # its keys are parameter names, checked by ParameterPolicy.load
     )
     register(
         key + "record_stateless",

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["hermes_core.testing"]
+#: helpers_http comes second: it uses the kit, whose asserts pytest must rewrite first.
+pytest_plugins = ["hermes_core.testing", "helpers_http"]
 
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
 #: the ``slow`` tier. ``pytest -m "not slow"`` is the inner loop.

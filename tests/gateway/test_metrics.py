@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-import pytest_asyncio
+from helpers_http import Serve
 from mcp_servers.helpers import (
     accepts,
     eventually,
@@ -35,7 +35,6 @@ from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
 
 KEY = "sk-metrics-test"
 MARKER = f"test-metrics-{uuid.uuid4().hex}"
-Serve = Callable[..., Awaitable[tuple[Gateway, HttpPlatform]]]
 
 
 class Stamp:
@@ -44,25 +43,6 @@ class Stamp:
     @hookimpl
     def register_tools(self, register: Any) -> None:
         register("stamp", lambda arguments: f"stamped {arguments.get('n')}", "Stamp a number.")
-
-
-@pytest_asyncio.fixture
-async def serve_http(make_gateway: Any, fake_openai: FakeOpenAI) -> AsyncIterator[Serve]:
-    """``await serve_http(settings, **platforms_http)``: a started gateway and http platform on
-    a free loopback port; both stopped after the test."""
-    platforms: list[HttpPlatform] = []
-
-    async def serve(settings: dict[str, Any], **http: Any) -> tuple[Gateway, HttpPlatform]:
-        table = {"enabled": True, "port": 0, **http}
-        gateway = await make_gateway({**settings, "platforms": {"http": table}})
-        platform = HttpPlatform(gateway, table)
-        await platform.start()
-        platforms.append(platform)
-        return gateway, platform
-
-    yield serve
-    for platform in platforms:
-        await platform.stop()
 
 
 async def scrape(url: str, api_key: str | None = None) -> str:
@@ -100,7 +80,7 @@ async def test_scrape_counts_ok_tool_failed_and_breaker_runs_exactly(
     serve_http: Serve, register_plugin: Any, fake_openai: FakeOpenAI
 ) -> None:
     register_plugin(Stamp(), "stamp")
-    gateway, platform = await serve_http(settings_for(fake_openai.url, "ok-primary"))
+    gateway, platform = await serve_http(settings=settings_for(fake_openai.url, "ok-primary"))
     assert (await send(gateway, "hello", "test:ok")).text.startswith("[ok-primary] hello")
     await send(gateway, "/model local:tool-t", "test:tool")
     reply = await send(gateway, 'call stamp {"n": 7}', "test:tool")
@@ -146,7 +126,7 @@ async def test_scrape_counts_fallbacks_and_their_evictions(
     serve_http: Serve, fake_openai: FakeOpenAI
 ) -> None:
     gateway, platform = await serve_http(
-        settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
+        settings=settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
     )
     for text in ("one", "two"):
         reply = await send(gateway, text)
@@ -173,7 +153,7 @@ async def test_scrape_counts_fallbacks_and_their_evictions(
 async def test_metrics_need_the_api_key_when_the_api_has_keys(
     serve_http: Serve, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http(settings_for(fake_openai.url), api_keys=[KEY])
+    _, platform = await serve_http(settings=settings_for(fake_openai.url), api_keys=[KEY])
     async with httpx2.AsyncClient(timeout=30) as client:
         missing = await client.get(f"{platform.url}/metrics")
         wrong = await client.get(f"{platform.url}/metrics", headers={"Authorization": "Bearer x"})
@@ -185,7 +165,7 @@ async def test_metrics_need_the_api_key_when_the_api_has_keys(
 async def test_openmetrics_is_served_when_asked_for(
     serve_http: Serve, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http(settings_for(fake_openai.url))
+    _, platform = await serve_http(settings=settings_for(fake_openai.url))
     async with httpx2.AsyncClient(timeout=30) as client:
         response = await client.get(
             f"{platform.url}/metrics", headers={"Accept": "application/openmetrics-text"}
@@ -320,7 +300,7 @@ async def test_mcp_servers_processes_and_restarts_are_scraped(
         },
     )
     settings["providers"]["local"]["timeout_s"] = 60
-    gateway, platform = await serve_http(settings)
+    gateway, platform = await serve_http(settings=settings)
     connection = gateway.mcp_pool.connections["toolbox"]
     await eventually(lambda: connection.state is ServerState.READY, "the toolbox to be ready")
     url = f"{platform.url}/metrics"
@@ -393,7 +373,9 @@ async def test_hook_on_llm_request(
 async def test_tokens_are_counted_per_provider_and_model(
     serve_http: Serve, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fb"]))
+    gateway, platform = await serve_http(
+        settings=settings_for(fake_openai.url, "bad-primary", ["ok-fb"])
+    )
     reply = await send(gateway, "count my tokens", "test:tokens")
     assert reply.result is not None and reply.result["usage"] is not None
     usage = reply.result["usage"]

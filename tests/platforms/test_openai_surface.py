@@ -150,6 +150,7 @@ async def test_include_usage_streams_a_last_chunk_with_usage_and_no_choices(
             return list(stream)
 
     chunks = await asyncio.to_thread(streamed)
+    assert {chunk.model for chunk in chunks} == {"local:ok-primary"}
     *text_chunks, last = chunks
     assert last.choices == []
     assert last.usage is not None and last.usage.total_tokens > 0
@@ -253,7 +254,8 @@ async def test_the_operator_pins_defaults_and_forbids_parameters(
     serve_http: Serve, fake_openai: FakeOpenAI
 ) -> None:
     policy = {"pin": {"temperature": 0}, "default": {"max_tokens": 512}, "forbid": ["seed"]}
-    _, platform = await serve_http(parameters=policy)
+    gateway, platform = await serve_http(parameters=policy)
+    assert gateway.unknown_settings == [], "the table's keys are the policy's, not unknown"
     async with client_for(platform) as client:
         await client.chat.completions.create(model="any", messages=user("a"), temperature=1.5)
         await client.chat.completions.create(model="any", messages=user("b"), max_tokens=9)
