@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from loguru import logger
 
+from hermes_core.client_tools import ClientToolSet
 from hermes_core.events import (
     Fallback,
     TextDelta,
@@ -37,6 +38,7 @@ from hermes_core.providers import (
     stream_completion,
 )
 from hermes_core.providers import TextDelta as ProviderDelta
+from hermes_core.run_request import RunRequest
 from hermes_core.settings import ModelRef
 from hermes_core.tools import Tool, ToolRegistry, ToolSet
 from hermes_core.types import RETRYABLE_KINDS, ErrorKind, RunResult, Session, Usage, make_result
@@ -76,6 +78,8 @@ class _RunState:
     streamed: list[str] = field(default_factory=list)
     #: Tokens of the run's requests, summed; None until an upstream reports some.
     usage: dict[str, int] | None = None
+    #: Request fields sent with every upstream request (RunRequest.params).
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> ModelRef:
@@ -118,24 +122,29 @@ class Agent:
     def primary_model(self) -> ModelRef:
         return self.models[0]
 
-    def _context(self, user_message: dict[str, Any]) -> list[dict[str, Any]]:
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return [*system, *self.history[-self.max_history_messages :], user_message]
+    def _system(self) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
 
-    async def run(self, session: Session, text: str) -> tuple[RunResult, list[dict[str, Any]]]:
+    async def run(
+        self, session: Session, text: str, request: RunRequest | None = None
+    ) -> tuple[RunResult, list[dict[str, Any]]]:
         """Run one user message to a final answer or a classified failure.
 
         Returns the result and, when the run succeeded, the assistant and tool messages it
         produced after the user's message; a failed run produces none, so a failure can never
         poison the next request. :attr:`history` is left alone: the gateway adds the turn once
-        the store has it.
+        the store has it. ``request`` (parameters, client tools, a stateless conversation or
+        a suspended run to resume) gets the run's :class:`~hermes_core.run_request.RunOutcome`.
         """
         self.runs += 1
         started = time.perf_counter()
-        state = _RunState(self.models)
-        user_message = {"role": "user", "content": text}
-        messages = self._context(user_message)
-        added: list[dict[str, Any]] = []
+        request = request or RunRequest()
+        state = _RunState(self.models, params=request.params)
+        history = [*self._system(), *self.history[-self.max_history_messages :]]
+        messages, added = request.opening(
+            self._system(), [*history, {"role": "user", "content": text}]
+        )
+        outcome, client_names = request.outcome, request.client_tool_names
         tool_rounds = 0
 
         def result(**fields: Any) -> RunResult:
@@ -152,7 +161,8 @@ class Agent:
 
         while True:
             # Asked afresh each round: an MCP server may have come back or gone away.
-            toolset = await self.services.tools.offered()
+            offered = await self.services.tools.offered()
+            toolset = ClientToolSet(offered.tools, tuple(request.client_tools))
             try:
                 completion = await self._complete_with_fallbacks(session, state, messages, toolset)
             except ProviderError as error:
@@ -168,7 +178,16 @@ class Agent:
             assistant = completion.as_message()
             messages.append(assistant)
             added.append(assistant)
+            outcome.finish_reason = completion.finish_reason
             if not completion.tool_calls:
+                return result(final_response=completion.content or ""), added
+            if client_calls := [c for c in completion.tool_calls if c.name in client_names]:
+                # The client runs its own calls; the gateway's of this turn run now.
+                own = [c for c in completion.tool_calls if c.name not in client_names]
+                results = await self._run_tools(session, state, own, toolset) if own else []
+                messages.extend(results)
+                added.extend(results)
+                outcome.client_calls, outcome.context = client_calls, messages
                 return result(final_response=completion.content or ""), added
             if tool_rounds >= self.max_tool_rounds:
                 error_text = (
@@ -243,7 +262,7 @@ class Agent:
                 if streaming():
                     completion = await self._stream(provider, ref, messages, tools, state)
                 else:
-                    completion = await provider.complete(ref.model, messages, tools)
+                    completion = await provider.complete(ref.model, messages, tools, **state.params)
             except ProviderError as error:
                 elapsed = time.perf_counter() - started
                 logger.debug("{} failed: {}", ref, error)
@@ -281,7 +300,7 @@ class Agent:
         state: _RunState,
     ) -> Completion:
         """One request, its text passed on to the run's listener as it arrives."""
-        async for event in stream_completion(provider, ref.model, messages, tools):
+        async for event in stream_completion(provider, ref.model, messages, tools, **state.params):
             if isinstance(event, StreamFinished):
                 return event.completion
             if isinstance(event, ProviderDelta):

@@ -18,6 +18,7 @@ from typing import Any
 from loguru import logger
 
 from hermes_core.agent import Agent, AgentServices
+from hermes_core.agents import Agents
 from hermes_core.cache import AgentCache
 from hermes_core.commands import CommandContext, CommandRegistry
 from hermes_core.configure import configure_gateway
@@ -43,6 +44,7 @@ from hermes_core.platform_settings import PlatformPlan
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
 from hermes_core.redaction import register_settings
+from hermes_core.run_request import RunRequest
 from hermes_core.runs import crash_reply, internal_failure, scrubbed, written
 from hermes_core.sessions import Sessions
 from hermes_core.settings import Config, ModelRef, core_registry
@@ -96,6 +98,12 @@ class Gateway:
             max_agents=config.get("cache.max_agents"),
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
             on_evict=self._notify_evicted,
+        )
+        self.agents = Agents(
+            config,
+            self.sessions,
+            self.cache,
+            AgentServices(self.hooks, self.providers, self.tools, self.health),
         )
         # The agent each session's current run uses, between agent_run and post_run.
         self._run_agents: dict[str, Agent] = {}
@@ -193,29 +201,22 @@ class Gateway:
         """Serve one inbound message: a slash command or an agent run. Never raises."""
         self._inflight += 1
         self._idle.clear()
+        request = message.request
         try:
-            async with self.sessions.hold(message.session_key):
-                try:
-                    session = await self.sessions.get(message.session_key, message.platform)
-                except Exception as error:  # the store failed: answer, never raise
-                    logger.opt(exception=error).error(
-                        "cannot load session {!r}: {}", message.session_key, error
-                    )
-                    return crash_reply(error, time.perf_counter())
-                session.user_id = message.user_id
-                session.last_active = time.time()
-                parsed = self.commands.parse(message.text)
-                if parsed is not None:
-                    reply = await self._run_command(session, message, *parsed)
-                else:
-                    result = scrubbed(await self._run(session, message))
-                    reply = Reply(result["final_response"] or "", result)
-                try:
-                    await self.sessions.save(session)
-                except Exception as error:  # the reply is ready: deliver it all the same
-                    logger.opt(exception=error).error(
-                        "cannot save session {!r}: {}", session.key, error
-                    )
+            if request is not None and request.stateless:
+                # Its own session, never loaded nor kept: nothing of it outlives the reply.
+                session = Session(key=message.session_key, platform=message.platform)
+                reply = await self._serve(session, message, save=request.record)
+            else:
+                async with self.sessions.hold(message.session_key):
+                    try:
+                        session = await self.sessions.get(message.session_key, message.platform)
+                    except Exception as error:  # the store failed: answer, never raise
+                        logger.opt(exception=error).error(
+                            "cannot load session {!r}: {}", message.session_key, error
+                        )
+                        return crash_reply(error, time.perf_counter())
+                    reply = await self._serve(session, message, save=True)
             # Evictions are announced outside the session lock: teardown never blocks a run.
             await self.cache.flush()
             return reply
@@ -223,6 +224,24 @@ class Gateway:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+
+    async def _serve(self, session: Session, message: Message, *, save: bool) -> Reply:
+        session.user_id = message.user_id
+        session.last_active = time.time()
+        parsed = self.commands.parse(message.text)
+        if parsed is not None:
+            reply = await self._run_command(session, message, *parsed)
+        else:
+            result = scrubbed(await self._run(session, message))
+            reply = Reply(result["final_response"] or "", result)
+        if save:
+            try:
+                await self.sessions.save(session)
+            except Exception as error:  # the reply is ready: deliver it all the same
+                logger.opt(exception=error).error(
+                    "cannot save session {!r}: {}", session.key, error
+                )
+        return reply
 
     async def stream(self, message: Message) -> AsyncIterator[RunEvent]:
         """Serve ``message`` as :meth:`handle` does, yielding its run's events as they happen
@@ -290,12 +309,18 @@ class Gateway:
         """The built-in run (``agent_run``): commit the user's message, ask ``pre_run``, run
         the agent, commit the result, and only then add the turn to the agent's history."""
         started = time.perf_counter()
-        run_id = uuid.uuid4().hex
-        user_message = written({"role": "user", "content": message.text})
+        request = message.request or RunRequest()
+        resume, record = request.resume, request.record
+        run_id = resume.run_id if resume else uuid.uuid4().hex
+        user_message = (
+            resume.user_message if resume else written({"role": "user", "content": message.text})
+        )
         try:
             # Committed before anything else happens: neither a crash nor a refusal by a
-            # pre_run plugin (the circuit breaker) can lose the user's message.
-            await self.sessions.begin_run(session, run_id, user_message)
+            # pre_run plugin (the circuit breaker) can lose the user's message. A resumed
+            # run's message is committed already.
+            if record and resume is None:
+                await self.sessions.begin_run(session, run_id, user_message)
         except Exception as error:
             logger.opt(exception=error).error(
                 "cannot store the message of session {}: {}", session.key, error
@@ -305,63 +330,37 @@ class Gateway:
         try:
             result = await self.hooks.pre_run(session, message)
             if result is None:
-                agent = self.cache.get(session.key) or await self._create_agent(session)
+                agent = await self.agents.for_run(session, request)
                 self._run_agents[session.key] = agent
                 self.cache.acquire(session.key)
                 try:
-                    result, added = await agent.run(session, message.text)
+                    result, added = await agent.run(session, message.text, request)
                 finally:
                     self.cache.release(session.key)
             else:  # a plugin's answer is part of the conversation, unless it is a failure
                 added = [{"role": "assistant", "content": result["final_response"]}]
             answered = None if result["failed"] else [written(m) for m in added]
-            await self.sessions.finish_run(session, run_id, answered, result["model"])
+            # Waiting for the client's tool results: the turn stays out of the store's
+            # history (its run pending) and of the agent's until the run is resumed.
+            if request.outcome.suspend(session.key, run_id, user_message, answered):
+                return result
+            if record:
+                await self.sessions.finish_run(session, run_id, answered, result["model"])
         except Exception as error:
             logger.opt(exception=error).error(
                 "run for session {} crashed: {}: {}", session.key, type(error).__name__, error
             )
             with contextlib.suppress(Exception):
-                await self.sessions.finish_run(session, run_id, None)
+                if record:
+                    await self.sessions.finish_run(session, run_id, None)
             return internal_failure(error, started, agent, kept=True)
         if answered is not None and (keeper := agent or self.cache.peek(session.key)):
             keeper.history.extend([user_message, *answered])
         return result
 
-    # --- agents --------------------------------------------------------------------------
     def models_for(self, session: Session) -> list[ModelRef]:
-        """The session's model chain: its ``/model`` choice or ``agent.model``, then fallbacks.
-
-        A stored choice whose provider is no longer configured (the settings changed since) is
-        ignored, so the session falls back to ``agent.model`` instead of failing every run.
-        """
-        primary = self.config.model
-        if session.model:
-            choice = ModelRef.parse(session.model, "/model")
-            if choice.provider in self.config.providers:
-                primary = choice
-            else:
-                logger.warning(
-                    "session {}: /model {} names no configured provider; using {}",
-                    session.key,
-                    choice,
-                    primary,
-                )
-        return [primary, *(ref for ref in self.config.fallbacks if ref != primary)]
-
-    async def _create_agent(self, session: Session) -> Agent:
-        limit = int(self.config.get("agent.max_history_messages"))
-        agent = Agent(
-            session.key,
-            self.models_for(session),
-            await self.sessions.history(session, limit),
-            AgentServices(self.hooks, self.providers, self.tools, self.health),
-            system_prompt=str(self.config.get("agent.system_prompt") or ""),
-            max_tool_rounds=int(self.config.get("agent.max_tool_rounds")),
-            max_history_messages=limit,
-        )
-        self.cache.put(session.key, agent)
-        logger.debug("created {}", agent)
-        return agent
+        """The session's model chain: its ``/model`` choice or ``agent.model``, then fallbacks."""
+        return self.agents.models_for(session)
 
     async def _notify_evicted(self, key: str, agent: Agent, reason: str) -> None:
         logger.info("evicted agent of session {} ({})", key, reason)

@@ -135,11 +135,16 @@ class Provider(Protocol):
     """What a provider plugin's factory returns."""
 
     async def complete(
-        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        **params: Any,
     ) -> Completion:
         """Ask ``model`` for the next assistant message; raise ProviderError on failure.
 
-        Make exactly one request: retries and fallbacks belong to the run loop.
+        ``params`` (``max_tokens``, ``temperature``…) go into the request as they are. Make
+        exactly one request: retries and fallbacks belong to the run loop.
         """
         ...
 

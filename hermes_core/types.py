@@ -6,7 +6,10 @@ import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar
+
+if TYPE_CHECKING:
+    from hermes_core.run_request import RunRequest
 
 ErrorKind = Literal[
     "non_retryable",
@@ -82,7 +85,8 @@ def make_result(**fields: Any) -> RunResult:
 
 @dataclass(frozen=True)
 class Message:
-    """One inbound message from a platform."""
+    """One inbound message from a platform; ``request`` holds a platform's per-run options
+    (:class:`hermes_core.run_request.RunRequest`: parameters, client tools, stateless)."""
 
     text: str
     platform: str
@@ -90,6 +94,7 @@ class Message:
     user_id: str
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     received_at: float = field(default_factory=time.time)
+    request: RunRequest | None = None
 
 
 @dataclass

@@ -22,12 +22,10 @@ import errno
 import hmac
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, cast
 
 from loguru import logger
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -36,7 +34,7 @@ from starlette.routing import Route
 from hermes_core import hookimpl
 from hermes_core.asgi import EmbeddedServer, listen
 from hermes_core.errors import ConfigError
-from hermes_core.events import Fallback, RunEvent, RunFinished, RunStarted, TextDelta
+from hermes_core.events import RunEvent, RunFinished, TextDelta
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import (
     Intake,
@@ -45,13 +43,14 @@ from hermes_core.platforms import (
     PlatformSettings,
     Refusal,
     RegisterPlatform,
-    session_key,
 )
 from hermes_core.plugins import openai_wire as wire
+from hermes_core.plugins.http_app import build_app
+from hermes_core.plugins.http_chat import ChatRun, ChatRuns, completion_body, sse
 from hermes_core.plugins.http_settings import NAME, HttpSettings, declare_settings
 from hermes_core.redaction import scrub
 from hermes_core.settings.schema import RegisterSetting
-from hermes_core.types import Message, Reply
+from hermes_core.types import Reply
 
 __all__ = ["NAME", "HttpPlatform", "HttpSettings", "register_platforms"]
 
@@ -121,41 +120,19 @@ def _shutting_down() -> wire.ApiError:
     )
 
 
-def _reply_headers(reply: Reply, session_id: str) -> dict[str, str]:
+def _session_headers(session_id: str | None) -> dict[str, str]:
+    """The session's name; a stateless conversation has none to continue."""
+    return {} if session_id is None else {wire.SESSION_HEADER: session_id}
+
+
+def _reply_headers(reply: Reply, session_id: str | None) -> dict[str, str]:
     """The session's name and, for a failed run, its error kind; a refusal is a 403."""
     if isinstance(reply, Refusal):
         raise wire.ApiError(403, reply.text, type="permission_error", code="user_not_allowed")
-    headers = {wire.SESSION_HEADER: session_id}
+    headers = _session_headers(session_id)
     if reply.result is not None and reply.result["failed"]:
         headers[ERROR_KIND_HEADER] = reply.result["error_kind"] or "internal"
     return headers
-
-
-async def _sse(
-    head: list[RunEvent], rest: AsyncIterator[RunEvent], model: str
-) -> AsyncIterator[str]:
-    """A run's events as ``chat.completion.chunk`` events; ``model`` follows the run (its
-    primary, then each fallback, then the model that answered)."""
-    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-    yield wire.chunk(completion_id, created, model, {"role": "assistant", "content": ""})
-
-    async def events() -> AsyncIterator[RunEvent]:
-        for event in head:
-            yield event
-        async for event in rest:
-            yield event
-
-    async for event in events():
-        if isinstance(event, RunStarted):
-            model = event.model
-        elif isinstance(event, Fallback):
-            model = event.to_model
-        elif isinstance(event, TextDelta):
-            yield wire.chunk(completion_id, created, model, {"content": event.text})
-        elif isinstance(event, RunFinished):
-            model = (event.reply.result and event.reply.result["model"]) or model
-            yield wire.chunk(completion_id, created, model, {}, "stop")
-    yield wire.DONE
 
 
 class HttpPlatform:
@@ -166,15 +143,18 @@ class HttpPlatform:
         self.gateway = gateway
         self.settings = HttpSettings.load(table)
         self.intake = Intake(gateway, table)
+        self.chats = ChatRuns(gateway, self.settings)
         self.port: int | None = None
-        app = Starlette(
-            routes=[
+        app = build_app(
+            [
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/models/{model_id:path}", self.model, methods=["GET"]),
                 Route("/health", self.health, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
             ],
-            exception_handlers={wire.ApiError: _api_error, HTTPException: _http_error},
+            self.settings.cors_origins,
+            {wire.ApiError: _api_error, HTTPException: _http_error},
         )
         self._server = EmbeddedServer(
             app,
@@ -272,33 +252,26 @@ class HttpPlatform:
         except ClientDisconnect:
             return Response(status_code=400)
         chat = wire.parse_chat(body, request.headers.get(wire.SESSION_HEADER))
-        session_id = chat.session_id or f"anon-{uuid.uuid4().hex}"
-        message = Message(
-            text=chat.text,
-            platform=NAME,
-            session_key=session_key(NAME, session_id, owner),
-            user_id=chat.user or session_id,
-        )
+        run = await self.chats.prepare(chat, owner)
+        # Until the run names the model that answers (a command's reply names none).
+        model = chat.model or str(self.gateway.config.model)
         if chat.stream:
-            return await self._streamed(message, session_id, chat.model)
+            return await self._streamed(run, model, chat.include_usage)
         try:
-            reply = await self.intake.handle(message)
+            reply = await self.intake.handle(run.message)
         except IntakeClosed:
             raise _shutting_down() from None
-        headers = _reply_headers(reply, session_id)
-        # The model that answered; a command reply has none.
-        model = (reply.result and reply.result["model"]) or chat.model or "hermes-core"
-        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        body_out = wire.completion(reply.text, completion_id, created, model)
-        return JSONResponse(body_out, headers=headers)
+        self.chats.keep(run.request)
+        headers = _reply_headers(reply, run.session_id)
+        return JSONResponse(completion_body(reply, run.request, model), headers=headers)
 
-    async def _streamed(self, message: Message, session_id: str, model: str | None) -> Response:
+    async def _streamed(self, run: ChatRun, model: str, include_usage: bool) -> Response:
         """The reply as server-sent events, each text delta sent as the run produces it.
 
         The response head waits for the first text or the end of the run, so a run that fails
         before answering still names its kind in ``X-Hermes-Error-Kind``.
         """
-        events = self.intake.stream(message)
+        events = self.intake.stream(run.message)
         head: list[RunEvent] = []
         try:
             async for event in events:
@@ -308,22 +281,41 @@ class HttpPlatform:
         except IntakeClosed:
             raise _shutting_down() from None
         finished = head[-1] if head and isinstance(head[-1], RunFinished) else None
-        headers = {wire.SESSION_HEADER: session_id}
+        headers = _session_headers(run.session_id)
         if finished is not None:
-            headers = _reply_headers(finished.reply, session_id)
-        sse = _sse(head, events, model or "hermes-core")
+            headers = _reply_headers(finished.reply, run.session_id)
+
+        async def replayed() -> AsyncIterator[RunEvent]:
+            for event in head:
+                yield event
+            async for event in events:
+                yield event
+
+        body = sse(replayed(), model, self.chats, run.request, include_usage)
         return StreamingResponse(
-            sse,
+            body,
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    def _chain(self) -> list[tuple[str, str]]:
+        """The configured model chain as ``(id, owner)`` pairs, primary first."""
+        config = self.gateway.config
+        return [(str(ref), ref.provider) for ref in (config.model, *config.fallbacks)]
+
     async def models(self, request: Request) -> Response:
         """``GET /v1/models``: the configured model chain, primary first."""
         self._authenticate(request)
-        config = self.gateway.config
-        chain = [(str(ref), ref.provider) for ref in (config.model, *config.fallbacks)]
-        return JSONResponse(wire.model_list(chain, int(time.time())))
+        return JSONResponse(wire.model_list(self._chain(), int(time.time())))
+
+    async def model(self, request: Request) -> Response:
+        """``GET /v1/models/{id}``: one model of the chain; 404 for any other."""
+        self._authenticate(request)
+        model_id = request.path_params["model_id"]
+        owner = dict(self._chain()).get(model_id)
+        if owner is None:
+            raise wire.unknown_model(model_id)
+        return JSONResponse(wire.model_object(model_id, owner, int(time.time())))
 
     async def metrics(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus metrics, behind the same API keys as the API.

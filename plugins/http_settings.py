@@ -4,8 +4,11 @@ Keys: ``enabled``, ``host`` (default 127.0.0.1; an IPv6 address with or without 
 ``port`` (default 8000; 0 picks a free one), ``api_keys`` (a list of plain keys or
 ``{name = "alice", key_env = "ALICE_KEY"}`` tables), ``api_keys_env`` (an environment variable
 holding comma-separated plain keys), ``allow_users``, ``max_body_bytes`` (default 1 MiB),
-``header_timeout_s`` (default 10) and ``stop_grace_s``. Without any API key the platform
-listens only on a loopback host. No error message ever shows a key.
+``header_timeout_s`` (default 10), ``stop_grace_s``, ``cors_origins`` (default none),
+``parameters`` (:class:`~hermes_core.plugins.http_params.ParameterPolicy`),
+``record_stateless`` (default true), ``max_suspended_runs`` and ``suspended_run_ttl_s``.
+Without any API key the platform listens only on a loopback host. No error message ever
+shows a key.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from hermes_core.asgi import DEFAULT_HEADER_TIMEOUT_S
 from hermes_core.errors import ConfigError
 from hermes_core.platforms import PlatformSettings
+from hermes_core.plugins.http_params import ParameterPolicy
 from hermes_core.settings.schema import RegisterSetting
 
 NAME = "http"
@@ -34,6 +38,10 @@ KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: The keys of a named-key table.
 KEY_TABLE = ("name", "key_env")
 EXPECTED_KEYS = "expected a list of strings (plain keys) or {name, key_env} tables"
+#: An origin as a browser sends it: scheme, host and an optional port, nothing more.
+ORIGIN = re.compile(r"^https?://[^/\s:]+(:\d{1,5})?$")
+DEFAULT_MAX_SUSPENDED_RUNS = 1000
+DEFAULT_SUSPENDED_RUN_TTL_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,11 @@ class HttpSettings:
     api_keys: tuple[ApiKey, ...]
     max_body_bytes: int
     header_timeout_s: float
+    cors_origins: tuple[str, ...] = ()
+    parameters: ParameterPolicy = field(default_factory=ParameterPolicy)
+    record_stateless: bool = True
+    max_suspended_runs: int = DEFAULT_MAX_SUSPENDED_RUNS
+    suspended_run_ttl_s: float = DEFAULT_SUSPENDED_RUN_TTL_S
 
     @property
     def address(self) -> str:
@@ -86,7 +99,30 @@ class HttpSettings:
             raise settings.error(
                 "header_timeout_s", f"must be <= {MAX_HEADER_TIMEOUT_S}, got {header_timeout!r}"
             )
-        return cls(host, port, keys, max_body, header_timeout)
+        return cls(
+            host,
+            port,
+            keys,
+            max_body,
+            header_timeout,
+            _cors_origins(settings),
+            ParameterPolicy.load(settings),
+            settings.boolean("record_stateless", True),
+            settings.integer("max_suspended_runs", DEFAULT_MAX_SUSPENDED_RUNS, minimum=1),
+            settings.number("suspended_run_ttl_s", DEFAULT_SUSPENDED_RUN_TTL_S, minimum=1),
+        )
+
+
+def _cors_origins(settings: PlatformSettings) -> tuple[str, ...]:
+    origins = settings.strings("cors_origins")
+    for origin in origins:
+        if origin != "*" and not ORIGIN.match(origin):
+            raise settings.error(
+                "cors_origins",
+                f"{origin[:80]!r} is not an origin: write scheme://host[:port] "
+                '(no path, no trailing slash), or "*" for any',
+            )
+    return tuple(origins)
 
 
 def _host(settings: PlatformSettings) -> str:
@@ -190,6 +226,42 @@ def declare_settings(register: RegisterSetting) -> None:
         "Largest request body accepted.",
         minimum=1,
         maximum=MAX_BODY_BYTES_LIMIT,
+    )
+    register(
+        key + "cors_origins",
+        list,
+        [],
+        "Browser origins allowed to call the API (CORS); none by default.",
+        expected='a list of origins such as https://app.example.com, or ["*"]',
+    )
+    register(
+        key + "parameters",
+        dict,
+        {},
+        "Request parameters pinned, defaulted or forbidden: {pin, default, forbid}.",
+        expected="a table {pin = {...}, default = {...}, forbid = [...]}",
+        open=True,  # its keys are parameter names, checked by ParameterPolicy.load
+    )
+    register(
+        key + "record_stateless",
+        bool,
+        True,
+        "Write stateless conversations' turns to the transcript store.",
+        expected="true or false",
+    )
+    register(
+        key + "max_suspended_runs",
+        int,
+        DEFAULT_MAX_SUSPENDED_RUNS,
+        "Most runs kept waiting for a client's tool results; the oldest goes first.",
+        minimum=1,
+    )
+    register(
+        key + "suspended_run_ttl_s",
+        float,
+        DEFAULT_SUSPENDED_RUN_TTL_S,
+        "Seconds a run waits for a client's tool results before it is forgotten.",
+        minimum=1,
     )
     register(
         key + "header_timeout_s",

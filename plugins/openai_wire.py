@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_core.plugins import strict_json
+from hermes_core import __version__
+from hermes_core.plugins import http_params, openai_messages, strict_json
 
 #: The request header naming the session (hermes-core's extension to the API).
 SESSION_HEADER = "X-Hermes-Session"
-#: Message roles of the chat-completions API.
-ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: Longest accepted session id or ``user`` value.
 MAX_ID_LENGTH = 256
 
@@ -81,8 +80,14 @@ def check_content_type(declared: str | None) -> None:
 class ChatRequest:
     """What hermes-core uses from a chat-completions request.
 
+    :ivar text: the last user message's text: a session's new input.
     :ivar session_id: the session the client named (the session header, else ``user``);
-        None when it named none.
+        None when it named none (a stateless conversation).
+    :ivar messages: every message, normalised: a stateless conversation's history.
+    :ivar tool_results: the ``role: "tool"`` messages ending ``messages``: results of the
+        client tools a suspended run called.
+    :ivar params: the parameters forwarded to the upstream (:mod:`http_params`).
+    :ivar tools: the client's own tools.
     """
 
     text: str
@@ -90,37 +95,33 @@ class ChatRequest:
     model: str | None
     stream: bool
     session_id: str | None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    tool_results: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    include_usage: bool = False
 
 
 def parse_chat(body: bytes, session_header: str | None = None) -> ChatRequest:
     """Validate a request body (and the session header); raises a 400 :class:`ApiError`
     saying what is wrong, with ``param`` naming the field."""
     data = _load_object(body)
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("`messages` must be a non-empty list", "messages")
-    last_user = None
-    for index, item in enumerate(messages):
-        if not isinstance(item, dict) or not isinstance(item.get("role"), str):
-            raise bad_request(
-                f"messages[{index}] must be an object with a string `role`", "messages"
-            )
-        if item["role"] not in ROLES:
-            raise bad_request(
-                f"messages[{index}].role must be one of {', '.join(ROLES)}, "
-                f"got {item['role'][:40]!r}",
-                "messages",
-            )
-        if item["role"] == "user":
-            last_user = index
-    if last_user is None:
+    try:
+        messages = openai_messages.conversation(data.get("messages"))
+        tools = openai_messages.client_tools(data.get("tools"))
+        params = http_params.request_params(data)
+    except http_params.ParamProblem as problem:
+        raise bad_request(str(problem), problem.param) from None
+    results = openai_messages.trailing_tool_results(messages)
+    users = [index for index, item in enumerate(messages) if item["role"] == "user"]
+    if not users and not results:
         raise bad_request(
             'no user message in `messages`: the last message with role "user" is the input',
             "messages",
         )
-    text = _text_of(messages[last_user].get("content"), last_user)
-    if not text.strip():
-        raise bad_request(f"messages[{last_user}] (the last user message) is empty", "messages")
+    text = messages[users[-1]]["content"] if users else ""
+    if not results and not text.strip():
+        raise bad_request(f"messages[{users[-1]}] (the last user message) is empty", "messages")
     stream = data.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise bad_request("`stream` must be a boolean", "stream")
@@ -130,7 +131,31 @@ def parse_chat(body: bytes, session_header: str | None = None) -> ChatRequest:
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise bad_request("`model` must be a string", "model")
-    return ChatRequest(text, user, model, bool(stream), _session_id(session_header, user))
+    return ChatRequest(
+        text,
+        user,
+        model,
+        bool(stream),
+        _session_id(session_header, user),
+        messages,
+        results,
+        params,
+        tools,
+        _include_usage(data.get("stream_options"), bool(stream)),
+    )
+
+
+def _include_usage(options: Any, stream: bool) -> bool:
+    if options is None:
+        return False
+    if not stream:
+        raise bad_request("`stream_options` is only allowed with `stream: true`", "stream_options")
+    include = options.get("include_usage", False) if isinstance(options, dict) else None
+    if not isinstance(include, bool):
+        raise bad_request(
+            "`stream_options` must be an object with a boolean `include_usage`", "stream_options"
+        )
+    return include
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
@@ -143,30 +168,6 @@ def _load_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise bad_request("request body must be a JSON object")
     return data
-
-
-def _text_of(content: Any, index: int) -> str:
-    """The text of a message: a string, or the ``text`` parts of a content list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not (isinstance(part, dict) and part.get("type") == "text"):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise bad_request(
-                    f"messages[{index}].content: only text parts are supported, got {kind!r}",
-                    "messages",
-                )
-            if not isinstance(part.get("text"), str):
-                raise bad_request(
-                    f"messages[{index}].content: a text part needs `text`", "messages"
-                )
-            texts.append(part["text"])
-        return "\n".join(texts)
-    raise bad_request(
-        f"messages[{index}].content must be a string or a list of text parts", "messages"
-    )
 
 
 def _identifier(value: Any, what: str, param: str) -> str:
@@ -200,38 +201,72 @@ def _session_id(header: str | None, user: str | None) -> str | None:
 # --- responses -----------------------------------------------------------------------------
 
 
-def completion(text: str, completion_id: str, created: int, model: str) -> dict[str, Any]:
-    """A ``chat.completion`` object answering with ``text``."""
+#: What ``system_fingerprint`` says: the gateway and its version answered.
+SYSTEM_FINGERPRINT = f"hermes-core-{__version__}"
+#: ``usage`` of a reply no upstream counted (a command's, a plugin's, a failure before any).
+NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+@dataclass(frozen=True)
+class Head:
+    """What every object of one response repeats: its id, creation time and model."""
+
+    id: str
+    created: int
+    model: str
+
+
+def completion(
+    head: Head,
+    text: str | None,
+    *,
+    finish_reason: str = "stop",
+    usage: Mapping[str, object] | None = None,
+    tool_calls: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """A ``chat.completion`` object answering with ``text`` (and ``tool_calls``)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["tool_calls"] = [dict(call) for call in tool_calls]
     return {
-        "id": completion_id,
+        "id": head.id,
         "object": "chat.completion",
-        "created": created,
-        "model": model,
+        "created": head.created,
+        "model": head.model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
         ],
+        "usage": dict(usage or NO_USAGE),
     }
 
 
 def chunk(
-    completion_id: str,
-    created: int,
-    model: str,
-    delta: Mapping[str, str],
+    head: Head,
+    delta: Mapping[str, Any] | None,
     finish_reason: str | None = None,
+    *,
+    usage: Mapping[str, object] | None = None,
+    with_usage: bool = False,
 ) -> str:
-    """One ``chat.completion.chunk`` server-sent event."""
-    body = {
-        "id": completion_id,
+    """One ``chat.completion.chunk`` server-sent event; ``delta=None`` is the usage chunk
+    (empty ``choices``). With ``with_usage`` every chunk has a ``usage`` key, null but on the
+    last, as OpenAI sends them for ``stream_options.include_usage``."""
+    choices = (
+        []
+        if delta is None
+        else [{"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish_reason}]
+    )
+    body: dict[str, Any] = {
+        "id": head.id,
         "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": dict(delta), "finish_reason": finish_reason}],
+        "created": head.created,
+        "model": head.model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": choices,
     }
+    if with_usage:
+        body["usage"] = None if usage is None else dict(usage)
     return f"data: {json.dumps(body)}\n\n"
 
 
@@ -239,10 +274,21 @@ def chunk(
 DONE = "data: [DONE]\n\n"
 
 
+def model_object(model: str, owner: str, created: int) -> dict[str, Any]:
+    """One ``model`` object of ``GET /v1/models`` and ``GET /v1/models/{id}``."""
+    return {"id": model, "object": "model", "created": created, "owned_by": owner}
+
+
 def model_list(models: Sequence[tuple[str, str]], created: int) -> dict[str, Any]:
     """The ``GET /v1/models`` list of ``(id, owner)`` pairs."""
-    data = [
-        {"id": model, "object": "model", "created": created, "owned_by": owner}
-        for model, owner in models
-    ]
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [model_object(m, owner, created) for m, owner in models]}
+
+
+def unknown_model(model: str) -> ApiError:
+    """The 404 OpenAI answers for a model it does not serve."""
+    return ApiError(
+        404,
+        f"The model {model[:100]!r} does not exist: GET /v1/models lists the served ones",
+        param="model",
+        code="model_not_found",
+    )

@@ -33,13 +33,17 @@ model name          behaviour
                     streamed, like ``hang-*``
 ``nostream-*``      400 ``unsupported_parameter`` (mentioning ``stream``) to ``"stream": true``;
                     like ``ok-*`` otherwise
+``say-*``           200, content the last user text verbatim (script a JSON answer)
 anything else       404 ``model_not_found``
 ==================  ========================================================================
 
 A prefix matches the bare name or the name followed by ``-``: ``ok`` and ``ok-primary`` are
 both ``ok-*``, ``okay`` is unknown. ``stream: true`` turns answers into server-sent events,
 written chunk by chunk, tool calls in fragments as OpenAI sends them, and a usage chunk when
-``stream_options.include_usage`` is true; error outcomes stay plain JSON errors.
+``stream_options.include_usage`` is true; error outcomes stay plain JSON errors. A text
+answer longer than the request's ``max_tokens`` (or ``max_completion_tokens``) words is cut
+to that many, with ``finish_reason: "length"``. Each request's parameters (``max_tokens``,
+``temperature``, ``response_format``…) are in :attr:`RecordedRequest.params`.
 
 The parts: :mod:`~hermes_core.testing.outcomes` (what can be answered),
 :mod:`~hermes_core.testing.script` (which answer a model name gets),

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Body fields of a request that are not parameters (:attr:`RecordedRequest.params`).
+TRANSPORT_FIELDS = frozenset({"model", "messages", "tools", "stream", "stream_options"})
+
 
 @dataclass
 class RecordedRequest:
@@ -33,6 +36,13 @@ class RecordedRequest:
     headers: dict[str, str]
     body: dict[str, Any]
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """The request's parameters: every body field but the conversation and transport
+        ones (``model``, ``messages``, ``tools``, ``stream``, ``stream_options``), e.g.
+        ``{"max_tokens": 3, "temperature": 0}``."""
+        return {key: value for key, value in self.body.items() if key not in TRANSPORT_FIELDS}
+
     def summary(self) -> dict[str, Any]:
         """Return the JSON-friendly subset served by ``GET /_requests``."""
         return {
@@ -40,6 +50,7 @@ class RecordedRequest:
             "messages": self.messages,
             "tools": self.tools,
             "stream": self.stream,
+            "params": self.params,
         }
 
 
@@ -76,6 +87,8 @@ class Answer:
     chunk_delay_s: float = 0.0
     stall_after: int | None = None
     streams: bool = True
+    #: Why the answer ended, when not the usual (``length``: cut at ``max_tokens``).
+    finish: str | None = None
 
     def stream_pieces(self) -> list[str]:
         """The content as it is streamed; the pieces concatenated are the content."""
@@ -84,7 +97,7 @@ class Answer:
     @property
     def finish_reason(self) -> str:
         """OpenAI's finish reason for this answer."""
-        return "tool_calls" if self.tool_calls else "stop"
+        return self.finish or ("tool_calls" if self.tool_calls else "stop")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ outcome; the module docstring of :mod:`hermes_core.testing.openai_server` docume
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import re
 import threading
@@ -31,6 +32,7 @@ from hermes_core.testing.outcomes import (
     text_of,
     tool_name,
     usage,
+    words,
 )
 
 _DEFAULT_RATELIMIT_SECONDS = "1"
@@ -108,10 +110,31 @@ def _answer(script: Script, request: RecordedRequest) -> Outcome:
     return Answer(echo(request.model, request.messages))
 
 
+def _say(script: Script, request: RecordedRequest) -> Outcome:
+    """``say-*``: the last user text, verbatim (a test's way to script JSON output)."""
+    users = [text_of(m.get("content")) for m in request.messages if m.get("role") == "user"]
+    return Answer(users[-1] if users else "")
+
+
+def within_max_tokens(request: RecordedRequest, outcome: Outcome) -> Outcome:
+    """A text answer longer than the request's ``max_tokens`` (or ``max_completion_tokens``)
+    words, cut to that many with finish reason ``length``, as a real model does."""
+    limit = request.body.get("max_completion_tokens") or request.body.get("max_tokens")
+    if not (isinstance(outcome, Answer) and isinstance(limit, int) and outcome.content):
+        return outcome
+    pieces = words(outcome.content)
+    if len(pieces) <= limit:
+        return outcome
+    return dataclasses.replace(
+        outcome, content="".join(pieces[:limit]), finish="length", pieces=None
+    )
+
+
 #: Model-name prefix -> the outcome of a request for it. ``notfound`` and unknown names
 #: share the 404 of :meth:`Script.plan`.
 PREFIXES: dict[str, Callable[[Script, RecordedRequest], Outcome]] = {
     "ok": _answer,
+    "say": _say,
     "bad": lambda s, r: _error(
         400,
         f"The model `{r.model}` does not exist or is invalid",
@@ -192,7 +215,7 @@ class Script:
         # "ok" and "ok-primary" are ok-*; "okay" is unknown.
         build = PREFIXES.get(request.model.split("-", 1)[0])
         if build is not None:
-            return build(self, request)
+            return within_max_tokens(request, build(self, request))
         return ErrorReply(
             404,
             f"The model `{request.model}` does not exist or you do not have access to it.",

@@ -13,6 +13,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from helpers_http import KEY, client_for, user
 
 from hermes_core.asgi import listen
 from hermes_core.errors import ConfigError
@@ -20,17 +21,6 @@ from hermes_core.platforms import REFUSAL, session_key
 from hermes_core.plugins.http import HttpPlatform
 from hermes_core.plugins.http_settings import ApiKey
 from hermes_core.testing import FakeOpenAI, ServeHttp, settings_for
-
-KEY = "sk-hermes-test"
-
-
-def client_for(platform: HttpPlatform, api_key: str = KEY) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{platform.url}/v1", api_key=api_key, max_retries=0)
-
-
-def user(text: str) -> list[Any]:
-    return [{"role": "user", "content": text}]
-
 
 # --- the official client -------------------------------------------------------------------
 
@@ -127,7 +117,7 @@ async def test_sessions_by_header_keep_separate_histories(serve_http: ServeHttp)
         assert await say("alice", "a3") == "[ok-primary] a3 (user messages: 3)"
 
 
-async def test_only_the_last_user_message_is_new_input(
+async def test_in_a_session_only_the_last_user_message_is_new_input(
     serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http()
@@ -138,7 +128,9 @@ async def test_only_the_last_user_message_is_new_input(
         {"role": "user", "content": [{"type": "text", "text": "new question"}]},
     ]
     async with client_for(platform) as client:
-        completion = await client.chat.completions.create(model="any", messages=messages)
+        completion = await client.chat.completions.create(
+            model="any", messages=messages, extra_headers={"X-Hermes-Session": "mine"}
+        )
     assert completion.choices[0].message.content == "[ok-primary] new question (user messages: 1)"
     sent = fake_openai.requests[0].messages
     assert [m["content"] for m in sent if m["role"] == "user"] == ["new question"]
@@ -155,24 +147,8 @@ async def test_user_field_is_the_session_when_there_is_no_header(serve_http: Ser
             assert raw.parse().choices[0].message.content.endswith(f"(user messages: {expected})")
 
 
-async def test_no_session_and_no_user_is_a_fresh_session_per_request(serve_http: ServeHttp) -> None:
-    gateway, platform = await serve_http()
-    sessions = set()
-    async with client_for(platform) as client:
-        for _ in range(2):
-            raw = await client.chat.completions.with_raw_response.create(
-                model="any", messages=user("hey")
-            )
-            assert raw.parse().choices[0].message.content.endswith("(user messages: 1)")
-            sessions.add(raw.headers["x-hermes-session"])
-    assert len(sessions) == 2
-    assert {f"http:{s}" for s in sessions} <= set(gateway.cache)
-
-
-async def test_failed_run_is_200_with_the_error_kind_header(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI
-) -> None:
-    _, platform = await serve_http(settings_for(fake_openai.url, "bad-primary"))
+async def test_failed_run_is_200_with_the_error_kind_header(serve_http: ServeHttp) -> None:
+    _, platform = await serve_http("bad-primary")
     async with client_for(platform) as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="any", messages=user("hi")
@@ -186,10 +162,8 @@ async def test_failed_run_is_200_with_the_error_kind_header(
     assert ok.headers["x-hermes-error-kind"] == "non_retryable"  # same model, same failure
 
 
-async def test_successful_run_has_no_error_kind_header(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI
-) -> None:
-    _, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fallback"]))
+async def test_successful_run_has_no_error_kind_header(serve_http: ServeHttp) -> None:
+    _, platform = await serve_http("bad-primary", ["ok-fallback"])
     async with client_for(platform) as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="any", messages=user("hi"), stream=True
@@ -266,11 +240,8 @@ async def test_request_body_size_is_limited(serve_http: ServeHttp, fake_openai: 
 
 async def test_models_lists_the_configured_chain_and_health_needs_no_key(
     serve_http: ServeHttp,
-    fake_openai: FakeOpenAI,
 ) -> None:
-    _, platform = await serve_http(
-        settings_for(fake_openai.url, "ok-primary", ["ok-fallback"]), api_keys=[KEY]
-    )
+    _, platform = await serve_http("ok-primary", ["ok-fallback"], api_keys=[KEY])
     async with client_for(platform) as client:
         models = await client.models.list()
     assert [m.id for m in models.data] == ["local:ok-primary", "local:ok-fallback"]
@@ -355,9 +326,7 @@ async def test_bad_settings_are_config_errors_naming_the_key(
 
 
 async def test_seed_scenario_over_http(serve_http: ServeHttp, fake_openai: FakeOpenAI) -> None:
-    gateway, platform = await serve_http(
-        settings_for(fake_openai.url, "bad-primary", ["bad-fallback"])
-    )
+    gateway, platform = await serve_http("bad-primary", ["bad-fallback"])
     headers = {"X-Hermes-Session": "seed"}
 
     async def say(text: str) -> tuple[str, str | None]:
@@ -580,13 +549,10 @@ async def test_a_connection_without_complete_headers_is_closed_after_header_time
 @pytest.mark.slow
 async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_response(
     serve_http: ServeHttp,
-    fake_openai: FakeOpenAI,
 ) -> None:
     """A run longer than header_timeout_s is answered; the next request on the same
     connection gets the deadline again."""
-    _, platform = await serve_http(
-        settings_for(fake_openai.url, "slow-1-primary"), header_timeout_s=0.5
-    )
+    _, platform = await serve_http("slow-1-primary", header_timeout_s=0.5)
     assert platform.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
     try:
@@ -611,12 +577,8 @@ async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_respo
 
 
 @pytest.mark.slow
-async def test_sse_forwards_each_chunk_as_the_upstream_sends_it(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI
-) -> None:
-    _, platform = await serve_http(
-        settings_for(fake_openai.url, "stream-10-100-model"), api_keys=[KEY]
-    )
+async def test_sse_forwards_each_chunk_as_the_upstream_sends_it(serve_http: ServeHttp) -> None:
+    _, platform = await serve_http("stream-10-100-model", api_keys=[KEY])
     arrivals: list[tuple[float, str]] = []
     body = {"model": "any", "stream": True, "messages": user("hello")}
     headers = {"Authorization": f"Bearer {KEY}", "X-Hermes-Session": "sse"}

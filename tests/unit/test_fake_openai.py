@@ -527,7 +527,9 @@ def test_http_endpoints_and_errors(server: FakeOpenAI) -> None:
         assert answer.json()["choices"][0]["message"]["content"] == "[ok-x] hi (user messages: 1)"
 
         recorded = http.get("/_requests").json()
-        assert recorded == [{"model": "ok-x", "messages": USER_HI, "tools": None, "stream": False}]
+        assert recorded == [
+            {"model": "ok-x", "messages": USER_HI, "tools": None, "stream": False, "params": {}}
+        ]
         assert http.delete("/_requests").status_code == 200
         assert http.get("/_requests").json() == []
     assert server.requests == []

@@ -45,9 +45,11 @@ def test_body_nested_100000_deep_is_refused_naming_the_field() -> None:
 
 
 def test_nesting_up_to_the_limit_is_accepted() -> None:
-    depth = strict_json.MAX_DEPTH - 1  # the body object itself is one level
-    data = b'{"messages": [{"role": "user", "content": "hi"}], "m": '
-    data += b"[" * depth + b"]" * depth + b"}"
+    # The body, tools, the tool, function and parameters are five levels.
+    depth = strict_json.MAX_DEPTH - 5
+    data = b'{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", '
+    data += b'"function": {"name": "t", "parameters": {"deep": '
+    data += b"[" * depth + b"]" * depth + b"}}}]}"
     assert wire.parse_chat(data).text == "hi"
 
 
@@ -144,7 +146,8 @@ def test_content_type(declared: str | None, refuse: bool) -> None:
 
 
 def test_a_chunk_is_one_chat_completion_chunk_event() -> None:
-    event = wire.chunk("chatcmpl-1", 7, "m", {"content": "hi"})
+    head = wire.Head("chatcmpl-1", 7, "m")
+    event = wire.chunk(head, {"content": "hi"})
     assert event.startswith("data: ") and event.endswith("\n\n")
     body = json.loads(event[len("data: ") :])
     assert body == {
@@ -152,17 +155,21 @@ def test_a_chunk_is_one_chat_completion_chunk_event() -> None:
         "object": "chat.completion.chunk",
         "created": 7,
         "model": "m",
-        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+        "system_fingerprint": wire.SYSTEM_FINGERPRINT,
+        "choices": [
+            {"index": 0, "delta": {"content": "hi"}, "logprobs": None, "finish_reason": None}
+        ],
     }
-    last = json.loads(wire.chunk("chatcmpl-1", 7, "m", {}, "stop")[len("data: ") :])
-    assert last["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    last = json.loads(wire.chunk(head, {}, "stop")[len("data: ") :])
+    assert last["choices"][0]["finish_reason"] == "stop"
     assert wire.DONE == "data: [DONE]\n\n"
 
 
 def test_completion_and_model_list_shapes() -> None:
-    done = wire.completion("hello", "chatcmpl-2", 9, "local:m")
+    done = wire.completion(wire.Head("chatcmpl-2", 9, "local:m"), "hello")
     assert done["object"] == "chat.completion"
     assert done["choices"][0]["message"] == {"role": "assistant", "content": "hello"}
+    assert done["usage"] == wire.NO_USAGE  # no upstream counted: zeros, never absent
     listed = wire.model_list([("local:a", "local"), ("local:b", "local")], 9)
     assert [m["id"] for m in listed["data"]] == ["local:a", "local:b"]
 

@@ -1,0 +1,71 @@
+"""Which agent runs a session's message: its model chain, and its cached or new agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from hermes_core.agent import Agent, AgentServices
+from hermes_core.cache import AgentCache
+from hermes_core.run_request import RunRequest
+from hermes_core.sessions import Sessions
+from hermes_core.settings import Config, ModelRef
+from hermes_core.types import Session
+
+
+class Agents:
+    """Builds agents from the gateway's parts; the agent cache stays their one owner."""
+
+    def __init__(
+        self, config: Config, sessions: Sessions, cache: AgentCache, services: AgentServices
+    ) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.cache = cache
+        self.services = services
+
+    def models_for(self, session: Session) -> list[ModelRef]:
+        """The session's model chain: its ``/model`` choice or ``agent.model``, then fallbacks.
+
+        A stored choice whose provider is no longer configured (the settings changed since) is
+        ignored, so the session falls back to ``agent.model`` instead of failing every run.
+        """
+        primary = self.config.model
+        if session.model:
+            choice = ModelRef.parse(session.model, "/model")
+            if choice.provider in self.config.providers:
+                primary = choice
+            else:
+                logger.warning(
+                    "session {}: /model {} names no configured provider; using {}",
+                    session.key,
+                    choice,
+                    primary,
+                )
+        return [primary, *(ref for ref in self.config.fallbacks if ref != primary)]
+
+    async def for_run(self, session: Session, request: RunRequest) -> Agent:
+        """The session's cached agent, or a new one; a stateless run's agent is its own,
+        never cached, and starts from the request's messages."""
+        if request.stateless:
+            return self._new(session, [])
+        agent = self.cache.get(session.key)
+        if agent is None:
+            limit = int(self.config.get("agent.max_history_messages"))
+            agent = self._new(session, await self.sessions.history(session, limit))
+            self.cache.put(session.key, agent)
+        return agent
+
+    def _new(self, session: Session, history: list[dict[str, Any]]) -> Agent:
+        agent = Agent(
+            session.key,
+            self.models_for(session),
+            history,
+            self.services,
+            system_prompt=str(self.config.get("agent.system_prompt") or ""),
+            max_tool_rounds=int(self.config.get("agent.max_tool_rounds")),
+            max_history_messages=int(self.config.get("agent.max_history_messages")),
+        )
+        logger.debug("created {}", agent)
+        return agent

@@ -1,0 +1,219 @@
+"""Stateless conversations and client tools on the http platform, driven by the official
+``openai`` client against the scripted upstream over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from helpers_http import client_for, sync_client_for, user
+
+from hermes_core import hookimpl
+from hermes_core.testing import FakeOpenAI, HookRecorder, ServeHttp
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+class Stamp:
+    """A gateway tool."""
+
+    @hookimpl
+    def register_tools(self, register: Any) -> None:
+        register("stamp", lambda arguments: "stamped", "Stamp something.")
+
+
+# --- stateless conversations -----------------------------------------------------------------
+
+
+async def test_a_stateless_request_is_answered_from_its_own_messages_and_kept_nowhere(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    gateway, platform = await serve_http()
+    conversation: list[Any] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": "second"},
+    ]
+    async with client_for(platform) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="any", messages=conversation
+        )
+    assert raw.parse().choices[0].message.content == "[ok-primary] second (user messages: 2)"
+    assert "x-hermes-session" not in raw.headers
+    assert fake_openai.requests[0].messages == conversation
+    assert len(gateway.sessions) == 0 and len(gateway.cache) == 0
+    [stored] = await gateway.store.sessions("http")
+    assert stored.key.startswith("http:stateless:")
+    lines = [line.message for line in await gateway.store.transcript(stored.key)]
+    assert lines == [
+        {"role": "user", "content": "second"},
+        {"role": "assistant", "content": "[ok-primary] second (user messages: 2)"},
+    ]
+
+
+async def test_record_stateless_false_keeps_stateless_turns_out_of_the_store(
+    serve_http: ServeHttp,
+) -> None:
+    gateway, platform = await serve_http(record_stateless=False)
+    async with client_for(platform) as client:
+        await client.chat.completions.create(model="any", messages=user("hi"))
+        await client.chat.completions.create(
+            model="any", messages=user("kept"), extra_headers={"X-Hermes-Session": "s"}
+        )
+    assert [s.key for s in await gateway.store.sessions("http")] == ["http:s"]
+
+
+async def test_hooks_fire_for_a_stateless_run_with_a_stateless_session_key(
+    serve_http: ServeHttp, hook_recorder: HookRecorder
+) -> None:
+    _, platform = await serve_http()
+    async with client_for(platform) as client:
+        await client.chat.completions.create(model="any", messages=user("hi"))
+    [pre_run] = hook_recorder.of("pre_run")
+    [post_run] = hook_recorder.of("post_run")
+    assert pre_run["session"].key.startswith("http:stateless:")
+    assert post_run["session"].key == pre_run["session"].key
+    assert post_run["result"]["final_response"] == "[ok-primary] hi (user messages: 1)"
+
+
+async def test_a_session_id_cannot_pose_as_a_stateless_one(serve_http: ServeHttp) -> None:
+    _, platform = await serve_http()
+    async with client_for(platform) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="any", messages=user("hi"), user="stateless:abc"
+            )
+    assert "reserved" in refused.value.message
+
+
+# --- client tools ----------------------------------------------------------------------------
+
+
+async def test_client_tool_round_trip_in_a_session(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    gateway, platform = await serve_http("tool-model")
+    headers = {"X-Hermes-Session": "tools"}
+    async with client_for(platform) as client:
+        called = await client.chat.completions.create(
+            model="any",
+            messages=user('call get_weather {"city": "Oslo"}'),
+            tools=[WEATHER],
+            extra_headers=headers,
+        )
+        choice = called.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        [call] = choice.message.tool_calls or []
+        assert call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == {"city": "Oslo"}
+        assert await gateway.store.history(await gateway.session("http:tools", "http"), 50) == []
+        answered = await client.chat.completions.create(
+            model="any",
+            messages=[{"role": "tool", "tool_call_id": call.id, "content": "sunny"}],
+            tools=[WEATHER],
+            extra_headers=headers,
+        )
+    assert answered.choices[0].message.content == "tool results: sunny"
+    assert answered.choices[0].finish_reason == "stop"
+    assert fake_openai.requests[0].tools == [WEATHER]
+    continued = fake_openai.requests[1].messages
+    assert [m["role"] for m in continued] == ["user", "assistant", "tool"]
+    assert continued[1]["tool_calls"][0]["id"] == call.id
+    history = await gateway.store.history(await gateway.session("http:tools", "http"), 50)
+    assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_client_tool_round_trip_stateless_and_streamed(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    gateway, platform = await serve_http("tool-model")
+    messages: list[Any] = user("call get_weather")
+
+    def streamed(messages: list[Any]) -> list[Any]:
+        with sync_client_for(platform) as client:
+            return list(
+                client.chat.completions.create(
+                    model="any", messages=messages, tools=[WEATHER], stream=True
+                )
+            )
+
+    chunks = await asyncio.to_thread(streamed, messages)
+    fragments = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
+    [[call]] = fragments
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and call.id
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "rain"},
+    ]
+    chunks = await asyncio.to_thread(streamed, messages)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text == "tool results: rain"
+    assert len(gateway.sessions) == 0 and len(gateway.cache) == 0
+    assert len(platform.chats.suspended) == 0
+    # The run resumed is the one suspended: one stateless session in the store, whole.
+    [stored] = await gateway.store.sessions("http")
+    roles = [line.message["role"] for line in await gateway.store.transcript(stored.key)]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_gateway_and_client_calls_of_one_turn_are_joined_before_the_next_request(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
+) -> None:
+    register_plugin(Stamp())
+    _, platform = await serve_http("tool-model")
+    async with client_for(platform) as client:
+        called = await client.chat.completions.create(
+            model="any", messages=user("call-many stamp get_weather"), tools=[WEATHER]
+        )
+        [call] = called.choices[0].message.tool_calls or []  # the gateway's call is its own
+        assert call.function.name == "get_weather"
+        answered = await client.chat.completions.create(
+            model="any",
+            messages=[
+                *user("call-many stamp get_weather"),
+                called.choices[0].message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": "fog"},
+            ],
+            tools=[WEATHER],
+        )
+    assert answered.choices[0].message.content == "tool results: stamped | fog"
+    offered = {tool["function"]["name"] for tool in fake_openai.requests[0].tools or []}
+    assert offered == {"stamp", "get_weather"}
+
+
+async def test_a_client_tool_named_like_a_gateway_tool_is_a_400(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
+) -> None:
+    register_plugin(Stamp())
+    _, platform = await serve_http("tool-model")
+    clash = {"type": "function", "function": {"name": "stamp"}}
+    async with client_for(platform) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(model="any", messages=user("x"), tools=[clash])
+    assert refused.value.param == "tools"
+    assert "'stamp'" in refused.value.message
+    assert fake_openai.requests == []
+
+
+async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(serve_http: ServeHttp) -> None:
+    _, platform = await serve_http("tool-model")
+    body = {"messages": [{"role": "tool", "tool_call_id": "call_1", "content": "x"}]}
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        response = await http.post(
+            "/v1/chat/completions", json=body, headers={"X-Hermes-Session": "s"}
+        )
+    assert response.status_code == 400
+    assert "no run of this session is waiting" in response.json()["error"]["message"]
