@@ -182,7 +182,10 @@ async def test_each_gateway_counts_only_its_own_runs(
     from hermes_core.plugins.metrics import metrics_for
 
     first = await make_gateway(settings_for(fake_openai.url))
-    second = await make_gateway(settings_for(fake_openai.url, "auth-second"))
+    second_settings = settings_for(fake_openai.url, "auth-second")
+    # Each run must reach the scripted 401: health off, or the second would be skipped.
+    second_settings["providers"]["local"]["breaker"] = {"enabled": False}
+    second = await make_gateway(second_settings)
     await send(first, "hi")
     await send(second, "hi")
     await send(second, "again")
