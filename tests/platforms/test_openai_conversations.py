@@ -217,3 +217,90 @@ async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(serve_http: 
         )
     assert response.status_code == 400
     assert "no run of this session is waiting" in response.json()["error"]["message"]
+
+
+async def test_a_new_user_message_abandons_a_suspended_run_without_poisoning_the_history(
+    serve_http: Serve, fake_openai: FakeOpenAI
+) -> None:
+    gateway, platform = await serve_http("tool-model")
+    headers = {"X-Hermes-Session": "abandon"}
+    async with client_for(platform) as client:
+        called = await client.chat.completions.create(
+            model="any", messages=user("call get_weather"), tools=[WEATHER], extra_headers=headers
+        )
+        assert called.choices[0].finish_reason == "tool_calls"
+        moved_on = await client.chat.completions.create(
+            model="any", messages=user("never mind"), extra_headers=headers
+        )
+        [call] = called.choices[0].message.tool_calls or []
+        with pytest.raises(openai.BadRequestError) as late:
+            await client.chat.completions.create(
+                model="any",
+                messages=[{"role": "tool", "tool_call_id": call.id, "content": "too late"}],
+                extra_headers=headers,
+            )
+    assert moved_on.choices[0].message.content == "[tool-model] never mind (user messages: 1)"
+    sent = fake_openai.requests[-1].messages
+    assert sent == [{"role": "user", "content": "never mind"}], "no dangling tool call"
+    assert late.value.param == "messages"
+    [summary] = await gateway.store.sessions("http")
+    assert summary.unanswered == 1  # the abandoned turn's message, kept out of the history
+
+
+async def test_results_for_only_some_calls_are_a_400_and_the_run_still_waits(
+    serve_http: Serve,
+) -> None:
+    _, platform = await serve_http("tool-model")
+    other = {"type": "function", "function": {"name": "get_time"}}
+    headers = {"X-Hermes-Session": "partial"}
+    async with client_for(platform) as client:
+        called = await client.chat.completions.create(
+            model="any",
+            messages=user("call-many get_weather get_time"),
+            tools=[WEATHER, other],
+            extra_headers=headers,
+        )
+        first, second = called.choices[0].message.tool_calls or []
+        with pytest.raises(openai.BadRequestError) as partial:
+            await client.chat.completions.create(
+                model="any",
+                messages=[{"role": "tool", "tool_call_id": first.id, "content": "a"}],
+                extra_headers=headers,
+            )
+        answered = await client.chat.completions.create(
+            model="any",
+            messages=[
+                {"role": "tool", "tool_call_id": second.id, "content": "b"},
+                {"role": "tool", "tool_call_id": first.id, "content": "a"},
+            ],
+            extra_headers=headers,
+        )
+    assert second.id in partial.value.message
+    assert answered.choices[0].message.content == "tool results: a | b", "in the model's order"
+
+
+async def test_a_stateless_run_no_longer_kept_continues_from_the_messages_sent(
+    serve_http: Serve, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http("tool-model", max_suspended_runs=1)
+    async with client_for(platform) as client:
+        first = await client.chat.completions.create(
+            model="any", messages=user("call get_weather"), tools=[WEATHER]
+        )
+        await client.chat.completions.create(  # suspends another run: the first is dropped
+            model="any", messages=user("call get_weather"), tools=[WEATHER]
+        )
+        assert len(platform.chats.suspended) == 1
+        message = first.choices[0].message
+        [call] = message.tool_calls or []
+        answered = await client.chat.completions.create(
+            model="any",
+            messages=[
+                *user("call get_weather"),
+                message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": "hail"},
+            ],
+            tools=[WEATHER],
+        )
+    assert answered.choices[0].message.content == "tool results: hail"
+    assert [m["role"] for m in fake_openai.requests[-1].messages] == ["user", "assistant", "tool"]
