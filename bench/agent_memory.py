@@ -12,13 +12,11 @@ store. The scripted OpenAI server runs in another process, so its memory is not 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
 from pathlib import Path
 
-from support import MODEL, START_TIMEOUT_S, Row, json_of_fresh_process, scripted_server
+from support import MODEL, START_TIMEOUT_S, Row, fresh_process_main, json_of_fresh_process
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
@@ -78,21 +76,7 @@ async def rows(server_url: str, agents: int = 1000) -> list[Row]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--url", help="a running scripted server (default: start one)")
-    parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
-    args = parser.parse_args()
-    if args.json:
-        if not args.url:
-            parser.error("--json measures in this process and needs --url")
-        print(json.dumps(await measure(args.url, args.agents)))
-        return
-    if args.url:
-        result = await rows(args.url, args.agents)
-    else:
-        with scripted_server() as url:
-            result = await rows(url, args.agents)
+    result = await fresh_process_main(__doc__, {"agents": 1000}, measure, rows)
     for row in result:
         print(f"{row.benchmark:<40}{row.value:9.1f} {row.unit}")
 

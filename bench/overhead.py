@@ -46,38 +46,45 @@ def _expect(reply: str, turn: int) -> str:
     return reply
 
 
-def bare_sdk(client: openai.AsyncOpenAI) -> Send:
+#: Sends a whole conversation (OpenAI message dicts) and returns the completion.
+Complete = Callable[[list[dict[str, str]]], Awaitable[ChatCompletion]]
+
+
+def stateless(complete: Complete) -> Send:
     """A stateless client: it keeps each conversation and sends all of it every time."""
     histories: dict[str, list[dict[str, str]]] = {}
 
     async def send(key: str, turn: int) -> str:
         history = histories.setdefault(key, [])
         history.append({"role": "user", "content": f"message {turn}"})
-        response = await client.chat.completions.create(
+        response = await complete(history)
+        reply = response.choices[0].message.content or ""
+        history.append({"role": "assistant", "content": reply})
+        return _expect(reply, turn)
+
+    return send
+
+
+def bare_sdk(client: openai.AsyncOpenAI) -> Send:
+    """:func:`stateless` over the SDK's ``chat.completions.create``."""
+
+    async def complete(history: list[dict[str, str]]) -> ChatCompletion:
+        return await client.chat.completions.create(
             model=MODEL,
             messages=history,  # type: ignore[arg-type]  # plain dicts of the same shape
         )
-        reply = response.choices[0].message.content or ""
-        history.append({"role": "assistant", "content": reply})
-        return _expect(reply, turn)
 
-    return send
+    return stateless(complete)
 
 
 def raw_post(client: openai.AsyncOpenAI) -> Send:
-    """Like :func:`bare_sdk`, through the client's generic ``post`` (no request validation)."""
-    histories: dict[str, list[dict[str, str]]] = {}
+    """:func:`stateless` through the client's generic ``post`` (no request validation)."""
 
-    async def send(key: str, turn: int) -> str:
-        history = histories.setdefault(key, [])
-        history.append({"role": "user", "content": f"message {turn}"})
+    async def complete(history: list[dict[str, str]]) -> ChatCompletion:
         body = {"model": MODEL, "messages": history}
-        response = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
-        reply = response.choices[0].message.content or ""
-        history.append({"role": "assistant", "content": reply})
-        return _expect(reply, turn)
+        return await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
-    return send
+    return stateless(complete)
 
 
 def via_http(client: openai.AsyncOpenAI) -> Send:

@@ -13,14 +13,12 @@ process, so its memory is not counted.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
 import tempfile
 
 from agent_memory import rss_kib
-from support import MODEL, START_TIMEOUT_S, Row, json_of_fresh_process, scripted_server
+from support import MODEL, START_TIMEOUT_S, Row, fresh_process_main, json_of_fresh_process
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
@@ -83,22 +81,9 @@ async def rows(server_url: str, sessions: int = 30_000, concurrency: int = 50) -
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=30_000)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--url", help="a running scripted server (default: start one)")
-    parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
-    args = parser.parse_args()
-    if args.json:
-        if not args.url:
-            parser.error("--json measures in this process and needs --url")
-        print(json.dumps(await measure(args.url, args.sessions, args.concurrency)))
-        return
-    if args.url:
-        result = await rows(args.url, args.sessions, args.concurrency)
-    else:
-        with scripted_server() as url:
-            result = await rows(url, args.sessions, args.concurrency)
+    result = await fresh_process_main(
+        __doc__, {"sessions": 30_000, "concurrency": 50}, measure, rows
+    )
     for row in result:
         ratio = f"  ({row.value - row.baseline:+.1f} MiB)" if row.baseline else ""
         print(f"{row.benchmark:<40}{row.value:9.1f} {row.unit}{ratio}")

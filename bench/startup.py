@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from support import START_TIMEOUT_S, Row, child_env
+from support import START_TIMEOUT_S, Row
+
+from hermes_core.testing import cli_env, hermes_core, install_into, write_dist
 
 REPO = Path(__file__).resolve().parents[1]
-HERMES_CORE = str(Path(sys.executable).with_name("hermes-core"))
 CONTRIB = ("hermes-evict-always", "hermes-mcp-example", "hermes-irc")
 GENERATED = ("hermes-bench-one", "hermes-bench-two")
 PLUGIN_SOURCE = '''"""A trivial plugin: one observer hook."""
@@ -40,47 +38,22 @@ def startup(gateway):
 '''
 
 
-def write_dist(site: Path, name: str) -> None:
-    """An installed one-module distribution ``name`` with a ``hermes_core`` entry point."""
-    module = name.replace("-", "_")
-    (site / f"{module}.py").write_text(PLUGIN_SOURCE)
-    info = site / f"{module}-1.0.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0.0\n")
-    (info / "entry_points.txt").write_text(f"[hermes_core]\n{module} = {module}\n")
-
-
-def install_plugins(work: Path, contrib: Sequence[str]) -> Path:
-    """A directory holding the ``contrib`` plugins and the generated ones; returns it."""
-    sources = [
-        shutil.copytree(
-            REPO / "contrib" / name,
-            work / "src" / name,
-            ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
-        )
-        for name in contrib
-    ]
-    site = work / "site"
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site)]
-    subprocess.run([*pip, *map(str, sources)], check=True, capture_output=True, timeout=600)
+def install_plugins(site: Path, contrib: Sequence[str]) -> Path:
+    """``site`` holding the ``contrib`` plugins and the generated ones; returns it."""
+    install_into(site, *(REPO / "contrib" / name for name in contrib))
     for name in GENERATED:
-        write_dist(site, name)
+        write_dist(site, name, PLUGIN_SOURCE)
     return site
 
 
 def timed(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
     """Wall seconds for one ``hermes-core`` command, and its standard output."""
     started = time.perf_counter()
-    done = subprocess.run(
-        [HERMES_CORE, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=START_TIMEOUT_S,
-        check=True,
-    )
-    return time.perf_counter() - started, done.stdout
+    done = hermes_core(*args, env=env, cwd=cwd, timeout_s=START_TIMEOUT_S)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"hermes-core {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+    return elapsed, done.stdout
 
 
 def third_party_loaded(output: str) -> int:
@@ -92,11 +65,11 @@ def rows(runs: int = 7, contrib: Sequence[str] = CONTRIB) -> list[Row]:
     """Median start-up of each command with the plugins (five by default), against without."""
     with tempfile.TemporaryDirectory(prefix="hermes-bench-") as directory:
         work = Path(directory)
-        site = install_plugins(work, contrib)
+        site = install_plugins(work / "site", contrib)
         plugins = len(contrib) + len(GENERATED)
         empty = work / "cwd"
         empty.mkdir()
-        envs = {"with": child_env(PYTHONPATH=str(site)), "without": child_env()}
+        envs = {"with": cli_env(site), "without": cli_env()}
         result: list[Row] = []
         for args in (["--help"], ["plugins"]):
             seconds: dict[str, list[float]] = {"with": [], "without": []}

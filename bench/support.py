@@ -7,6 +7,7 @@ does not share the benchmark client's interpreter (and its GIL) with what is bei
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -18,10 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hermes_core.testing import cli_env
 
 #: The scripted model every benchmark talks to (``ok-*``: answers at once).
 MODEL = "ok-bench"
@@ -63,20 +66,40 @@ async def json_of_fresh_process(script: str, arguments: list[str], timeout_s: fl
     return json.loads(output)
 
 
+async def fresh_process_main(
+    description: str,
+    options: Mapping[str, int],
+    measure: Callable[..., Awaitable[dict[str, Any]]],
+    rows: Callable[..., Awaitable[list[Row]]],
+) -> list[Row]:
+    """The command line of a benchmark that measures in a fresh interpreter: ``--url URL
+    --json`` is that interpreter (it prints what ``measure(URL, **options)`` returns, for
+    :func:`json_of_fresh_process`, and gives no rows); otherwise ``rows(url, **options)``
+    against ``--url`` or a scripted server started for the run. ``options`` maps each integer
+    option to its default."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    for name, value in options.items():
+        parser.add_argument(f"--{name}", type=int, default=value)
+    parser.add_argument("--url", help="a running scripted server (default: start one)")
+    parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
+    args = parser.parse_args()
+    chosen = {name: getattr(args, name) for name in options}
+    if args.json:
+        if not args.url:
+            parser.error("--json measures in this process and needs --url")
+        print(json.dumps(await measure(args.url, **chosen)))
+        return []
+    if args.url:
+        return await rows(args.url, **chosen)
+    with scripted_server() as url:
+        return await rows(url, **chosen)
+
+
 def percentile(samples: Sequence[float], percent: float) -> float:
     """The nearest-rank percentile of ``samples`` (at least one)."""
     ordered = sorted(samples)
     rank = max(math.ceil(percent / 100 * len(ordered)), 1)
     return ordered[rank - 1]
-
-
-def child_env(**variables: str) -> dict[str, str]:
-    """This environment without ``HERMES_`` settings or ``PYTHONPATH``, plus ``variables``:
-    a benchmark must not measure whatever the shell happens to configure."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_")}
-    env.pop("PYTHONPATH", None)
-    env.update(variables)
-    return env
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -97,7 +120,7 @@ def listening_process(command: list[str]) -> Iterator[Served]:
     """A process that prints ``listening on <url>`` as its first stdout line once it is
     bound; stopped (its whole process group) on exit."""
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, env=child_env(), start_new_session=True
+        command, stdout=subprocess.PIPE, env=cli_env(), start_new_session=True
     )
     try:
         assert process.stdout is not None
@@ -186,7 +209,7 @@ port = 0
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 cwd=work,
-                env=child_env(HERMES_LOAD_PLUGINS=""),
+                env=cli_env(HERMES_LOAD_PLUGINS=""),
                 start_new_session=True,
             )
         try:

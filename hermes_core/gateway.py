@@ -18,15 +18,28 @@ from typing import Any
 from loguru import logger
 
 from hermes_core.agent import Agent, AgentServices
+from hermes_core.agent_factory import AgentFactory, model_chain
 from hermes_core.cache import AgentCache
 from hermes_core.commands import CommandContext, CommandRegistry
 from hermes_core.configure import configure_gateway
 from hermes_core.errors import ConfigError
-from hermes_core.events import RunEvent, RunFinished, RunStarted, TextDelta, current_sink, emit
+from hermes_core.events import (
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    current_sink,
+    emit,
+    until_finished,
+)
+from hermes_core.health import ModelHealth
+from hermes_core.health.prober import ActiveProber
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
+from hermes_core.mcp.asking import running_session
 from hermes_core.mcp.pool import MCPPool
+from hermes_core.mcp.sampling import GatewayModels
 from hermes_core.platform_settings import PlatformPlan
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
@@ -64,6 +77,10 @@ class Gateway:
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
         )
         self.providers = ProviderRegistry()
+        #: Gateway-wide health of every provider and model: shared by every session's runs.
+        self.health = ModelHealth(self.hooks.on_health_change)
+        self._prober = ActiveProber(self.health, self.providers)
+        self.health.on_open = self._prober.schedule
         self.tools = ToolRegistry()
         self.commands = CommandRegistry()
         self.platforms = PlatformRegistry()
@@ -71,11 +88,19 @@ class Gateway:
         # MCP servers belong to the gateway, never to an agent: one pool shared by all agents.
         self.mcp_pool = MCPPool()
         self.tools.add_source(self.mcp_pool)
+        # Servers may sample the gateway's model chain and ask its platforms' users.
+        self.mcp_pool.services.models = GatewayModels(
+            self.providers, lambda: [self.config.model, *self.config.fallbacks]
+        )
+        #: Platforms that can ask their users register here (see hermes_core.mcp.asking).
+        self.askers = self.mcp_pool.services.askers
         self.cache = AgentCache(
             max_agents=config.get("cache.max_agents"),
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
             on_evict=self._notify_evicted,
         )
+        services = AgentServices(self.hooks, self.providers, self.tools, self.health)
+        self.agents = AgentFactory(config, services, self.sessions, self.cache)
         # The agent each session's current run uses, between agent_run and post_run.
         self._run_agents: dict[str, Agent] = {}
         self._streams: set[asyncio.Task[None]] = set()
@@ -147,6 +172,7 @@ class Gateway:
         self.cache.clear("shutdown")
         await self.cache.flush()
         await self.mcp_pool.stop()
+        await self._prober.aclose()  # before the providers its probes use are closed
         await self.providers.aclose()
         await self.store.close()
 
@@ -225,11 +251,8 @@ class Gateway:
         task = asyncio.create_task(self._serve_streamed(message, queue.put_nowait))
         self._streams.add(task)  # owned here until it ends; stop() waits for it via handle()
         task.add_done_callback(self._streams.discard)
-        while True:
-            event = await queue.get()
+        async for event in until_finished(queue):
             yield event
-            if isinstance(event, RunFinished):
-                return
 
     async def _serve_streamed(self, message: Message, put: Callable[[RunEvent], None]) -> None:
         sent: list[str] = []
@@ -265,7 +288,8 @@ class Gateway:
         started = time.perf_counter()
         try:
             emit(RunStarted(session.key, str(self.models_for(session)[0])))
-            result = await self.hooks.agent_run(session, message)
+            with running_session(session):  # whose user an MCP server's question is for
+                result = await self.hooks.agent_run(session, message)
             if result is None:
                 raise RuntimeError("no plugin answered agent_run")
         except Exception as error:  # a plugin's agent_run (the built-in one never raises)
@@ -302,7 +326,7 @@ class Gateway:
         try:
             result = await self.hooks.pre_run(session, message)
             if result is None:
-                agent = await self._agent_for(session, request)
+                agent = await self.agents.for_run(session, request)
                 self._run_agents[session.key] = agent
                 self.cache.acquire(session.key)
                 try:
@@ -332,49 +356,8 @@ class Gateway:
 
     # --- agents --------------------------------------------------------------------------
     def models_for(self, session: Session) -> list[ModelRef]:
-        """The session's model chain: its ``/model`` choice or ``agent.model``, then fallbacks.
-
-        A stored choice whose provider is no longer configured (the settings changed since) is
-        ignored, so the session falls back to ``agent.model`` instead of failing every run.
-        """
-        primary = self.config.model
-        if session.model:
-            choice = ModelRef.parse(session.model, "/model")
-            if choice.provider in self.config.providers:
-                primary = choice
-            else:
-                logger.warning(
-                    "session {}: /model {} names no configured provider; using {}",
-                    session.key,
-                    choice,
-                    primary,
-                )
-        return [primary, *(ref for ref in self.config.fallbacks if ref != primary)]
-
-    async def _agent_for(self, session: Session, request: RunRequest) -> Agent:
-        """The session's cached agent, or a new one; a stateless run's agent is its own,
-        never cached, and starts from the request's messages."""
-        if request.stateless:
-            return self._new_agent(session, [])
-        agent = self.cache.get(session.key)
-        if agent is None:
-            limit = int(self.config.get("agent.max_history_messages"))
-            agent = self._new_agent(session, await self.sessions.history(session, limit))
-            self.cache.put(session.key, agent)
-        return agent
-
-    def _new_agent(self, session: Session, history: list[dict[str, Any]]) -> Agent:
-        agent = Agent(
-            session.key,
-            self.models_for(session),
-            history,
-            AgentServices(self.hooks, self.providers, self.tools),
-            system_prompt=str(self.config.get("agent.system_prompt") or ""),
-            max_tool_rounds=int(self.config.get("agent.max_tool_rounds")),
-            max_history_messages=int(self.config.get("agent.max_history_messages")),
-        )
-        logger.debug("created {}", agent)
-        return agent
+        """The session's model chain (:func:`hermes_core.agent_factory.model_chain`)."""
+        return model_chain(self.config, session)
 
     async def _notify_evicted(self, key: str, agent: Agent, reason: str) -> None:
         logger.info("evicted agent of session {} ({})", key, reason)

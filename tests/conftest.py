@@ -3,13 +3,13 @@ from pathlib import Path
 
 import pytest
 
-#: helpers_http comes second: it uses the kit, whose asserts pytest must rewrite first.
-pytest_plugins = ["hermes_core.testing", "helpers_http"]
+# Every test of this suite gets its own user data dir (the kit's fixture is opt-in).
+pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
 
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
 #: the ``slow`` tier. ``pytest -m "not slow"`` is the inner loop.
 SLOW_FOLDERS = frozenset({"cli", "mcp_pool", "processes"})
-SLOW_FILES = frozenset({"test_platform_irc.py", "test_console.py", "test_bench.py"})
+SLOW_FILES = frozenset({"test_console.py", "test_bench.py"})
 #: Elsewhere, a test that starts a process (itself or through a fixture) is slow too.
 STARTS_A_PROCESS = ("subprocess", "hermes_core(", "hermes_run_process", "start_hermes_core")
 
@@ -37,8 +37,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         slow_place = path.parent.name in SLOW_FOLDERS or path.name in SLOW_FILES
         if slow_place or _starts_a_process(item):
             item.add_marker(pytest.mark.slow)
-
-
-@pytest.fixture(autouse=True)
-def _own_data_dir(hermetic_data_dir: object) -> None:
-    """Every test of this suite gets its own user data dir (the kit's fixture is opt-in)."""

@@ -15,7 +15,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,16 +171,21 @@ def _header(session: Session) -> list[str]:
     ]
 
 
+def _walk(lines: list[StoredMessage]) -> Iterator[tuple[StoredMessage, str, bool]]:
+    """Each stored message with its role, and whether it starts a new conversation."""
+    previous: int | None = None
+    for line in lines:
+        yield line, str(line.message.get("role")), line.conversation != previous
+        previous = line.conversation
+
+
 def transcript_text(session: Session, lines: list[StoredMessage]) -> str:
     """The transcript as ``sessions show`` prints it."""
     out = _header(session)
-    conversation: int | None = None
-    for line in lines:
-        if line.conversation != conversation:
-            conversation = line.conversation
-            out += ["", f"--- conversation {conversation} ---"]
+    for line, role, new_conversation in _walk(lines):
         message = line.message
-        role = str(message.get("role"))
+        if new_conversation:
+            out += ["", f"--- conversation {line.conversation} ---"]
         label = role
         if role == "assistant" and line.model:
             label += f" [{line.model}]"
@@ -229,13 +234,10 @@ def transcript_markdown(session: Session, lines: list[StoredMessage]) -> str:
         f"- last active: {local_time(session.last_active)}",
         f"- model override: {session.model or 'none'}",
     ]
-    conversation: int | None = None
-    for line in lines:
-        if line.conversation != conversation:
-            conversation = line.conversation
-            out += ["", f"## Conversation {conversation}"]
+    for line, role, new_conversation in _walk(lines):
         message = line.message
-        role = str(message.get("role"))
+        if new_conversation:
+            out += ["", f"## Conversation {line.conversation}"]
         meta = [local_time(line.created_at)]
         if role == "assistant" and line.model:
             meta.insert(0, line.model)

@@ -7,8 +7,11 @@ Opt in from a ``conftest.py``::
 Fixtures: ``fake_openai`` (a running :class:`FakeOpenAI`, emptied for each test),
 ``hermes_settings`` (settings pointing at it), ``plugin_host`` (built-ins only, no entry
 points, so a suite is hermetic), ``register_plugin`` (register a plugin for one test),
-``hook_recorder`` (every hook call, in order) and ``make_gateway`` (a started gateway, stopped
-after the test).
+``hook_recorder`` (every hook call, in order), ``make_gateway`` (a started gateway, stopped
+after the test) and ``serve_http`` (the ``http`` platform on a free port, over such a gateway).
+End-to-end helpers: :func:`write_settings` (a settings file), installed plugins
+(:mod:`hermes_core.testing.distributions`) and ``hermes-core`` processes
+(:mod:`hermes_core.testing.processes`).
 """
 
 from __future__ import annotations
@@ -28,16 +31,37 @@ from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
 from hermes_core.store import MemoryStore, Store
+from hermes_core.testing.distributions import install_into, pip_install, write_dist
+from hermes_core.testing.http_platform import ServeHttp, serve_http
 from hermes_core.testing.openai_server import FakeOpenAI, RecordedRequest
+from hermes_core.testing.processes import (
+    cli_env,
+    hermes_core,
+    hermes_run_process,
+    processes_mentioning,
+    start_hermes_core,
+)
+from hermes_core.testing.settings_file import write_settings
 from hermes_core.types import Message, Reply
 
 __all__ = [
     "FakeOpenAI",
     "HookRecorder",
     "RecordedRequest",
+    "ServeHttp",
+    "cli_env",
+    "hermes_core",
+    "hermes_run_process",
+    "install_into",
     "message",
+    "pip_install",
+    "processes_mentioning",
     "send",
+    "serve_http",
     "settings_for",
+    "start_hermes_core",
+    "write_dist",
+    "write_settings",
 ]
 
 PROVIDER = "local"

@@ -13,17 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from hermes_core.testing.outcomes import (
-    HTML_PAGE,
-    Delay,
-    ErrorReply,
-    Garbage,
-    Hang,
-    Html,
-    Outcome,
-    RecordedRequest,
-    Truncated,
-)
+import hermes_core.testing.outcomes as outcomes
+from hermes_core.testing.outcomes import ErrorReply, Outcome, RecordedRequest
 from hermes_core.testing.sse import write_stream
 
 if TYPE_CHECKING:
@@ -305,20 +296,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _play(self, request: RecordedRequest, outcome: Outcome) -> None:
         """Turn a scripted outcome into an HTTP response."""
-        if isinstance(outcome, Delay):
+        if isinstance(outcome, outcomes.Delay):
             if self._wait(outcome.seconds):
                 return
             outcome = outcome.then
         if isinstance(outcome, ErrorReply):
             self._send_error(outcome)
-        elif isinstance(outcome, Hang):
+        elif isinstance(outcome, outcomes.Hang):
             self.server.stop_event.wait()
             self.close_connection = True
-        elif isinstance(outcome, Garbage):
+        elif isinstance(outcome, outcomes.Garbage):
             self._send_bytes(200, b"this is not json", "application/json")
-        elif isinstance(outcome, Html):
-            self._send_bytes(200, HTML_PAGE, "text/html; charset=utf-8")
-        elif isinstance(outcome, Truncated):
+        elif isinstance(outcome, outcomes.Html):
+            self._send_bytes(200, outcomes.HTML_PAGE, "text/html; charset=utf-8")
+        elif isinstance(outcome, outcomes.Truncated):
             body = json.dumps(self.server.fake.script.completion(request, outcome.then)).encode()
             self._responded = True
             self.send_response(200)

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from hermes_core.health import State
 from hermes_core.mcp.connection import ServerState
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ BREAKER_REASON = "circuit_open"
 PROCESS_STATES = frozenset({ServerState.STARTING.value, ServerState.READY.value})
 #: Every state ``hermes_mcp_servers`` reports, zeros included, so each series always exists.
 SERVER_STATES = (*(state.value for state in ServerState), "disabled")
+#: Every state ``hermes_model_health`` reports.
+HEALTH_STATES = tuple(state.value for state in State)
 
 
 def _outcome(failed: bool) -> str:
@@ -48,62 +51,63 @@ class GatewayMetrics:
 
     def __init__(self, gateway: Gateway) -> None:
         self.registry = CollectorRegistry()
-        registry = self.registry
-        self.runs = Counter(
+        counter, histogram = self._counter, self._histogram
+        self.runs = counter(
             "hermes_runs",
             "Agent runs, by outcome (ok, failed) and error_kind (none when ok).",
-            ["outcome", "error_kind"],
-            registry=registry,
+            "outcome",
+            "error_kind",
         )
-        self.run_duration = Histogram(
+        self.run_duration = histogram(
             "hermes_run_duration_seconds",
             "Wall time of agent runs (RunResult duration_s), by outcome.",
-            ["outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            "outcome",
         )
-        self.tool_calls = Counter(
-            "hermes_tool_calls", "Tool calls made by agent runs.", registry=registry
-        )
-        self.fallbacks = Counter(
+        self.tool_calls = counter("hermes_tool_calls", "Tool calls made by agent runs.")
+        self.fallbacks = counter(
             "hermes_fallbacks",
             "Switches of a run from one model to the next of agent.fallbacks.",
-            ["from_model", "to_model"],
-            registry=registry,
+            "from_model",
+            "to_model",
         )
-        self.evictions = Counter(
-            "hermes_evictions",
-            "Agents that left the cache, by reason.",
-            ["reason"],
-            registry=registry,
+        self.evictions = counter(
+            "hermes_evictions", "Agents that left the cache, by reason.", "reason"
         )
-        self.breaker_openings = Counter(
+        self.breaker_openings = counter(
             "hermes_circuit_breaker_openings",
             "Circuit breaker openings (evictions with reason circuit_open).",
-            registry=registry,
         )
-        self.llm_request_duration = Histogram(
+        self.llm_request_duration = histogram(
             "hermes_llm_request_duration_seconds",
             "Wall time of each LLM request (retries included), by model and outcome.",
-            ["model", "outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            "model",
+            "outcome",
         )
-        self.llm_request_errors = Counter(
+        self.llm_request_errors = counter(
             "hermes_llm_request_errors",
             "Failed LLM requests, by model and error_kind.",
-            ["model", "error_kind"],
-            registry=registry,
+            "model",
+            "error_kind",
         )
-        self.tokens = Counter(
+        self.tokens = counter(
             "hermes_llm_tokens",
             "Tokens the upstreams counted, by provider, model and kind (prompt, completion).",
-            ["provider", "model", "kind"],
-            registry=registry,
+            "provider",
+            "model",
+            "kind",
         )
         # The usual first series exists from the start, so rates work before any failure.
         self.runs.labels("ok", NO_ERROR)
-        registry.register(LiveState(gateway))
+        self.registry.register(LiveState(gateway))
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _histogram(self, name: str, documentation: str, *labels: str) -> Histogram:
+        """Timings in seconds, in :data:`LATENCY_BUCKETS`."""
+        return Histogram(
+            name, documentation, labels, buckets=LATENCY_BUCKETS, registry=self.registry
+        )
 
     def record_run(self, result: RunResult) -> None:
         """Count one finished run (``post_run``)."""
@@ -197,3 +201,19 @@ class LiveState(Collector):
             restarts.add_metric([row["name"]], row["restarts"])
         yield starts
         yield restarts
+        yield _model_health(gateway)
+
+
+def _model_health(gateway: Gateway) -> GaugeMetricFamily:
+    """1 for each model's current state, 0 for the others: ``{state="open"} == 1`` alerts."""
+    health = GaugeMetricFamily(
+        "hermes_model_health",
+        "Gateway-wide health of each model (its breaker or its provider's), by state.",
+        labels=["model", "state"],
+    )
+    configured = [gateway.config.model, *gateway.config.fallbacks]
+    for ref in gateway.health.models(configured):
+        current = gateway.health.describe(ref)["state"]
+        for state in HEALTH_STATES:
+            health.add_metric([str(ref), state], 1 if state == current else 0)
+    return health

@@ -19,15 +19,12 @@ from helpers_dist import (
     BROKEN_IMPORT,
     MISSPELLED_HOOK,
     RAISING_POST_RUN,
-    TIMEOUT_S,
     WRAPPER_HOOK,
-    cli_env,
-    hermes_core,
     install_contrib,
-    write_dist,
 )
 
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, write_dist
+from hermes_core.testing.processes import TIMEOUT_S
 
 BROKEN = "broken_import"
 RAISER = "raising_plugin"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_dist import BROKEN_IMPORT, cli_env, hermes_core, write_dist
+from helpers_dist import BROKEN_IMPORT
 from mcp_servers.helpers import marked_processes, time_spec, toolbox_spec, wait_until
 
 from hermes_core.doctor import (
@@ -32,7 +32,7 @@ from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.settings import ProviderConfig, config_from_dict
 from hermes_core.sqlite_store import SQLiteStore
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, write_dist, write_settings
 from hermes_core.types import Session
 
 MARKER = f"test-doctor-{uuid.uuid4().hex}"
@@ -55,24 +55,6 @@ def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _toml(data: dict[str, Any], prefix: str = "") -> list[str]:
-    """Every dict as a ``[a."b"]`` table, its plain values first (JSON strings, numbers,
-    booleans and lists are valid TOML)."""
-    lines = [
-        f"{json.dumps(k)} = {json.dumps(v)}" for k, v in data.items() if not isinstance(v, dict)
-    ]
-    for key, value in data.items():
-        if isinstance(value, dict):
-            name = f"{prefix}.{json.dumps(key)}" if prefix else json.dumps(key)
-            lines += [f"[{name}]", *_toml(value, name)]
-    return lines
-
-
-def write_settings(path: Path, settings: dict[str, Any]) -> Path:
-    path.write_text("\n".join(_toml(settings)) + "\n")
-    return path
 
 
 def good_settings(fake: FakeOpenAI, tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from helpers_http import Serve
 from mcp_servers.helpers import (
     accepts,
     eventually,
@@ -31,7 +30,7 @@ from hermes_core.mcp.connection import ServerState
 from hermes_core.plugins.http import HttpPlatform
 from hermes_core.settings import config_from_dict
 from hermes_core.store import MemoryStore
-from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
+from hermes_core.testing import FakeOpenAI, HookRecorder, ServeHttp, send, settings_for
 
 KEY = "sk-metrics-test"
 MARKER = f"test-metrics-{uuid.uuid4().hex}"
@@ -77,10 +76,13 @@ def series(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 async def test_scrape_counts_ok_tool_failed_and_breaker_runs_exactly(
-    serve_http: Serve, register_plugin: Any, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, register_plugin: Any, fake_openai: FakeOpenAI
 ) -> None:
     register_plugin(Stamp(), "stamp")
-    gateway, platform = await serve_http(settings=settings_for(fake_openai.url, "ok-primary"))
+    settings = settings_for(fake_openai.url, "ok-primary")
+    # The scripted 401 is one model's: health off, or it would (rightly) skip the provider.
+    settings["providers"]["local"]["breaker"] = {"enabled": False}
+    gateway, platform = await serve_http(settings)
     assert (await send(gateway, "hello", "test:ok")).text.startswith("[ok-primary] hello")
     await send(gateway, "/model local:tool-t", "test:tool")
     reply = await send(gateway, 'call stamp {"n": 7}', "test:tool")
@@ -123,10 +125,10 @@ async def test_scrape_counts_ok_tool_failed_and_breaker_runs_exactly(
 
 
 async def test_scrape_counts_fallbacks_and_their_evictions(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     gateway, platform = await serve_http(
-        settings=settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
+        settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
     )
     for text in ("one", "two"):
         reply = await send(gateway, text)
@@ -151,9 +153,9 @@ async def test_scrape_counts_fallbacks_and_their_evictions(
 
 
 async def test_metrics_need_the_api_key_when_the_api_has_keys(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http(settings=settings_for(fake_openai.url), api_keys=[KEY])
+    _, platform = await serve_http(settings_for(fake_openai.url), api_keys=[KEY])
     async with httpx2.AsyncClient(timeout=30) as client:
         missing = await client.get(f"{platform.url}/metrics")
         wrong = await client.get(f"{platform.url}/metrics", headers={"Authorization": "Bearer x"})
@@ -163,9 +165,9 @@ async def test_metrics_need_the_api_key_when_the_api_has_keys(
 
 
 async def test_openmetrics_is_served_when_asked_for(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http(settings=settings_for(fake_openai.url))
+    _, platform = await serve_http(settings_for(fake_openai.url))
     async with httpx2.AsyncClient(timeout=30) as client:
         response = await client.get(
             f"{platform.url}/metrics", headers={"Accept": "application/openmetrics-text"}
@@ -180,7 +182,10 @@ async def test_each_gateway_counts_only_its_own_runs(
     from hermes_core.plugins.metrics import metrics_for
 
     first = await make_gateway(settings_for(fake_openai.url))
-    second = await make_gateway(settings_for(fake_openai.url, "auth-second"))
+    second_settings = settings_for(fake_openai.url, "auth-second")
+    # Each run must reach the scripted 401: health off, or the second would be skipped.
+    second_settings["providers"]["local"]["breaker"] = {"enabled": False}
+    second = await make_gateway(second_settings)
     await send(first, "hi")
     await send(second, "hi")
     await send(second, "again")
@@ -285,7 +290,7 @@ def no_leaked_servers() -> Iterator[None]:
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_leaked_servers")
 async def test_mcp_servers_processes_and_restarts_are_scraped(
-    serve_http: Serve, fake_openai: FakeOpenAI, tmp_path: Path
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     settings = settings_for(
         fake_openai.url,
@@ -300,7 +305,7 @@ async def test_mcp_servers_processes_and_restarts_are_scraped(
         },
     )
     settings["providers"]["local"]["timeout_s"] = 60
-    gateway, platform = await serve_http(settings=settings)
+    gateway, platform = await serve_http(settings)
     connection = gateway.mcp_pool.connections["toolbox"]
     await eventually(lambda: connection.state is ServerState.READY, "the toolbox to be ready")
     url = f"{platform.url}/metrics"
@@ -371,11 +376,9 @@ async def test_hook_on_llm_request(
 
 
 async def test_tokens_are_counted_per_provider_and_model(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http(
-        settings=settings_for(fake_openai.url, "bad-primary", ["ok-fb"])
-    )
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fb"]))
     reply = await send(gateway, "count my tokens", "test:tokens")
     assert reply.result is not None and reply.result["usage"] is not None
     usage = reply.result["usage"]

@@ -1,13 +1,12 @@
-"""Plugins from real entry points: replacing a built-in, broken plugins, and load filtering.
+"""Plugins from real entry points: broken plugins and load filtering.
 
-Every third-party plugin here is an installed distribution found by ``importlib.metadata``:
-``contrib/hermes-evict-always`` pip-installed into a directory, or a minimal ``.dist-info``
-written by :func:`helpers_dist.write_dist`.
+Every third-party plugin here is an installed distribution found by ``importlib.metadata``: a
+minimal ``.dist-info`` written by :func:`helpers_dist.write_dist`. Replacing a built-in with a
+real package is tested with ``contrib/hermes-evict-always``, in its own ``tests/``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -22,15 +21,13 @@ from helpers_dist import (
     RAISING_POST_RUN,
     WRAPPER_HOOK,
     imported,
-    install_contrib,
-    write_dist,
 )
 
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict, load_config
 from hermes_core.store import MemoryStore
-from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
+from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for, write_dist
 
 
 @pytest.fixture(autouse=True)
@@ -53,15 +50,6 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             del sys.modules[name]
 
 
-@pytest.fixture
-def evict_always(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``contrib/hermes-evict-always`` installed and on ``sys.path``."""
-    target = install_contrib("hermes-evict-always", tmp_path_factory)
-    monkeypatch.syspath_prepend(str(target))
-    importlib.invalidate_caches()
-    return target
-
-
 def loaded(monkeypatch: pytest.MonkeyPatch, *names: str) -> PluginHost:
     """A host with the built-ins and only the entry-point plugins ``names``."""
     monkeypatch.setenv("HERMES_LOAD_PLUGINS", ",".join(names))
@@ -72,75 +60,6 @@ def loaded(monkeypatch: pytest.MonkeyPatch, *names: str) -> PluginHost:
 
 def record(host: PluginHost, name: str) -> dict[str, Any]:
     return next(r for r in host.describe() if r["name"] == name)
-
-
-# --- replacing the built-in eviction ---------------------------------------------------------
-
-
-async def seed_scenario(gateway: Gateway, messages: int) -> tuple[list[str], list[object]]:
-    """Send ``messages`` messages that fail on the primary and the fallback; return the
-    eviction reasons seen and the cached agent after each message (None: evicted)."""
-    recorder = HookRecorder()
-    recorder.attach(gateway.host.pm)
-    await gateway.start()
-    try:
-        agents = []
-        for index in range(messages):
-            reply = await send(gateway, f"message {index}")
-            assert reply.result is not None
-            assert reply.result["error_kind"] == "non_retryable"
-            agents.append(gateway.cache.get("test:1"))
-        return [e["reason"] for e in recorder.of("on_evict")], agents
-    finally:
-        await gateway.stop()
-
-
-def seed_settings(fake_openai: FakeOpenAI, **sections: dict[str, Any]) -> dict[str, Any]:
-    # A high threshold keeps the circuit breaker's own eviction out of the comparison.
-    return settings_for(
-        fake_openai.url,
-        "bad-primary",
-        ["bad-fallback"],
-        circuit_breaker={"threshold": 100},
-        **sections,
-    )
-
-
-@pytest.mark.slow
-async def test_evict_always_plugin_replaces_the_builtin_eviction(
-    evict_always: Path, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HERMES_LOAD_PLUGINS", "evict_always")
-    config = config_from_dict(seed_settings(fake_openai, plugins={"disabled": ["eviction"]}))
-    # Plugins come from the entry points and the settings, as in `hermes-core run`.
-    gateway = Gateway(config, store=MemoryStore())
-
-    reasons, agents = await seed_scenario(gateway, 3)
-
-    assert reasons == ["evict_always"] * 3
-    assert agents == [None] * 3
-    assert record(gateway.host, "evict_always") == {
-        "name": "evict_always",
-        "dist": "hermes-evict-always",
-        "version": "0.1.0",
-        "hooks": ["post_run"],
-        "builtin": False,
-        "status": "loaded",
-    }
-    assert record(gateway.host, "eviction")["status"] == "disabled"
-
-
-async def test_builtin_eviction_keeps_the_agent_in_the_same_scenario(
-    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HERMES_LOAD_PLUGINS", "")
-    gateway = Gateway(config_from_dict(seed_settings(fake_openai)), store=MemoryStore())
-
-    reasons, agents = await seed_scenario(gateway, 3)
-
-    assert reasons == []
-    assert agents[0] is not None
-    assert agents == [agents[0]] * 3
 
 
 # --- broken plugins ----------------------------------------------------------------------------

@@ -11,8 +11,6 @@ module's marker, and the autouse ``no_leaked_servers`` fixture checks ``/proc`` 
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import subprocess
 import sys
 import uuid
@@ -26,6 +24,7 @@ from mcp_servers.helpers import (
     alive,
     eventually,
     marked_processes,
+    mcp_settings,
     pids,
     toolbox_spec,
     wait_until,
@@ -33,12 +32,18 @@ from mcp_servers.helpers import (
 
 from hermes_core.gateway import Gateway
 from hermes_core.mcp.connection import ServerState
-from hermes_core.testing import FakeOpenAI, send, settings_for
+from hermes_core.testing import (
+    FakeOpenAI,
+    cli_env,
+    send,
+    settings_for,
+    start_hermes_core,
+    write_settings,
+)
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 MARKER = f"test-bad-mcp-{uuid.uuid4().hex}"
 SERVERS = Path(__file__).resolve().parents[1] / "mcp_servers"
-HERMES_CORE = str(Path(sys.executable).with_name("hermes-core"))
 STARTUP_TIMEOUT_S = 1
 #: The SDK's own kill escalation after a failed start: 2 s for the process to exit once its
 #: stdin is closed, then SIGTERM to the group, 2 s more, then SIGKILL.
@@ -198,40 +203,9 @@ async def test_a_server_that_never_handshakes_is_retried_with_doubling_waits(
 # --- the command line ----------------------------------------------------------------------
 
 
-def write_settings(path: Path, servers: dict[str, dict[str, Any]]) -> Path:
-    lines = [
-        "[agent]",
-        'model = "local:ok"',
-        "[providers.local]",
-        'base_url = "http://127.0.0.1:9/v1"',
-        "[mcp]",
-        "backoff_initial_s = 60",  # one start each, however long the others take
-    ]
-    for name, spec in servers.items():
-        lines.append(f"[mcp.servers.{name}]")
-        # JSON strings, numbers and lists are TOML values; tables need TOML's inline syntax.
-        for key, value in spec.items():
-            if isinstance(value, dict):
-                pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
-                lines.append(f"{key} = {{ {pairs} }}")
-            else:
-                lines.append(f"{key} = {json.dumps(value)}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_")}
-    env["HERMES_LOAD_PLUGINS"] = ""
-    return subprocess.Popen(
-        [HERMES_CORE, *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """``hermes-core ARGS`` without entry-point plugins, not waited for."""
+    return start_hermes_core(*args, env=cli_env(HERMES_LOAD_PLUGINS=""), cwd=cwd)
 
 
 def test_mcp_list_and_mcp_test_say_what_is_wrong_in_one_line(tmp_path: Path) -> None:
@@ -241,7 +215,9 @@ def test_mcp_list_and_mcp_test_say_what_is_wrong_in_one_line(tmp_path: Path) -> 
         "hung": hang_spec(hang_pids),
         "toolbox": toolbox_spec(MARKER),
     }
-    settings_file = str(write_settings(tmp_path / "settings.toml", servers))
+    # One start each, however long the others take.
+    settings = mcp_settings(servers, backoff_initial_s=60)
+    settings_file = str(write_settings(tmp_path / "settings.toml", settings))
     processes = {
         "list": start("mcp", "list", "--settings", settings_file, cwd=tmp_path),
         "test": start("mcp", "test", "garbage", "--settings", settings_file, cwd=tmp_path),

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_dist import cli_env
 from mcp_servers.helpers import MARKER_ENV, alive, eventually, marked_processes, wait_until
 
 from hermes_core.gateway import Gateway
 from hermes_core.mcp.connection import ServerState
 from hermes_core.mcp.ledger import LEDGER_DIR, reap_leftovers
-from hermes_core.testing import FakeOpenAI, send, settings_for
+from hermes_core.testing import FakeOpenAI, cli_env, send, settings_for
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 MARKER = f"test-mcp-processes-{uuid.uuid4().hex}"

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hermes_core.testing import processes_mentioning, settings_for
+
 TOOLBOX = Path(__file__).with_name("toolbox.py")
 MARKER_ENV = "HERMES_MCP_TEST_MARKER"
 #: Generous bounds: the suite shares two cores with other suites. They bound, never pace.
@@ -27,6 +29,20 @@ def toolbox_spec(marker: str, pid_file: Path | None = None, **keys: Any) -> dict
     if pid_file is not None:
         env["TOOLBOX_PID_FILE"] = str(pid_file)
     return {"command": sys.executable, "args": [str(TOOLBOX)], "env": env, **keys}
+
+
+def mcp_settings(
+    servers: dict[str, dict[str, Any]],
+    base_url: str = "http://127.0.0.1:9/v1",
+    model: str = "ok",
+    **mcp: Any,
+) -> dict[str, Any]:
+    """Settings with ``servers`` as ``mcp.servers``, the other ``mcp`` keys, an in-memory
+    store, and a provider at ``base_url`` (nothing listens at the default: unused unless a run
+    happens)."""
+    return settings_for(
+        base_url, model, store={"path": ":memory:"}, mcp={**mcp, "servers": servers}
+    )
 
 
 def time_spec(marker: str, **keys: Any) -> dict[str, Any]:
@@ -59,22 +75,8 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def marked_processes(marker: str) -> list[int]:
-    """PIDs of live processes with ``marker`` in their environment (as ``MARKER_ENV``) or
-    in their command line. Zombies have neither, so they do not count."""
-    in_environ = f"{MARKER_ENV}={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if in_environ in environ.split(b"\0") or marker.encode() in cmdline:
-            found.append(int(entry.name))
-    return found
+#: PIDs of live processes with the marker in their environment or command line.
+marked_processes = processes_mentioning
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:

@@ -13,19 +13,19 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from helpers_http import KEY, Serve, client_for, user
+from helpers_http import KEY, client_for, user
 
 from hermes_core.asgi import listen
 from hermes_core.errors import ConfigError
 from hermes_core.platforms import REFUSAL, session_key
 from hermes_core.plugins.http import HttpPlatform
 from hermes_core.plugins.http_settings import ApiKey
-from hermes_core.testing import FakeOpenAI, settings_for
+from hermes_core.testing import FakeOpenAI, ServeHttp, settings_for
 
 # --- the official client -------------------------------------------------------------------
 
 
-async def test_openai_client_non_streaming_chat(serve_http: Serve) -> None:
+async def test_openai_client_non_streaming_chat(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
         completion = await client.chat.completions.create(model="any", messages=user("hello"))
@@ -36,7 +36,7 @@ async def test_openai_client_non_streaming_chat(serve_http: Serve) -> None:
     assert completion.choices[0].finish_reason == "stop"
 
 
-async def test_openai_client_streaming_chat(serve_http: Serve) -> None:
+async def test_openai_client_streaming_chat(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
         stream = await client.chat.completions.create(
@@ -52,7 +52,7 @@ async def test_openai_client_streaming_chat(serve_http: Serve) -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
-async def test_stream_is_server_sent_events_ending_with_done(serve_http: Serve) -> None:
+async def test_stream_is_server_sent_events_ending_with_done(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     body = {"model": "any", "stream": True, "messages": user("hi")}
     async with httpx2.AsyncClient(base_url=platform.url) as http:
@@ -66,7 +66,7 @@ async def test_stream_is_server_sent_events_ending_with_done(serve_http: Serve) 
 
 
 async def test_missing_or_wrong_key_gets_401_and_never_runs(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http(api_keys=[KEY, "sk-other"])
     async with client_for(platform, api_key="sk-wrong") as client:
@@ -89,7 +89,7 @@ async def test_missing_or_wrong_key_gets_401_and_never_runs(
 
 
 async def test_api_keys_can_come_from_an_environment_variable(
-    serve_http: Serve, monkeypatch: pytest.MonkeyPatch
+    serve_http: ServeHttp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HERMES_TEST_HTTP_KEYS", "sk-a, sk-b")
     _, platform = await serve_http(api_keys_env="HERMES_TEST_HTTP_KEYS")
@@ -100,7 +100,7 @@ async def test_api_keys_can_come_from_an_environment_variable(
             await client.models.list()
 
 
-async def test_sessions_by_header_keep_separate_histories(serve_http: Serve) -> None:
+async def test_sessions_by_header_keep_separate_histories(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
 
     async def say(session: str, text: str) -> str:
@@ -118,7 +118,7 @@ async def test_sessions_by_header_keep_separate_histories(serve_http: Serve) -> 
 
 
 async def test_in_a_session_only_the_last_user_message_is_new_input(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http()
     messages: list[Any] = [
@@ -136,7 +136,7 @@ async def test_in_a_session_only_the_last_user_message_is_new_input(
     assert [m["content"] for m in sent if m["role"] == "user"] == ["new question"]
 
 
-async def test_user_field_is_the_session_when_there_is_no_header(serve_http: Serve) -> None:
+async def test_user_field_is_the_session_when_there_is_no_header(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
         for expected in (1, 2):
@@ -147,8 +147,10 @@ async def test_user_field_is_the_session_when_there_is_no_header(serve_http: Ser
             assert raw.parse().choices[0].message.content.endswith(f"(user messages: {expected})")
 
 
-async def test_failed_run_is_200_with_the_error_kind_header(serve_http: Serve) -> None:
-    _, platform = await serve_http("bad-primary")
+async def test_failed_run_is_200_with_the_error_kind_header(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(settings_for(fake_openai.url, "bad-primary"))
     async with client_for(platform) as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="any", messages=user("hi")
@@ -162,8 +164,10 @@ async def test_failed_run_is_200_with_the_error_kind_header(serve_http: Serve) -
     assert ok.headers["x-hermes-error-kind"] == "non_retryable"  # same model, same failure
 
 
-async def test_successful_run_has_no_error_kind_header(serve_http: Serve) -> None:
-    _, platform = await serve_http("bad-primary", ["ok-fallback"])
+async def test_successful_run_has_no_error_kind_header(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fallback"]))
     async with client_for(platform) as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="any", messages=user("hi"), stream=True
@@ -194,7 +198,7 @@ async def test_successful_run_has_no_error_kind_header(serve_http: Serve) -> Non
     ],
 )
 async def test_malformed_requests_get_400_with_a_clear_message(
-    serve_http: Serve, fake_openai: FakeOpenAI, body: bytes, problem: str
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, body: bytes, problem: str
 ) -> None:
     _, platform = await serve_http()
     async with httpx2.AsyncClient(base_url=platform.url) as http:
@@ -206,7 +210,7 @@ async def test_malformed_requests_get_400_with_a_clear_message(
     assert fake_openai.requests == []
 
 
-async def test_session_header_is_validated(serve_http: Serve) -> None:
+async def test_session_header_is_validated(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     async with httpx2.AsyncClient(base_url=platform.url) as http:
         response = await http.post(
@@ -218,7 +222,7 @@ async def test_session_header_is_validated(serve_http: Serve) -> None:
     assert "X-Hermes-Session" in response.json()["error"]["message"]
 
 
-async def test_request_body_size_is_limited(serve_http: Serve, fake_openai: FakeOpenAI) -> None:
+async def test_request_body_size_is_limited(serve_http: ServeHttp, fake_openai: FakeOpenAI) -> None:
     _, platform = await serve_http(max_body_bytes=2000)
     big = {"messages": user("x" * 3000)}
 
@@ -239,9 +243,12 @@ async def test_request_body_size_is_limited(serve_http: Serve, fake_openai: Fake
 
 
 async def test_models_lists_the_configured_chain_and_health_needs_no_key(
-    serve_http: Serve,
+    serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    _, platform = await serve_http("ok-primary", ["ok-fallback"], api_keys=[KEY])
+    _, platform = await serve_http(
+        settings_for(fake_openai.url, "ok-primary", ["ok-fallback"]), api_keys=[KEY]
+    )
     async with client_for(platform) as client:
         models = await client.models.list()
     assert [m.id for m in models.data] == ["local:ok-primary", "local:ok-fallback"]
@@ -255,7 +262,7 @@ async def test_models_lists_the_configured_chain_and_health_needs_no_key(
 
 
 async def test_allow_users_refuses_others_politely_without_a_run(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http(allow_users=["alice"])
     async with client_for(platform) as client:
@@ -325,8 +332,10 @@ async def test_bad_settings_are_config_errors_naming_the_key(
 # --- the seed scenario over HTTP -------------------------------------------------------------
 
 
-async def test_seed_scenario_over_http(serve_http: Serve, fake_openai: FakeOpenAI) -> None:
-    gateway, platform = await serve_http("bad-primary", ["bad-fallback"])
+async def test_seed_scenario_over_http(serve_http: ServeHttp, fake_openai: FakeOpenAI) -> None:
+    gateway, platform = await serve_http(
+        settings_for(fake_openai.url, "bad-primary", ["bad-fallback"])
+    )
     headers = {"X-Hermes-Session": "seed"}
 
     async def say(text: str) -> tuple[str, str | None]:
@@ -365,7 +374,7 @@ async def test_seed_scenario_over_http(serve_http: Serve, fake_openai: FakeOpenA
 
 @pytest.mark.slow
 async def test_200_concurrent_requests_across_50_sessions(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http()
     sessions, per_session = 50, 4
@@ -454,7 +463,7 @@ async def test_stop_finishes_the_run_in_flight_refuses_new_ones_and_leaks_nothin
 
 
 async def test_two_keys_naming_the_same_session_get_two_sessions(
-    serve_http: Serve, monkeypatch: pytest.MonkeyPatch
+    serve_http: ServeHttp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HERMES_TEST_ALICE_KEY", "sk-alice")
     named = {"name": "alice", "key_env": "HERMES_TEST_ALICE_KEY"}
@@ -491,7 +500,7 @@ def test_a_plain_key_is_named_by_a_short_hash_stable_under_reordering() -> None:
 # --- the refusal, the bind check, slow clients ---------------------------------------------------
 
 
-async def test_the_403_refusal_is_the_intakes_one_documented_text(serve_http: Serve) -> None:
+async def test_the_403_refusal_is_the_intakes_one_documented_text(serve_http: ServeHttp) -> None:
     _, platform = await serve_http(allow_users=["alice"])
     async with httpx2.AsyncClient(base_url=platform.url) as http:
         response = await http.post("/v1/chat/completions", json={"messages": user("hi")})
@@ -531,7 +540,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, within_s: float) -> bo
 
 @pytest.mark.slow
 async def test_a_connection_without_complete_headers_is_closed_after_header_timeout_s(
-    serve_http: Serve,
+    serve_http: ServeHttp,
 ) -> None:
     _, platform = await serve_http(header_timeout_s=0.5)
     assert platform.port is not None
@@ -548,11 +557,14 @@ async def test_a_connection_without_complete_headers_is_closed_after_header_time
 
 @pytest.mark.slow
 async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_response(
-    serve_http: Serve,
+    serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
     """A run longer than header_timeout_s is answered; the next request on the same
     connection gets the deadline again."""
-    _, platform = await serve_http("slow-1-primary", header_timeout_s=0.5)
+    _, platform = await serve_http(
+        settings_for(fake_openai.url, "slow-1-primary"), header_timeout_s=0.5
+    )
     assert platform.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
     try:
@@ -577,8 +589,12 @@ async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_respo
 
 
 @pytest.mark.slow
-async def test_sse_forwards_each_chunk_as_the_upstream_sends_it(serve_http: Serve) -> None:
-    _, platform = await serve_http("stream-10-100-model", api_keys=[KEY])
+async def test_sse_forwards_each_chunk_as_the_upstream_sends_it(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(
+        settings_for(fake_openai.url, "stream-10-100-model"), api_keys=[KEY]
+    )
     arrivals: list[tuple[float, str]] = []
     body = {"model": "any", "stream": True, "messages": user("hello")}
     headers = {"Authorization": f"Bearer {KEY}", "X-Hermes-Session": "sse"}

@@ -10,10 +10,10 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from helpers_http import Serve, client_for, sync_client_for, user
+from helpers_http import client_for, sync_client_for, user
 
 from hermes_core import hookimpl
-from hermes_core.testing import FakeOpenAI, HookRecorder
+from hermes_core.testing import FakeOpenAI, HookRecorder, ServeHttp, settings_for
 
 WEATHER = {
     "type": "function",
@@ -37,7 +37,7 @@ class Stamp:
 
 
 async def test_a_stateless_request_is_answered_from_its_own_messages_and_kept_nowhere(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     gateway, platform = await serve_http()
     conversation: list[Any] = [
@@ -64,7 +64,7 @@ async def test_a_stateless_request_is_answered_from_its_own_messages_and_kept_no
 
 
 async def test_record_stateless_false_keeps_stateless_turns_out_of_the_store(
-    serve_http: Serve,
+    serve_http: ServeHttp,
 ) -> None:
     gateway, platform = await serve_http(record_stateless=False)
     async with client_for(platform) as client:
@@ -76,7 +76,7 @@ async def test_record_stateless_false_keeps_stateless_turns_out_of_the_store(
 
 
 async def test_hooks_fire_for_a_stateless_run_with_a_stateless_session_key(
-    serve_http: Serve, hook_recorder: HookRecorder
+    serve_http: ServeHttp, hook_recorder: HookRecorder
 ) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
@@ -88,7 +88,7 @@ async def test_hooks_fire_for_a_stateless_run_with_a_stateless_session_key(
     assert post_run["result"]["final_response"] == "[ok-primary] hi (user messages: 1)"
 
 
-async def test_a_session_id_cannot_pose_as_a_stateless_one(serve_http: Serve) -> None:
+async def test_a_session_id_cannot_pose_as_a_stateless_one(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
         with pytest.raises(openai.BadRequestError) as refused:
@@ -102,9 +102,9 @@ async def test_a_session_id_cannot_pose_as_a_stateless_one(serve_http: Serve) ->
 
 
 async def test_client_tool_round_trip_in_a_session(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http("tool-model")
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     headers = {"X-Hermes-Session": "tools"}
     async with client_for(platform) as client:
         called = await client.chat.completions.create(
@@ -136,9 +136,9 @@ async def test_client_tool_round_trip_in_a_session(
 
 
 async def test_client_tool_round_trip_stateless_and_streamed(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http("tool-model")
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     messages: list[Any] = user("call get_weather")
 
     def streamed(messages: list[Any]) -> list[Any]:
@@ -170,10 +170,10 @@ async def test_client_tool_round_trip_stateless_and_streamed(
 
 
 async def test_gateway_and_client_calls_of_one_turn_are_joined_before_the_next_request(
-    serve_http: Serve, fake_openai: FakeOpenAI, register_plugin: Any
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
 ) -> None:
     register_plugin(Stamp())
-    _, platform = await serve_http("tool-model")
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     async with client_for(platform) as client:
         called = await client.chat.completions.create(
             model="any", messages=user("call-many stamp get_weather"), tools=[WEATHER]
@@ -195,10 +195,10 @@ async def test_gateway_and_client_calls_of_one_turn_are_joined_before_the_next_r
 
 
 async def test_a_client_tool_named_like_a_gateway_tool_is_a_400(
-    serve_http: Serve, fake_openai: FakeOpenAI, register_plugin: Any
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
 ) -> None:
     register_plugin(Stamp())
-    _, platform = await serve_http("tool-model")
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     clash = {"type": "function", "function": {"name": "stamp"}}
     async with client_for(platform) as client:
         with pytest.raises(openai.BadRequestError) as refused:
@@ -208,8 +208,10 @@ async def test_a_client_tool_named_like_a_gateway_tool_is_a_400(
     assert fake_openai.requests == []
 
 
-async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(serve_http: Serve) -> None:
-    _, platform = await serve_http("tool-model")
+async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     body = {"messages": [{"role": "tool", "tool_call_id": "call_1", "content": "x"}]}
     async with httpx2.AsyncClient(base_url=platform.url) as http:
         response = await http.post(
@@ -220,9 +222,9 @@ async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(serve_http: 
 
 
 async def test_a_new_user_message_abandons_a_suspended_run_without_poisoning_the_history(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http("tool-model")
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     headers = {"X-Hermes-Session": "abandon"}
     async with client_for(platform) as client:
         called = await client.chat.completions.create(
@@ -248,9 +250,10 @@ async def test_a_new_user_message_abandons_a_suspended_run_without_poisoning_the
 
 
 async def test_results_for_only_some_calls_are_a_400_and_the_run_still_waits(
-    serve_http: Serve,
+    serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    _, platform = await serve_http("tool-model")
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     other = {"type": "function", "function": {"name": "get_time"}}
     headers = {"X-Hermes-Session": "partial"}
     async with client_for(platform) as client:
@@ -280,9 +283,11 @@ async def test_results_for_only_some_calls_are_a_400_and_the_run_still_waits(
 
 
 async def test_a_stateless_run_no_longer_kept_continues_from_the_messages_sent(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http("tool-model", max_suspended_runs=1)
+    _, platform = await serve_http(
+        settings_for(fake_openai.url, "tool-model"), max_suspended_runs=1
+    )
     async with client_for(platform) as client:
         first = await client.chat.completions.create(
             model="any", messages=user("call get_weather"), tools=[WEATHER]

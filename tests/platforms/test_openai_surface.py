@@ -12,20 +12,21 @@ import httpx2
 import openai
 import pydantic
 import pytest
-from helpers_http import KEY, Serve, client_for, sync_client_for, user
+from helpers_http import KEY, client_for, sync_client_for, user
 
 from hermes_core.errors import ConfigError
 from hermes_core.plugins import openai_wire as wire
 from hermes_core.plugins.http import HttpPlatform
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import FakeOpenAI, ServeHttp, settings_for
 
 # --- the surface clients touch -------------------------------------------------------------
 
 
 async def test_a_model_of_the_chain_is_retrieved_by_id_and_another_is_a_404(
-    serve_http: Serve,
+    serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    _, platform = await serve_http("ok-primary", ["ok-fallback"])
+    _, platform = await serve_http(settings_for(fake_openai.url, "ok-primary", ["ok-fallback"]))
     async with client_for(platform) as client:
         model = await client.models.retrieve("local:ok-fallback")
         with pytest.raises(openai.NotFoundError) as unknown:
@@ -37,7 +38,7 @@ async def test_a_model_of_the_chain_is_retrieved_by_id_and_another_is_a_404(
 
 
 async def test_every_route_answers_with_a_trailing_slash_instead_of_a_redirect(
-    serve_http: Serve,
+    serve_http: ServeHttp,
 ) -> None:
     _, platform = await serve_http()
     async with httpx2.AsyncClient(base_url=platform.url) as http:
@@ -50,7 +51,9 @@ async def test_every_route_answers_with_a_trailing_slash_instead_of_a_redirect(
     assert model.json()["id"] == "local:ok-primary"
 
 
-async def test_cors_preflight_is_answered_for_a_configured_origin_only(serve_http: Serve) -> None:
+async def test_cors_preflight_is_answered_for_a_configured_origin_only(
+    serve_http: ServeHttp,
+) -> None:
     _, platform = await serve_http(cors_origins=["https://app.example.com"], api_keys=[KEY])
     preflight = {
         "Access-Control-Request-Method": "POST",
@@ -79,7 +82,7 @@ async def test_cors_preflight_is_answered_for_a_configured_origin_only(serve_htt
     assert "X-Hermes-Session" in chat.headers["access-control-expose-headers"]
 
 
-async def test_without_cors_origins_no_origin_is_allowed(serve_http: Serve) -> None:
+async def test_without_cors_origins_no_origin_is_allowed(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     async with httpx2.AsyncClient(base_url=platform.url) as http:
         preflight = await http.options(
@@ -97,9 +100,10 @@ async def test_without_cors_origins_no_origin_is_allowed(serve_http: Serve) -> N
 
 
 async def test_a_completion_names_the_model_that_answered_with_id_created_and_fingerprint(
-    serve_http: Serve,
+    serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    _, platform = await serve_http("bad-primary", ["ok-fallback"])
+    _, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fallback"]))
     async with client_for(platform) as client:
         first = await client.chat.completions.create(model="anything", messages=user("hi"))
         second = await client.chat.completions.create(model="anything", messages=user("hi"))
@@ -113,7 +117,7 @@ async def test_a_completion_names_the_model_that_answered_with_id_created_and_fi
 
 
 async def test_a_non_streamed_response_carries_the_runs_usage(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
@@ -124,7 +128,7 @@ async def test_a_non_streamed_response_carries_the_runs_usage(
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
-async def test_a_command_reply_has_zero_usage_not_none(serve_http: Serve) -> None:
+async def test_a_command_reply_has_zero_usage_not_none(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
         completion = await client.chat.completions.create(
@@ -135,7 +139,7 @@ async def test_a_command_reply_has_zero_usage_not_none(serve_http: Serve) -> Non
 
 
 async def test_include_usage_streams_a_last_chunk_with_usage_and_no_choices(
-    serve_http: Serve,
+    serve_http: ServeHttp,
 ) -> None:
     _, platform = await serve_http()
 
@@ -160,7 +164,7 @@ async def test_include_usage_streams_a_last_chunk_with_usage_and_no_choices(
     assert text == "[ok-primary] stream me (user messages: 1)"
 
 
-async def test_without_include_usage_a_stream_has_no_usage_chunk(serve_http: Serve) -> None:
+async def test_without_include_usage_a_stream_has_no_usage_chunk(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     body = {"model": "any", "stream": True, "messages": user("hi")}
     async with httpx2.AsyncClient(base_url=platform.url) as http:
@@ -174,7 +178,7 @@ async def test_without_include_usage_a_stream_has_no_usage_chunk(serve_http: Ser
 
 
 async def test_max_tokens_reaches_the_upstream_and_its_length_finish_reason_comes_back(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
@@ -187,7 +191,7 @@ async def test_max_tokens_reaches_the_upstream_and_its_length_finish_reason_come
 
 
 async def test_sampling_parameters_are_forwarded_to_the_upstream_as_sent(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     _, platform = await serve_http()
     sent: dict[str, Any] = {
@@ -226,7 +230,7 @@ async def test_sampling_parameters_are_forwarded_to_the_upstream_as_sent(
     ],
 )
 async def test_a_parameter_that_cannot_be_honoured_is_a_400_naming_it(
-    serve_http: Serve, fake_openai: FakeOpenAI, fields: dict[str, Any], param: str
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, fields: dict[str, Any], param: str
 ) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
@@ -240,7 +244,7 @@ async def test_a_parameter_that_cannot_be_honoured_is_a_400_naming_it(
     assert fake_openai.requests == []
 
 
-async def test_n_2_is_refused_through_the_clients_own_argument(serve_http: Serve) -> None:
+async def test_n_2_is_refused_through_the_clients_own_argument(serve_http: ServeHttp) -> None:
     _, platform = await serve_http()
     async with client_for(platform) as client:
         with pytest.raises(openai.BadRequestError) as refused:
@@ -251,7 +255,7 @@ async def test_n_2_is_refused_through_the_clients_own_argument(serve_http: Serve
 
 
 async def test_the_operator_pins_defaults_and_forbids_parameters(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     policy = {"pin": {"temperature": 0}, "default": {"max_tokens": 512}, "forbid": ["seed"]}
     gateway, platform = await serve_http(parameters=policy)
@@ -303,9 +307,9 @@ class Person(pydantic.BaseModel):
 
 
 async def test_parse_with_a_pydantic_response_format_sends_the_schema_and_parses(
-    serve_http: Serve, fake_openai: FakeOpenAI
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http("say-json")
+    _, platform = await serve_http(settings_for(fake_openai.url, "say-json"))
     async with client_for(platform) as client:
         completion = await client.chat.completions.parse(
             model="any", messages=user('{"name": "Ada", "age": 36}'), response_format=Person

@@ -8,9 +8,8 @@ import signal
 from pathlib import Path
 
 import httpx2
-from helpers_dist import cli_env, hermes_run_process, write_dist
 
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_run_process, write_dist
 
 BROKEN_PLATFORM = """
 from hermes_core import hookimpl

@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
-from helpers_dist import cli_env, hermes_run_process
 
 from hermes_core.plugins.http_settings import ApiKey
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_run_process
 
 LISTENING = re.compile(r"http platform listening on (http://\S+)")
 

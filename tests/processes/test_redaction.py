@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 import httpx2
 import pytest
-from helpers_dist import cli_env, hermes_core, hermes_run_process, start_hermes_core
 from mcp_servers.helpers import MARKER_ENV, free_port, marked_processes, wait_until
 
 from hermes_core.platforms import session_key
@@ -30,7 +29,13 @@ from hermes_core.redaction import (
     scrub,
     secrets_in,
 )
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import (
+    FakeOpenAI,
+    cli_env,
+    hermes_core,
+    hermes_run_process,
+    start_hermes_core,
+)
 
 MARKER = f"test-redaction-{uuid.uuid4().hex}"
 

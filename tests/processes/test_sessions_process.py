@@ -16,11 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers_dist import hermes_run_process
 from helpers_store import corrupt_table, remount_read_only, tmpfs, write_session
 
 from hermes_core.sqlite_store import APPLICATION_ID, SCHEMA_VERSION
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import FakeOpenAI, hermes_run_process
 
 HERMES = str(Path(sys.executable).with_name("hermes-core"))
 SESSION = "console:local"

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers_dist import cli_env, hermes_core, start_hermes_core
 
 from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
@@ -28,6 +27,7 @@ from hermes_core.manager import PluginHost
 from hermes_core.platform_settings import build_platform
 from hermes_core.settings import load_config
 from hermes_core.store import MemoryStore
+from hermes_core.testing import cli_env, hermes_core, start_hermes_core
 
 GOOD = """\
 [agent]

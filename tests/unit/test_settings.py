@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_dist import cli_env, hermes_core, start_hermes_core
 
 from hermes_core import hookimpl
 from hermes_core.errors import ConfigError
 from hermes_core.redaction import redacted
 from hermes_core.settings import config_from_dict, load_config
-from hermes_core.testing import FakeOpenAI, settings_for
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, settings_for, start_hermes_core
 
 KEY_ENV = "LOCAL_LLM_KEY"  # not HERMES_-prefixed: dynaconf would read that as a setting
 

@@ -25,14 +25,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from helpers_dist import cli_env, hermes_run_process, install_contrib
 
 from hermes_core.errors import ConfigError
 from hermes_core.platforms import REFUSAL
-from hermes_core.testing import FakeOpenAI, settings_for
+from hermes_core.testing import FakeOpenAI, cli_env, hermes_run_process, pip_install, settings_for
+from hermes_core.testing import script as fake_script
+from hermes_core.testing.outcomes import Answer, RecordedRequest
 
-REPO = Path(__file__).resolve().parents[2]
-IRC_SOURCE = REPO / "contrib" / "hermes-irc"
+IRC_SOURCE = Path(__file__).resolve().parents[1]
 NGIRCD = shutil.which("ngircd") or next(
     (p for p in ("/usr/sbin/ngircd", "/usr/local/sbin/ngircd") if os.access(p, os.X_OK)), None
 )
@@ -402,6 +402,57 @@ async def test_stop_delivers_the_reply_in_flight_then_quits(
     assert bot.intake.in_flight == 0
 
 
+#: Seconds between the lines a ``lines-*`` model streams.
+LINE_GAP_S = 0.4
+
+
+def _answer_in_lines(script: fake_script.Script, request: RecordedRequest) -> Answer:
+    """``lines-*``: three lines echoing the user's text, streamed one per chunk."""
+    said = request.messages[-1]["content"]
+    pieces = tuple(f"line {n}: {said}\n" for n in (1, 2, 3))
+    return Answer("".join(pieces), pieces=pieces, chunk_delay_s=LINE_GAP_S)
+
+
+@pytest.fixture
+def lines_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scripted server answers ``lines-*`` models with :func:`_answer_in_lines`."""
+    monkeypatch.setitem(fake_script.PREFIXES, "lines", _answer_in_lines)
+
+
+@needs_ngircd
+@pytest.mark.slow
+async def test_each_line_is_sent_as_it_completes_while_the_upstream_streams(
+    start_bot: Any, irc_client: Any, lines_model: None
+) -> None:
+    await start_bot("lines-model")
+    alice = await irc_client("alice")
+    await alice.join(CHANNEL, wait_for=BOT)
+    alice.send(f"PRIVMSG {CHANNEL} :{BOT}: go")
+    first = await alice.privmsg_from(BOT, CHANNEL)
+    first_at = time.monotonic()
+    rest = [await alice.privmsg_from(BOT, CHANNEL) for _ in range(2)]
+    # The upstream sends line 3 two gaps after line 1: had the bot waited for the whole
+    # reply, all three would arrive within its flood delay of each other.
+    assert time.monotonic() - first_at >= 1.5 * LINE_GAP_S
+    assert [first, *rest] == ["alice: line 1: go", "line 2: go", "line 3: go"]
+
+
+@needs_ngircd
+@pytest.mark.slow
+async def test_streamed_replies_to_one_channel_do_not_interleave(
+    start_bot: Any, irc_client: Any, lines_model: None
+) -> None:
+    await start_bot("lines-model")
+    alice, bob = await irc_client("alice"), await irc_client("bob")
+    await alice.join(CHANNEL, wait_for=BOT)
+    await bob.join(CHANNEL, wait_for=BOT)
+    alice.send(f"PRIVMSG {CHANNEL} :{BOT}: a")
+    await alice.privmsg_from(BOT, CHANNEL, starting="alice: line 1")
+    bob.send(f"PRIVMSG {CHANNEL} :{BOT}: b")  # bob's run streams while alice's reply does
+    got = [await alice.privmsg_from(BOT, CHANNEL) for _ in range(5)]
+    assert got == ["line 2: a", "line 3: a", "bob: line 1: b", "line 2: b", "line 3: b"]
+
+
 @needs_ngircd
 async def test_takes_another_nick_when_its_own_is_in_use(start_bot: Any, irc_client: Any) -> None:
     await irc_client(BOT)  # someone already has it
@@ -472,7 +523,7 @@ async def test_bad_settings_name_the_key(
 
 @pytest.fixture(scope="module")
 def irc_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_contrib("hermes-irc", tmp_path_factory)
+    return pip_install(IRC_SOURCE, tmp_path_factory)
 
 
 def test_plugins_lists_the_adapter_with_its_distribution(irc_site: Path, tmp_path: Path) -> None:
