@@ -18,7 +18,7 @@ from typing import Any
 from loguru import logger
 
 from hermes_core.agent import Agent, AgentServices
-from hermes_core.agents import Agents
+from hermes_core.agent_factory import AgentFactory, model_chain
 from hermes_core.cache import AgentCache
 from hermes_core.commands import CommandContext, CommandRegistry
 from hermes_core.configure import configure_gateway
@@ -99,12 +99,8 @@ class Gateway:
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
             on_evict=self._notify_evicted,
         )
-        self.agents = Agents(
-            config,
-            self.sessions,
-            self.cache,
-            AgentServices(self.hooks, self.providers, self.tools, self.health),
-        )
+        services = AgentServices(self.hooks, self.providers, self.tools, self.health)
+        self.agents = AgentFactory(config, services, self.sessions, self.cache)
         # The agent each session's current run uses, between agent_run and post_run.
         self._run_agents: dict[str, Agent] = {}
         self._streams: set[asyncio.Task[None]] = set()
@@ -358,9 +354,10 @@ class Gateway:
             keeper.history.extend([user_message, *answered])
         return result
 
+    # --- agents --------------------------------------------------------------------------
     def models_for(self, session: Session) -> list[ModelRef]:
-        """The session's model chain: its ``/model`` choice or ``agent.model``, then fallbacks."""
-        return self.agents.models_for(session)
+        """The session's model chain (:func:`hermes_core.agent_factory.model_chain`)."""
+        return model_chain(self.config, session)
 
     async def _notify_evicted(self, key: str, agent: Agent, reason: str) -> None:
         logger.info("evicted agent of session {} ({})", key, reason)

@@ -1,5 +1,5 @@
-"""Helpers for tests of the ``http`` platform (served by the kit's ``serve_http`` fixture):
-its clients and request bodies."""
+"""Helpers for tests of the ``http`` platform (served by the kit's ``serve_http``): the
+official clients pointed at it, and request bodies."""
 
 from __future__ import annotations
 

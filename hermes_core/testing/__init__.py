@@ -41,7 +41,7 @@ from hermes_core.testing.processes import (
     processes_mentioning,
     start_hermes_core,
 )
-from hermes_core.testing.settings_file import settings_for, write_settings
+from hermes_core.testing.settings_file import write_settings
 from hermes_core.types import Message, Reply
 
 __all__ = [
@@ -63,6 +63,31 @@ __all__ = [
     "write_dist",
     "write_settings",
 ]
+
+PROVIDER = "local"
+
+
+def settings_for(
+    base_url: str,
+    model: str = "ok-primary",
+    fallbacks: list[str] | None = None,
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    """Settings whose provider ``local`` is the scripted server at ``base_url``.
+
+    ``model`` and ``fallbacks`` are bare scripted model names (``"bad-primary"``); each keyword
+    argument is a settings section merged over the defaults, e.g. ``cache={"max_agents": 2}``.
+    """
+    settings: dict[str, Any] = {
+        "agent": {
+            "model": f"{PROVIDER}:{model}",
+            "fallbacks": [f"{PROVIDER}:{name}" for name in fallbacks or []],
+        },
+        "providers": {PROVIDER: {"base_url": base_url, "max_retries": 0, "timeout_s": 10}},
+    }
+    for section, values in sections.items():
+        settings[section] = {**settings.get(section, {}), **values}
+    return settings
 
 
 def message(text: str, session_key: str = "test:1", platform: str = "test") -> Message:

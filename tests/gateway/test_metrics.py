@@ -82,7 +82,7 @@ async def test_scrape_counts_ok_tool_failed_and_breaker_runs_exactly(
     settings = settings_for(fake_openai.url, "ok-primary")
     # The scripted 401 is one model's: health off, or it would (rightly) skip the provider.
     settings["providers"]["local"]["breaker"] = {"enabled": False}
-    gateway, platform = await serve_http(settings=settings)
+    gateway, platform = await serve_http(settings)
     assert (await send(gateway, "hello", "test:ok")).text.startswith("[ok-primary] hello")
     await send(gateway, "/model local:tool-t", "test:tool")
     reply = await send(gateway, 'call stamp {"n": 7}', "test:tool")
@@ -128,7 +128,7 @@ async def test_scrape_counts_fallbacks_and_their_evictions(
     serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
     gateway, platform = await serve_http(
-        settings=settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
+        settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
     )
     for text in ("one", "two"):
         reply = await send(gateway, text)
@@ -155,7 +155,7 @@ async def test_scrape_counts_fallbacks_and_their_evictions(
 async def test_metrics_need_the_api_key_when_the_api_has_keys(
     serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http(settings=settings_for(fake_openai.url), api_keys=[KEY])
+    _, platform = await serve_http(settings_for(fake_openai.url), api_keys=[KEY])
     async with httpx2.AsyncClient(timeout=30) as client:
         missing = await client.get(f"{platform.url}/metrics")
         wrong = await client.get(f"{platform.url}/metrics", headers={"Authorization": "Bearer x"})
@@ -167,7 +167,7 @@ async def test_metrics_need_the_api_key_when_the_api_has_keys(
 async def test_openmetrics_is_served_when_asked_for(
     serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http(settings=settings_for(fake_openai.url))
+    _, platform = await serve_http(settings_for(fake_openai.url))
     async with httpx2.AsyncClient(timeout=30) as client:
         response = await client.get(
             f"{platform.url}/metrics", headers={"Accept": "application/openmetrics-text"}
@@ -305,7 +305,7 @@ async def test_mcp_servers_processes_and_restarts_are_scraped(
         },
     )
     settings["providers"]["local"]["timeout_s"] = 60
-    gateway, platform = await serve_http(settings=settings)
+    gateway, platform = await serve_http(settings)
     connection = gateway.mcp_pool.connections["toolbox"]
     await eventually(lambda: connection.state is ServerState.READY, "the toolbox to be ready")
     url = f"{platform.url}/metrics"
@@ -378,9 +378,7 @@ async def test_hook_on_llm_request(
 async def test_tokens_are_counted_per_provider_and_model(
     serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http(
-        settings=settings_for(fake_openai.url, "bad-primary", ["ok-fb"])
-    )
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fb"]))
     reply = await send(gateway, "count my tokens", "test:tokens")
     assert reply.result is not None and reply.result["usage"] is not None
     usage = reply.result["usage"]

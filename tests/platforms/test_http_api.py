@@ -147,8 +147,10 @@ async def test_user_field_is_the_session_when_there_is_no_header(serve_http: Ser
             assert raw.parse().choices[0].message.content.endswith(f"(user messages: {expected})")
 
 
-async def test_failed_run_is_200_with_the_error_kind_header(serve_http: ServeHttp) -> None:
-    _, platform = await serve_http("bad-primary")
+async def test_failed_run_is_200_with_the_error_kind_header(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(settings_for(fake_openai.url, "bad-primary"))
     async with client_for(platform) as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="any", messages=user("hi")
@@ -162,8 +164,10 @@ async def test_failed_run_is_200_with_the_error_kind_header(serve_http: ServeHtt
     assert ok.headers["x-hermes-error-kind"] == "non_retryable"  # same model, same failure
 
 
-async def test_successful_run_has_no_error_kind_header(serve_http: ServeHttp) -> None:
-    _, platform = await serve_http("bad-primary", ["ok-fallback"])
+async def test_successful_run_has_no_error_kind_header(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fallback"]))
     async with client_for(platform) as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="any", messages=user("hi"), stream=True
@@ -240,8 +244,11 @@ async def test_request_body_size_is_limited(serve_http: ServeHttp, fake_openai: 
 
 async def test_models_lists_the_configured_chain_and_health_needs_no_key(
     serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    _, platform = await serve_http("ok-primary", ["ok-fallback"], api_keys=[KEY])
+    _, platform = await serve_http(
+        settings_for(fake_openai.url, "ok-primary", ["ok-fallback"]), api_keys=[KEY]
+    )
     async with client_for(platform) as client:
         models = await client.models.list()
     assert [m.id for m in models.data] == ["local:ok-primary", "local:ok-fallback"]
@@ -326,7 +333,9 @@ async def test_bad_settings_are_config_errors_naming_the_key(
 
 
 async def test_seed_scenario_over_http(serve_http: ServeHttp, fake_openai: FakeOpenAI) -> None:
-    gateway, platform = await serve_http("bad-primary", ["bad-fallback"])
+    gateway, platform = await serve_http(
+        settings_for(fake_openai.url, "bad-primary", ["bad-fallback"])
+    )
     headers = {"X-Hermes-Session": "seed"}
 
     async def say(text: str) -> tuple[str, str | None]:
@@ -549,10 +558,13 @@ async def test_a_connection_without_complete_headers_is_closed_after_header_time
 @pytest.mark.slow
 async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_response(
     serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
     """A run longer than header_timeout_s is answered; the next request on the same
     connection gets the deadline again."""
-    _, platform = await serve_http("slow-1-primary", header_timeout_s=0.5)
+    _, platform = await serve_http(
+        settings_for(fake_openai.url, "slow-1-primary"), header_timeout_s=0.5
+    )
     assert platform.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", platform.port)
     try:
@@ -577,8 +589,12 @@ async def test_the_header_deadline_spares_slow_runs_and_returns_after_each_respo
 
 
 @pytest.mark.slow
-async def test_sse_forwards_each_chunk_as_the_upstream_sends_it(serve_http: ServeHttp) -> None:
-    _, platform = await serve_http("stream-10-100-model", api_keys=[KEY])
+async def test_sse_forwards_each_chunk_as_the_upstream_sends_it(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(
+        settings_for(fake_openai.url, "stream-10-100-model"), api_keys=[KEY]
+    )
     arrivals: list[tuple[float, str]] = []
     body = {"model": "any", "stream": True, "messages": user("hello")}
     headers = {"Authorization": f"Bearer {KEY}", "X-Hermes-Session": "sse"}

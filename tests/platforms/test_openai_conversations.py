@@ -13,7 +13,7 @@ import pytest
 from helpers_http import client_for, sync_client_for, user
 
 from hermes_core import hookimpl
-from hermes_core.testing import FakeOpenAI, HookRecorder, ServeHttp
+from hermes_core.testing import FakeOpenAI, HookRecorder, ServeHttp, settings_for
 
 WEATHER = {
     "type": "function",
@@ -104,7 +104,7 @@ async def test_a_session_id_cannot_pose_as_a_stateless_one(serve_http: ServeHttp
 async def test_client_tool_round_trip_in_a_session(
     serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http("tool-model")
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     headers = {"X-Hermes-Session": "tools"}
     async with client_for(platform) as client:
         called = await client.chat.completions.create(
@@ -138,7 +138,7 @@ async def test_client_tool_round_trip_in_a_session(
 async def test_client_tool_round_trip_stateless_and_streamed(
     serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http("tool-model")
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     messages: list[Any] = user("call get_weather")
 
     def streamed(messages: list[Any]) -> list[Any]:
@@ -173,7 +173,7 @@ async def test_gateway_and_client_calls_of_one_turn_are_joined_before_the_next_r
     serve_http: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
 ) -> None:
     register_plugin(Stamp())
-    _, platform = await serve_http("tool-model")
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     async with client_for(platform) as client:
         called = await client.chat.completions.create(
             model="any", messages=user("call-many stamp get_weather"), tools=[WEATHER]
@@ -198,7 +198,7 @@ async def test_a_client_tool_named_like_a_gateway_tool_is_a_400(
     serve_http: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
 ) -> None:
     register_plugin(Stamp())
-    _, platform = await serve_http("tool-model")
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     clash = {"type": "function", "function": {"name": "stamp"}}
     async with client_for(platform) as client:
         with pytest.raises(openai.BadRequestError) as refused:
@@ -208,8 +208,10 @@ async def test_a_client_tool_named_like_a_gateway_tool_is_a_400(
     assert fake_openai.requests == []
 
 
-async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(serve_http: ServeHttp) -> None:
-    _, platform = await serve_http("tool-model")
+async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
     body = {"messages": [{"role": "tool", "tool_call_id": "call_1", "content": "x"}]}
     async with httpx2.AsyncClient(base_url=platform.url) as http:
         response = await http.post(
@@ -217,3 +219,93 @@ async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(serve_http: 
         )
     assert response.status_code == 400
     assert "no run of this session is waiting" in response.json()["error"]["message"]
+
+
+async def test_a_new_user_message_abandons_a_suspended_run_without_poisoning_the_history(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+    headers = {"X-Hermes-Session": "abandon"}
+    async with client_for(platform) as client:
+        called = await client.chat.completions.create(
+            model="any", messages=user("call get_weather"), tools=[WEATHER], extra_headers=headers
+        )
+        assert called.choices[0].finish_reason == "tool_calls"
+        moved_on = await client.chat.completions.create(
+            model="any", messages=user("never mind"), extra_headers=headers
+        )
+        [call] = called.choices[0].message.tool_calls or []
+        with pytest.raises(openai.BadRequestError) as late:
+            await client.chat.completions.create(
+                model="any",
+                messages=[{"role": "tool", "tool_call_id": call.id, "content": "too late"}],
+                extra_headers=headers,
+            )
+    assert moved_on.choices[0].message.content == "[tool-model] never mind (user messages: 1)"
+    sent = fake_openai.requests[-1].messages
+    assert sent == [{"role": "user", "content": "never mind"}], "no dangling tool call"
+    assert late.value.param == "messages"
+    [summary] = await gateway.store.sessions("http")
+    assert summary.unanswered == 1  # the abandoned turn's message, kept out of the history
+
+
+async def test_results_for_only_some_calls_are_a_400_and_the_run_still_waits(
+    serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
+) -> None:
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+    other = {"type": "function", "function": {"name": "get_time"}}
+    headers = {"X-Hermes-Session": "partial"}
+    async with client_for(platform) as client:
+        called = await client.chat.completions.create(
+            model="any",
+            messages=user("call-many get_weather get_time"),
+            tools=[WEATHER, other],
+            extra_headers=headers,
+        )
+        first, second = called.choices[0].message.tool_calls or []
+        with pytest.raises(openai.BadRequestError) as partial:
+            await client.chat.completions.create(
+                model="any",
+                messages=[{"role": "tool", "tool_call_id": first.id, "content": "a"}],
+                extra_headers=headers,
+            )
+        answered = await client.chat.completions.create(
+            model="any",
+            messages=[
+                {"role": "tool", "tool_call_id": second.id, "content": "b"},
+                {"role": "tool", "tool_call_id": first.id, "content": "a"},
+            ],
+            extra_headers=headers,
+        )
+    assert second.id in partial.value.message
+    assert answered.choices[0].message.content == "tool results: a | b", "in the model's order"
+
+
+async def test_a_stateless_run_no_longer_kept_continues_from_the_messages_sent(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI
+) -> None:
+    _, platform = await serve_http(
+        settings_for(fake_openai.url, "tool-model"), max_suspended_runs=1
+    )
+    async with client_for(platform) as client:
+        first = await client.chat.completions.create(
+            model="any", messages=user("call get_weather"), tools=[WEATHER]
+        )
+        await client.chat.completions.create(  # suspends another run: the first is dropped
+            model="any", messages=user("call get_weather"), tools=[WEATHER]
+        )
+        assert len(platform.chats.suspended) == 1
+        message = first.choices[0].message
+        [call] = message.tool_calls or []
+        answered = await client.chat.completions.create(
+            model="any",
+            messages=[
+                *user("call get_weather"),
+                message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": "hail"},
+            ],
+            tools=[WEATHER],
+        )
+    assert answered.choices[0].message.content == "tool results: hail"
+    assert [m["role"] for m in fake_openai.requests[-1].messages] == ["user", "assistant", "tool"]

@@ -17,15 +17,16 @@ from helpers_http import KEY, client_for, sync_client_for, user
 from hermes_core.errors import ConfigError
 from hermes_core.plugins import openai_wire as wire
 from hermes_core.plugins.http import HttpPlatform
-from hermes_core.testing import FakeOpenAI, ServeHttp
+from hermes_core.testing import FakeOpenAI, ServeHttp, settings_for
 
 # --- the surface clients touch -------------------------------------------------------------
 
 
 async def test_a_model_of_the_chain_is_retrieved_by_id_and_another_is_a_404(
     serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    _, platform = await serve_http("ok-primary", ["ok-fallback"])
+    _, platform = await serve_http(settings_for(fake_openai.url, "ok-primary", ["ok-fallback"]))
     async with client_for(platform) as client:
         model = await client.models.retrieve("local:ok-fallback")
         with pytest.raises(openai.NotFoundError) as unknown:
@@ -100,8 +101,9 @@ async def test_without_cors_origins_no_origin_is_allowed(serve_http: ServeHttp) 
 
 async def test_a_completion_names_the_model_that_answered_with_id_created_and_fingerprint(
     serve_http: ServeHttp,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    _, platform = await serve_http("bad-primary", ["ok-fallback"])
+    _, platform = await serve_http(settings_for(fake_openai.url, "bad-primary", ["ok-fallback"]))
     async with client_for(platform) as client:
         first = await client.chat.completions.create(model="anything", messages=user("hi"))
         second = await client.chat.completions.create(model="anything", messages=user("hi"))
@@ -307,7 +309,7 @@ class Person(pydantic.BaseModel):
 async def test_parse_with_a_pydantic_response_format_sends_the_schema_and_parses(
     serve_http: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http("say-json")
+    _, platform = await serve_http(settings_for(fake_openai.url, "say-json"))
     async with client_for(platform) as client:
         completion = await client.chat.completions.parse(
             model="any", messages=user('{"name": "Ada", "age": 36}'), response_format=Person
