@@ -61,6 +61,7 @@ class Gateway:
             store if store is not None else store_from_config(config),
             max_sessions=int(config.get("cache.max_sessions")),
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
+            on_stale=self._stale_session,
         )
         self.providers = ProviderRegistry()
         self.tools = ToolRegistry()
@@ -341,6 +342,10 @@ class Gateway:
         self.cache.put(session.key, agent)
         logger.debug("created {}", agent)
         return agent
+
+    def _stale_session(self, key: str) -> None:
+        # Another process ran the session since this agent was made: its history is old.
+        self.cache.evict(key, "stale")
 
     async def _notify_evicted(self, key: str, agent: Agent, reason: str) -> None:
         logger.info("evicted agent of session {} ({})", key, reason)
