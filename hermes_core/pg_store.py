@@ -26,13 +26,22 @@ import contextlib
 import contextvars
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from hermes_core.errors import ConfigError
+from hermes_core.pg_rows import (
+    BEGIN_RUN,
+    FINISH_RUN,
+    IMPORT_SESSION,
+    SESSION_COLUMNS,
+    UPSERT_SESSION,
+    session_args,
+    session_from_row,
+)
 from hermes_core.pg_schema import (
     SCHEMA_VERSION,
     SETTING,
@@ -71,79 +80,14 @@ KEEPALIVE_BOUND_S = 10 + 5 * 3
 #: How long connecting may take before the store reports the database unreachable.
 CONNECT_TIMEOUT_S = 10.0
 
-_SESSION_COLUMNS = "platform, user_id, model, data, conversation, created_at, last_active, version"
-# The version fence: an existing row is updated only from the version the writer read.
-_UPSERT_SESSION = """
-    INSERT INTO hermes_sessions (key, platform, user_id, model, data, conversation, created_at,
-                                 last_active, version)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)
-    ON CONFLICT (key) DO UPDATE SET
-        platform = excluded.platform, user_id = excluded.user_id, model = excluded.model,
-        data = excluded.data, conversation = excluded.conversation,
-        last_active = excluded.last_active, version = excluded.version
-    WHERE hermes_sessions.version = excluded.version - 1
-    RETURNING version
-"""
-_BEGIN_RUN = f"""
-    WITH session AS ({_UPSERT_SESSION})
-    INSERT INTO hermes_messages (session_key, conversation, run_id, message, status, created_at)
-    SELECT $1, $6, $10, $11::jsonb, 'pending', $12 FROM session
-    RETURNING id
-"""
-# FOR UPDATE: a version bumped by a concurrent commit is seen (re-read), never missed.
-_FINISH_RUN = """
-    WITH fence AS (SELECT version FROM hermes_sessions WHERE key = $1 FOR UPDATE),
-    allowed AS (SELECT NOT EXISTS (SELECT FROM fence WHERE version <> $2) AS ok),
-    marked AS (
-        UPDATE hermes_messages SET status = $3, model = $4
-        WHERE run_id = $5 AND session_key = $1 AND (SELECT ok FROM allowed)
-    ),
-    added AS (
-        INSERT INTO hermes_messages (session_key, conversation, run_id, message, model, status,
-                                     created_at)
-        SELECT $1, $6, $5, line::jsonb, $4, $3, $7
-        FROM unnest($8::text[]) WITH ORDINALITY AS lines (line, n)
-        WHERE (SELECT ok FROM allowed)
-        ORDER BY n
-    )
-    SELECT (SELECT ok FROM allowed), (SELECT version FROM fence)
-"""
-
 #: The connection holding a session's run lock, for the task that holds it.
 _held: contextvars.ContextVar[tuple[PostgresStore, str, Db] | None] = contextvars.ContextVar(
     "hermes_core_pg_held", default=None
 )
 
 
-def _session_args(session: Session) -> tuple[Any, ...]:
-    # default=str: plugin state that is not JSON is stored as text rather than failing a run.
-    return (
-        session.key,
-        session.platform,
-        session.user_id,
-        session.model,
-        json.dumps(session.data, default=str),
-        session.conversation,
-        session.created_at,
-        session.last_active,
-        session.version + 1,
-    )
-
-
-def session_from_row(key: str, row: Any) -> Session:
-    """A :class:`Session` from the ``_SESSION_COLUMNS`` of a ``hermes_sessions`` row."""
-    platform, user_id, model, data, conversation, created_at, last_active, version = row
-    return Session(
-        key=key,
-        platform=platform,
-        user_id=user_id,
-        model=model,
-        data=json.loads(data),
-        conversation=conversation,
-        created_at=created_at,
-        last_active=last_active,
-        version=version,
-    )
+class NoStore(ConfigError):
+    """Opened without migrating, the database holds no store at all (no schema)."""
 
 
 class PostgresStore:
@@ -191,7 +135,12 @@ class PostgresStore:
         """
         if self._pool is not None:
             return
-        import asyncpg  # here: only a PostgreSQL deployment pays for importing the driver
+        try:
+            import asyncpg  # here: only a PostgreSQL deployment pays for importing the driver
+        except ImportError:
+            raise ConfigError(
+                SETTING, "the PostgreSQL store needs asyncpg: pip install 'hermes-core[postgres]'"
+            ) from None
 
         try:
             pool = await asyncpg.create_pool(
@@ -231,6 +180,8 @@ class PostgresStore:
 
     def _check_current(self, version: int) -> None:
         check_version(self.url, version)
+        if version == 0:
+            raise NoStore(SETTING, f"{shown(self.url)} holds no hermes-core store yet")
         if version != SCHEMA_VERSION:
             raise ConfigError(
                 SETTING,
@@ -247,6 +198,47 @@ class PostgresStore:
         """The schema version the database holds (for ``doctor``)."""
         async with self._connection("") as db:
             return await stored_version(db)
+
+    @contextlib.asynccontextmanager
+    async def importing(
+        self,
+    ) -> AsyncIterator[Callable[[Session, list[StoredMessage]], Awaitable[None]]]:
+        """``put(session, lines)`` stores a session and its transcript as they are (versions,
+        statuses, times), all in one transaction: a copy that fails stores nothing.
+
+        Raises:
+            ConfigError: the store already holds sessions (copying refuses to merge).
+        """
+        async with self._connection("") as db, db.transaction():
+            await db.execute("LOCK TABLE hermes_sessions IN EXCLUSIVE MODE")
+            held = await db.fetchval("SELECT count(*) FROM hermes_sessions")
+            if held:
+                raise ConfigError(
+                    "--to",
+                    f"{shown(self.url)} already holds {held} session(s); copying refuses to "
+                    "merge stores: copy into an empty database",
+                )
+
+            async def put(session: Session, lines: list[StoredMessage]) -> None:
+                await db.execute(IMPORT_SESSION, *session_args(session)[:-1], session.version)
+                await db.executemany(
+                    "INSERT INTO hermes_messages (session_key, conversation, run_id, message, "
+                    "model, status, created_at) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)",
+                    [
+                        (
+                            line.session_key,
+                            line.conversation,
+                            line.run_id,
+                            json.dumps(line.message),
+                            line.model,
+                            line.status,
+                            line.created_at,
+                        )
+                        for line in lines
+                    ],
+                )
+
+            yield put
 
     # --- connections and the run lock ----------------------------------------------------
 
@@ -286,7 +278,7 @@ class PostgresStore:
     async def load_session(self, key: str) -> Session | None:
         async with self._connection(key) as db:
             row = await db.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} FROM hermes_sessions WHERE key = $1", key
+                f"SELECT {SESSION_COLUMNS} FROM hermes_sessions WHERE key = $1", key
             )
         return None if row is None else session_from_row(key, row)
 
@@ -297,9 +289,9 @@ class PostgresStore:
         return StaleSession(session.key, session.version, stored)
 
     async def save_session(self, session: Session) -> None:
-        args = _session_args(session)
+        args = session_args(session)
         async with self._connection(session.key) as db:
-            if await db.fetchval(_UPSERT_SESSION, *args) is None:
+            if await db.fetchval(UPSERT_SESSION, *args) is None:
                 raise await self._stale(db, session)
         session.version = args[-1]
 
@@ -329,10 +321,10 @@ class PostgresStore:
 
     async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
         # The session row goes in with the message: a crash mid-run must not orphan it.
-        args = _session_args(session)
+        args = session_args(session)
         async with self._connection(session.key) as db:
             inserted = await db.fetchval(
-                _BEGIN_RUN, *args, run_id, json.dumps(user_message), time.time()
+                BEGIN_RUN, *args, run_id, json.dumps(user_message), time.time()
             )
             if inserted is None:
                 raise await self._stale(db, session)
@@ -349,7 +341,7 @@ class PostgresStore:
         lines = [json.dumps(message) for message in added or []]
         async with self._connection(session.key) as db:
             fence = await db.fetchrow(
-                _FINISH_RUN,
+                FINISH_RUN,
                 session.key,
                 session.version,
                 status,

@@ -43,7 +43,16 @@ def store_from_config(config: Config, *, migrate: bool = True) -> Store:
 
 def store_password(config: Config) -> str | None:
     """The PostgreSQL password from the variable ``store.password_env`` names (None: unset)."""
-    name = str(config.get("store.password_env") or "")
+    return password_from_env(str(config.get("store.password_env") or ""))
+
+
+def password_from_env(name: str) -> str | None:
+    """The value of the environment variable ``name`` (``store.password_env``); None when
+    ``name`` is empty.
+
+    Raises:
+        ConfigError: the variable is unset or empty.
+    """
     if not name:
         return None
     value = os.environ.get(name)

@@ -12,7 +12,7 @@ import pytest
 
 from hermes_core.errors import ConfigError
 from hermes_core.pg_schema import SCHEMA_VERSION
-from hermes_core.pg_store import PostgresStore
+from hermes_core.pg_store import NoStore, PostgresStore
 from hermes_core.settings import config_from_dict
 from hermes_core.store_config import store_from_config
 from hermes_core.testing import settings_for
@@ -135,8 +135,17 @@ async def test_a_store_of_a_newer_hermes_core_is_refused(
         await PostgresStore(postgres_url).open()
 
 
-async def test_without_migrating_an_unmigrated_database_is_refused(postgres_url: str) -> None:
-    with pytest.raises(ConfigError, match="hermes-core store migrate"):
+async def test_without_migrating_an_outdated_or_missing_schema_is_refused(
+    postgres_url: str, postgres: PostgresCluster
+) -> None:
+    with pytest.raises(NoStore, match="holds no hermes-core store yet"):
+        await PostgresStore(postgres_url, migrate=False).open()
+    store = PostgresStore(postgres_url)
+    await store.open()
+    await store.close()
+    database = postgres_url.rsplit("/", 1)[1]
+    postgres.psql(f"UPDATE hermes_schema_version SET version = {SCHEMA_VERSION - 1}", database)
+    with pytest.raises(ConfigError, match="run hermes-core store migrate"):
         await PostgresStore(postgres_url, migrate=False).open()
 
 
