@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) servers
 
 # Real servers and tools the tests run against: ngircd for the IRC adapter, wrk for the load
-# benchmark (bench/http_load.py); the tests that need them skip without them.
+# benchmark (bench/http_load.py), PostgreSQL for the PostgreSQL store (a throw-away cluster per
+# test session, see hermes_core/testing/postgres.py); the tests that need them skip without them.
 servers:
 	@command -v ngircd >/dev/null || [ -x /usr/sbin/ngircd ] || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -24,6 +25,10 @@ servers:
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
 	  echo "note: wrk is not installed (apt-get install wrk); the load benchmark will be skipped"
+	@[ -x "$$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1)" ] || command -v initdb >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	  echo "note: PostgreSQL is not installed (apt-get install postgresql); the PostgreSQL store tests will be skipped"
 
 demo: setup
 	$(BIN)/hermes-core demo

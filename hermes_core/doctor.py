@@ -44,11 +44,14 @@ from hermes_core.doctor_results import (
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
+from hermes_core.pg_schema import shown
+from hermes_core.pg_store import NoStore, PostgresStore
 from hermes_core.platform_settings import build_platform
 from hermes_core.platforms import PlatformCheck
 from hermes_core.redaction import register_settings
 from hermes_core.settings import SETTINGS_FILE_ENV, Config, build_config, read_settings
 from hermes_core.settings.loading import as_dict
+from hermes_core.store_config import store_password
 
 if TYPE_CHECKING:
     from hermes_core.gateway import Gateway
@@ -257,6 +260,27 @@ def check_store(config: Config) -> CheckResult:
     return passed("store", f"{path}: schema version {version} ({schema}), integrity ok")
 
 
+async def check_postgres_store(config: Config) -> CheckResult:
+    """Connect to the PostgreSQL store of ``store.url`` and read its schema version; never
+    creates or migrates anything."""
+    url = str(config.get("store.url"))
+    try:
+        store = PostgresStore(url, password=store_password(config), pool_size=2, migrate=False)
+        await store.open()
+    except NoStore:
+        return passed("store", f"{shown(url)}: reachable; the store is created on first run")
+    except ConfigError as error:
+        fixes = "check store.url, store.password_env, and that the database server is running"
+        if "schema version" in error.problem:
+            fixes = "run hermes-core store migrate (or upgrade hermes-core)"
+        return failed("store", one_line(error.problem), fixes)
+    try:
+        version = await store.schema_version()
+    finally:
+        await store.close()
+    return passed("store", f"{shown(url)}: reachable, schema version {version} (current)")
+
+
 # --- all of it -----------------------------------------------------------------------------
 
 
@@ -323,5 +347,6 @@ async def run_checks(
     results += _first_per_check(_mcp_error_result(error) for error in mcp_errors)
     results += mcp_results
     results += await check_platforms(gateway, platform_errors)
-    results.append(check_store(config))
+    postgres = config.get("store.url")
+    results.append(await check_postgres_store(config) if postgres else check_store(config))
     return Report(results, settings_valid=True)

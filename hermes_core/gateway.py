@@ -75,6 +75,7 @@ class Gateway:
             store if store is not None else store_from_config(config),
             max_sessions=int(config.get("cache.max_sessions")),
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
+            on_stale=self._stale_session,
         )
         self.providers = ProviderRegistry()
         #: Gateway-wide health of every provider and model: shared by every session's runs.
@@ -358,6 +359,10 @@ class Gateway:
     def models_for(self, session: Session) -> list[ModelRef]:
         """The session's model chain (:func:`hermes_core.agent_factory.model_chain`)."""
         return model_chain(self.config, session)
+
+    def _stale_session(self, key: str) -> None:
+        # Another process ran the session since this agent was made: its history is old.
+        self.cache.evict(key, "stale")
 
     async def _notify_evicted(self, key: str, agent: Agent, reason: str) -> None:
         logger.info("evicted agent of session {} ({})", key, reason)

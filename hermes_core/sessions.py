@@ -5,6 +5,12 @@ recently used first) and by idle time. A session that leaves it is simply loaded
 the store when its next message comes; one that is held (a message of it is being handled, or
 waits its turn) never leaves. Every read and write of sessions and transcripts goes through
 here, so the store and the gateway's view of a session cannot drift apart.
+
+When the store is shared with other processes (PostgreSQL), holding a session also takes its
+run lock in the store, and the version stored is compared, under that lock, with the loaded
+copy's: another process ran the session (or ``/reset`` or ``/model`` it) since, so the copy is
+dropped and reloaded, and ``on_stale`` drops the cached agent, whose history is then reloaded
+too. A write refused as stale (:class:`~hermes_core.store.StaleSession`) drops them the same way.
 """
 
 from __future__ import annotations
@@ -13,19 +19,31 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from loguru import logger
 
 from hermes_core.cache import idle_keys
-from hermes_core.store import Store
+from hermes_core.store import StaleSession, Store
 from hermes_core.types import Session
+
+T = TypeVar("T")
 
 
 class Sessions:
     """Sessions by key, loaded from ``store`` on demand; runs of one session one at a time."""
 
-    def __init__(self, store: Store, *, max_sessions: int, idle_ttl_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_sessions: int,
+        idle_ttl_s: float,
+        on_stale: Callable[[str], None] = lambda key: None,
+    ) -> None:
         self.store = store
+        self.on_stale = on_stale
         self.max_sessions = max_sessions
         self.idle_ttl_s = idle_ttl_s
         self._loaded: OrderedDict[str, Session] = OrderedDict()
@@ -42,11 +60,16 @@ class Sessions:
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         """Serialize the handling of ``key``'s messages: waiters go first-in first-out
-        (``asyncio.Lock``), and the session stays loaded while held."""
+        (``asyncio.Lock``, then the store's lock, which other processes share), and the
+        session stays loaded while held."""
         lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
         self._locks[key] = (lock, users + 1)
         try:
-            async with lock:
+            # In-process first: a session's waiters here wait without taking a store connection.
+            async with lock, self.store.hold(key) as stored:
+                loaded = self._loaded.get(key)
+                if self.store.shared and loaded is not None and stored != loaded.version:
+                    self._drop(key, f"version {loaded.version} loaded, {stored} stored")
                 yield
         finally:
             lock, users = self._locks[key]
@@ -86,13 +109,26 @@ class Sessions:
         self._loaded.pop(key, None)
         self._used.pop(key, None)
 
+    def _drop(self, key: str, why: str) -> None:
+        """Another process wrote the session: reload it and its agent's history."""
+        logger.info("session {} changed in the store ({}): reloading it", key, why)
+        self._forget(key)
+        self.on_stale(key)
+
+    async def _fenced(self, key: str, write: Awaitable[T]) -> T:
+        try:
+            return await write
+        except StaleSession as stale:
+            self._drop(key, str(stale))
+            raise
+
     # --- store I/O -----------------------------------------------------------------------
 
     async def save(self, session: Session) -> None:
-        await self.store.save_session(session)
+        await self._fenced(session.key, self.store.save_session(session))
 
     async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
-        await self.store.begin_run(session, run_id, user_message)
+        await self._fenced(session.key, self.store.begin_run(session, run_id, user_message))
 
     async def finish_run(
         self,
@@ -101,7 +137,7 @@ class Sessions:
         added: list[dict[str, Any]] | None,
         model: str | None = None,
     ) -> None:
-        await self.store.finish_run(session, run_id, added, model)
+        await self._fenced(session.key, self.store.finish_run(session, run_id, added, model))
 
     async def history(self, session: Session, limit: int) -> list[dict[str, Any]]:
         return await self.store.history(session, limit)

@@ -61,6 +61,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_by_run ON messages (run_id)",
         "CREATE INDEX sessions_by_activity ON sessions (last_active)",
     ),
+    # The version every write of the row bumps (see hermes_core.store): the fencing token.
+    ("ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long the integrity check at open may take; a store too large for it is checked in part.

@@ -31,7 +31,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,15 @@ from loguru import logger
 
 from hermes_core.errors import ConfigError
 from hermes_core.pidlock import LockHeld, PidLock
+from hermes_core.sqlite_rows import (
+    INSERT_MESSAGE,
+    MESSAGE_COLUMNS,
+    check_version,
+    decode,
+    message_row,
+    session_row,
+    write_session,
+)
 from hermes_core.sqlite_schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
@@ -56,6 +65,7 @@ from hermes_core.store import (
     SessionSummary,
     StoredMessage,
     bounded_history,
+    unshared_hold,
 )
 from hermes_core.types import Session
 
@@ -74,76 +84,6 @@ class Access(enum.Enum):
     SHARED = "shared"
     #: Reading only (``sessions list``/``show``): creates and changes nothing.
     READ = "read"
-
-
-_MESSAGE_COLUMNS = "role, content, tool_calls, tool_call_id, extra"
-_KNOWN_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id"})
-_UPSERT_SESSION = """
-    INSERT INTO sessions (key, platform, user_id, model, data, conversation, created_at,
-                          last_active)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (key) DO UPDATE SET
-        platform = excluded.platform, user_id = excluded.user_id, model = excluded.model,
-        data = excluded.data, conversation = excluded.conversation,
-        last_active = excluded.last_active
-"""
-_INSERT_MESSAGE = f"""
-    INSERT INTO messages (session_key, conversation, run_id, {_MESSAGE_COLUMNS}, model, status,
-                          created_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-
-
-def _encode(message: dict[str, Any]) -> tuple[str, str, str | None, str | None, str | None]:
-    extra = {k: v for k, v in message.items() if k not in _KNOWN_KEYS}
-    tool_calls = message.get("tool_calls")
-    return (
-        str(message["role"]),
-        json.dumps(message.get("content")),
-        json.dumps(tool_calls) if tool_calls is not None else None,
-        message.get("tool_call_id"),
-        json.dumps(extra) if extra else None,
-    )
-
-
-def _decode(row: Iterable[Any]) -> dict[str, Any]:
-    role, content, tool_calls, tool_call_id, extra = row
-    message: dict[str, Any] = {"role": role, "content": json.loads(content)}
-    if tool_calls is not None:
-        message["tool_calls"] = json.loads(tool_calls)
-    if tool_call_id is not None:
-        message["tool_call_id"] = tool_call_id
-    if extra is not None:
-        message.update(json.loads(extra))
-    return message
-
-
-def _message_row(
-    session: Session, run_id: str, message: dict[str, Any], model: str | None, status: RunStatus
-) -> tuple[Any, ...]:
-    return (
-        session.key,
-        session.conversation,
-        run_id,
-        *_encode(message),
-        model,
-        status,
-        time.time(),
-    )
-
-
-def _session_row(session: Session) -> tuple[Any, ...]:
-    # default=str: plugin state that is not JSON is stored as text rather than failing a run.
-    return (
-        session.key,
-        session.platform,
-        session.user_id,
-        session.model,
-        json.dumps(session.data, default=str),
-        session.conversation,
-        session.created_at,
-        session.last_active,
-    )
 
 
 class SQLiteStore:
@@ -166,6 +106,12 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path}>"
+
+    #: One gateway per file (the lock file): no other process writes it.
+    shared = False
+
+    def hold(self, key: str) -> AbstractAsyncContextManager[int | None]:
+        return unshared_hold(key)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -260,7 +206,8 @@ class SQLiteStore:
     async def load_session(self, key: str) -> Session | None:
         def load(db: sqlite3.Connection) -> Any:
             return db.execute(
-                "SELECT platform, user_id, model, data, conversation, created_at, last_active "
+                "SELECT platform, user_id, model, data, conversation, created_at, last_active, "
+                "version "
                 "FROM sessions WHERE key = ?",
                 (key,),
             ).fetchone()
@@ -268,7 +215,7 @@ class SQLiteStore:
         row = await self._read(load)
         if row is None:
             return None
-        platform, user_id, model, data, conversation, created_at, last_active = row
+        platform, user_id, model, data, conversation, created_at, last_active, version = row
         return Session(
             key=key,
             platform=platform,
@@ -278,11 +225,13 @@ class SQLiteStore:
             conversation=conversation,
             created_at=created_at,
             last_active=last_active,
+            version=version,
         )
 
     async def save_session(self, session: Session) -> None:
-        row = _session_row(session)  # now: the session may change while the write is queued
-        await self._write(lambda db: db.execute(_UPSERT_SESSION, row))
+        row = session_row(session)  # now: the session may change while the write is queued
+        await self._write(lambda db: write_session(db, row))
+        session.version = row[-1]
 
     async def sessions(self, platform: str | None = None) -> list[SessionSummary]:
         def select(db: sqlite3.Connection) -> list[Any]:
@@ -316,14 +265,15 @@ class SQLiteStore:
 
     async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
         # The session row goes in with the message: a crash mid-run must not orphan it.
-        row = _session_row(session)
-        line = _message_row(session, run_id, user_message, None, "pending")
+        row = session_row(session)
+        line = message_row(session, run_id, user_message, None, "pending")
 
         def insert(db: sqlite3.Connection) -> None:
-            db.execute(_UPSERT_SESSION, row)
-            db.execute(_INSERT_MESSAGE, line)
+            write_session(db, row)
+            db.execute(INSERT_MESSAGE, line)
 
         await self._write(insert)
+        session.version = row[-1]
 
     async def finish_run(
         self,
@@ -333,39 +283,41 @@ class SQLiteStore:
         model: str | None = None,
     ) -> None:
         status: RunStatus = "failed" if added is None else "answered"
-        lines = [_message_row(session, run_id, m, model, status) for m in added or []]
+        lines = [message_row(session, run_id, m, model, status) for m in added or []]
+        version = session.version
 
         def update(db: sqlite3.Connection) -> None:
+            check_version(db, session.key, version)
             db.execute(
                 "UPDATE messages SET status = ?, model = ? WHERE run_id = ?",
                 (status, model, run_id),
             )
-            db.executemany(_INSERT_MESSAGE, lines)
+            db.executemany(INSERT_MESSAGE, lines)
 
         await self._write(update)
 
     async def history(self, session: Session, limit: int) -> list[dict[str, Any]]:
         def select(db: sqlite3.Connection) -> list[Any]:
             return db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+                f"SELECT {MESSAGE_COLUMNS} FROM messages "
                 "WHERE session_key = ? AND conversation = ? AND status = 'answered' "
                 "ORDER BY id DESC LIMIT ?",
                 (session.key, session.conversation, max(limit, 0)),
             ).fetchall()
 
         rows = await self._read(select)
-        return bounded_history([_decode(row) for row in reversed(rows)], limit)
+        return bounded_history([decode(row) for row in reversed(rows)], limit)
 
     async def transcript(self, key: str) -> list[StoredMessage]:
         def select(db: sqlite3.Connection) -> list[Any]:
             return db.execute(
-                f"SELECT conversation, run_id, status, created_at, model, {_MESSAGE_COLUMNS} "
+                f"SELECT conversation, run_id, status, created_at, model, {MESSAGE_COLUMNS} "
                 "FROM messages WHERE session_key = ? ORDER BY id",
                 (key,),
             ).fetchall()
 
         return [
-            StoredMessage(key, conversation, run_id, _decode(rest), status, created_at, model)
+            StoredMessage(key, conversation, run_id, decode(rest), status, created_at, model)
             for conversation, run_id, status, created_at, model, *rest in await self._read(select)
         ]
 

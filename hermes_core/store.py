@@ -1,13 +1,23 @@
 """Where sessions and transcripts live. The transcript is the source of truth; agents are a cache.
 
-:class:`Store` is the interface; :class:`MemoryStore` keeps everything in the process and
-:class:`hermes_core.sqlite_store.SQLiteStore` keeps it in a SQLite file.
-:func:`hermes_core.store_config.store_from_config` picks one from ``store.path``.
+:class:`Store` is the interface; :class:`MemoryStore` keeps everything in the process,
+:class:`hermes_core.sqlite_store.SQLiteStore` keeps it in a SQLite file (one process) and
+:class:`hermes_core.pg_store.PostgresStore` in a PostgreSQL database that several processes
+share. :func:`hermes_core.store_config.store_from_config` picks one from ``store.url`` or
+``store.path``.
+
+Every write of a session's row (:meth:`Store.begin_run`, :meth:`Store.save_session`) expects the
+stored version to be the session's ``version`` and bumps both; :meth:`Store.finish_run` expects
+it unchanged. A write from a stale copy raises :class:`StaleSession` and stores nothing: the
+fencing that refuses a late write from an owner that lost its run lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -56,8 +66,31 @@ class SessionSummary:
     unanswered: int
 
 
+class StaleSession(RuntimeError):
+    """A write from a copy of a session older than the stored one: another process (or a
+    ``/reset`` there) wrote it since. Nothing of the write is stored."""
+
+    def __init__(self, key: str, expected: int, stored: int | None) -> None:
+        self.key = key
+        super().__init__(
+            f"session {key!r} changed in the store (version {stored}, this copy has "
+            f"{expected}); the write is refused"
+        )
+
+
 class Store(Protocol):
     """Persistence for sessions and transcripts."""
+
+    #: Whether other processes may write the store while it is open (PostgreSQL). Only then
+    #: does :class:`~hermes_core.sessions.Sessions` compare versions under the run lock.
+    shared: bool
+
+    def hold(self, key: str) -> AbstractAsyncContextManager[int | None]:
+        """Hold session ``key``'s run lock in the store, for every process sharing it; waits
+        for another holder. Yields the stored version of the session read under the lock (None:
+        no stored row, or the store is not :attr:`shared`). The lock is gone at the latest when
+        its holder dies."""
+        ...
 
     async def open(self) -> None:
         """Prepare the store (create, check, migrate, prune); called by ``Gateway.start``."""
@@ -72,11 +105,13 @@ class Store(Protocol):
         ...
 
     async def save_session(self, session: Session) -> None:
-        """Store the session's durable state: model override, plugin data, conversation."""
+        """Store the session's durable state: model override, plugin data, conversation;
+        bumps its version (raises :class:`StaleSession` from a stale copy)."""
         ...
 
     async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
-        """Commit the user's message before the run starts (status ``pending``)."""
+        """Commit the user's message before the run starts (status ``pending``), with the
+        session's row; bumps its version (raises :class:`StaleSession` from a stale copy)."""
         ...
 
     async def finish_run(
@@ -89,7 +124,8 @@ class Store(Protocol):
         """Mark the run answered and append ``added`` (the assistant and tool messages after
         the user message :meth:`begin_run` stored), or, with ``added=None``, mark it failed:
         its user message stays in the transcript but out of the model's history. ``model`` is
-        the model that answered (or the last one tried). Raises when the commit fails: the
+        the model that answered (or the last one tried). Raises when the commit fails, and
+        :class:`StaleSession` when the session's version changed since :meth:`begin_run`: the
         gateway then keeps the turn out of the agent's history too."""
         ...
 
@@ -130,8 +166,25 @@ def default_store_path() -> Path:
     return platformdirs.user_data_path("hermes-core", appauthor=False) / DEFAULT_FILE_NAME
 
 
+@contextlib.asynccontextmanager
+async def unshared_hold(key: str) -> AsyncIterator[int | None]:
+    """:meth:`Store.hold` of a store only this process writes: the sessions component's
+    in-process lock is the whole lock, and there is no other writer to check for."""
+    yield None
+
+
+def bumped(session: Session, stored: int | None) -> None:
+    """Check that ``stored`` (None: no row) is ``session``'s version, then bump it; the
+    fencing rule of every write of a session's row."""
+    if stored is not None and stored != session.version:
+        raise StaleSession(session.key, session.version, stored)
+    session.version += 1
+
+
 class MemoryStore:
     """A :class:`Store` that lives and dies with the process."""
+
+    shared = False
 
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
@@ -143,15 +196,28 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
+    def hold(self, key: str) -> AbstractAsyncContextManager[int | None]:
+        return unshared_hold(key)
+
     async def load_session(self, key: str) -> Session | None:
         stored = self._sessions.get(key)
         return replace(stored, data=dict(stored.data)) if stored else None
 
     async def save_session(self, session: Session) -> None:
+        self._put(session)
+
+    def _put(self, session: Session) -> None:
+        stored = self._sessions.get(session.key)
+        bumped(session, stored.version if stored else None)
         self._sessions[session.key] = replace(session, data=dict(session.data))
 
+    def _check(self, session: Session) -> None:
+        stored = self._sessions.get(session.key)
+        if stored is not None and stored.version != session.version:
+            raise StaleSession(session.key, session.version, stored.version)
+
     async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
-        self._sessions.setdefault(session.key, replace(session, data=dict(session.data)))
+        self._put(session)
         self._messages.setdefault(session.key, []).append(
             StoredMessage(
                 session.key, session.conversation, run_id, user_message, "pending", time.time()
@@ -165,6 +231,7 @@ class MemoryStore:
         added: list[dict[str, Any]] | None,
         model: str | None = None,
     ) -> None:
+        self._check(session)
         lines = self._messages.setdefault(session.key, [])
         status: RunStatus = "failed" if added is None else "answered"
         for line in lines:

@@ -104,6 +104,10 @@ class Session:
     ``data`` is per-plugin state, namespaced by plugin name, stored with the session and
     cleared by ``/reset`` and ``/new``; plugins reach their own part through a
     :class:`SessionState`.
+
+    ``version`` is the stored row's version, bumped by every write of it (each run, ``/reset``,
+    ``/model``): another process that ran the session since is seen by a changed version, and a
+    write from a stale copy is refused (see :class:`hermes_core.store.StaleSession`).
     """
 
     key: str
@@ -114,6 +118,7 @@ class Session:
     conversation: int = 0
     created_at: float = field(default_factory=time.time)
     last_active: float = field(default_factory=time.time)
+    version: int = 0
 
 
 @dataclass(frozen=True)

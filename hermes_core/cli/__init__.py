@@ -18,6 +18,7 @@ import typer
 
 from hermes_core.cli.mcp import mcp_app
 from hermes_core.cli.sessions import sessions_app
+from hermes_core.cli.store import store_app
 from hermes_core.errors import HermesError
 from hermes_core.log import configure_logging
 from hermes_core.redaction import redact_text, redacted, register_settings
@@ -33,6 +34,7 @@ config_app = typer.Typer(help="Show or check the merged settings.", no_args_is_h
 app.add_typer(config_app, name="config")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(store_app, name="store")
 
 SettingsOption = Annotated[
     Path | None,

@@ -1,6 +1,7 @@
-"""``hermes-core sessions``: list, show, export and prune the sessions in the SQLite store.
+"""``hermes-core sessions``: list, show, export and prune the stored sessions.
 
-The store is the file ``store.path`` names (the default one when empty). Reading commands never
+The store is the PostgreSQL database ``store.url`` names, else the SQLite file ``store.path``
+names (the default one when empty). Reading commands never
 create or change it and need no lock, so they work beside a running gateway; with no file there
 are simply no sessions. Like the rest of the CLI, a user mistake or a damaged store ends in one
 line on stderr and exit code 2; an unknown session key exits 1. What users and models wrote is
@@ -23,17 +24,17 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from hermes_core.errors import ConfigError, HermesError
+from hermes_core.cli.store import postgres_store, sqlite_path, store_settings
+from hermes_core.errors import HermesError
+from hermes_core.pg_store import NoStore
 from hermes_core.platforms import session_owner
 from hermes_core.sqlite_schema import check_store_file, store_file_error
 from hermes_core.sqlite_store import Access, SQLiteStore
 from hermes_core.store import (
-    MEMORY_PATH,
     SECONDS_PER_DAY,
     SessionSummary,
     Store,
     StoredMessage,
-    default_store_path,
 )
 from hermes_core.terminal import visible
 from hermes_core.types import Session
@@ -69,17 +70,6 @@ class ExportFormat(enum.StrEnum):
 # --- store access --------------------------------------------------------------------------
 
 
-def store_path(settings: Path | None) -> Path:
-    """The SQLite file ``store.path`` names in the settings, resolved."""
-    from hermes_core.settings import load_raw
-
-    raw, _ = load_raw(settings)
-    value = str(raw.get("store", {}).get("path") or "")
-    if value == MEMORY_PATH:
-        raise ConfigError("store.path", f"{MEMORY_PATH!r} keeps no sessions to look at")
-    return Path(value).expanduser().resolve() if value else default_store_path()
-
-
 def _with_store(
     settings: Path | None,
     action: Callable[[Store], Awaitable[T]],
@@ -93,15 +83,22 @@ def _with_store(
     damaged file) ends the command with one line and exit code 2.
     """
 
-    async def run(store: SQLiteStore) -> T:
-        await store.open()
+    async def run(store: Store) -> T:
+        try:
+            await store.open()
+        except NoStore:  # a database without the schema: no sessions yet
+            return missing
         try:
             return await action(store)
         finally:
             await store.close()
 
     try:
-        path = store_path(settings)
+        table = store_settings(settings)
+        postgres = postgres_store(table, migrate=False)
+        if postgres is not None:
+            return asyncio.run(run(postgres))
+        path = sqlite_path(table)
         if check_store_file(path) == 0:
             return missing
         try:

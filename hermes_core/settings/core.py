@@ -92,6 +92,26 @@ def register_core_settings(register: SettingsRegistry) -> None:
         'SQLite transcript file (empty: sessions.db in the user data dir; ":memory:": none).',
     )
     add(
+        "store.url",
+        str,
+        "",
+        "PostgreSQL store, postgresql://user@host:port/db (overrides store.path).",
+    )
+    add(
+        "store.password_env",
+        str,
+        "",
+        "Env var holding the PostgreSQL password, when the URL has none.",
+    )
+    add(
+        "store.pool_size",
+        int,
+        50,
+        "PostgreSQL connections per process: sessions run at once.",
+        minimum=2,
+        maximum=1000,
+    )
+    add(
         "store.retention_days",
         float,
         0,

@@ -8,8 +8,10 @@ Fixtures: ``fake_openai`` (a running :class:`FakeOpenAI`, emptied for each test)
 ``hermes_settings`` (settings pointing at it), ``plugin_host`` (built-ins only, no entry
 points, so a suite is hermetic), ``register_plugin`` (register a plugin for one test),
 ``hook_recorder`` (every hook call, in order), ``make_gateway`` (a started gateway, stopped
-after the test) and ``serve_http`` (the ``http`` platform on a free port, over such a gateway).
-End-to-end helpers: :func:`write_settings` (a settings file), installed plugins
+after the test), ``serve_http`` (the ``http`` platform on a free port, over such a gateway),
+``postgres`` (a throw-away PostgreSQL cluster for the test session, see
+:mod:`hermes_core.testing.postgres`) and ``postgres_url`` (a new empty database on it, for one
+test). End-to-end helpers: :func:`write_settings` (a settings file), installed plugins
 (:mod:`hermes_core.testing.distributions`) and ``hermes-core`` processes
 (:mod:`hermes_core.testing.processes`).
 """
@@ -34,6 +36,7 @@ from hermes_core.store import MemoryStore, Store
 from hermes_core.testing.distributions import install_into, pip_install, write_dist
 from hermes_core.testing.http_platform import ServeHttp, serve_http
 from hermes_core.testing.openai_server import FakeOpenAI, RecordedRequest
+from hermes_core.testing.postgres import PostgresCluster, PostgresMissing
 from hermes_core.testing.processes import (
     cli_env,
     hermes_core,
@@ -159,6 +162,24 @@ def fake_openai(_fake_openai_server: FakeOpenAI) -> FakeOpenAI:
 def hermes_settings(fake_openai: FakeOpenAI) -> dict[str, Any]:
     """Settings with primary ``local:ok-primary`` served by ``fake_openai``; edit freely."""
     return settings_for(fake_openai.url)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for the whole test session; the test is skipped (saying why) only
+    when the PostgreSQL binaries are not installed."""
+    try:
+        cluster = PostgresCluster()
+    except PostgresMissing as missing:
+        pytest.skip(str(missing))
+    with cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresCluster) -> str:
+    """``postgresql://…`` of a new empty database (password in the URL) for this test."""
+    return postgres.url(postgres.create_database())
 
 
 @pytest.fixture

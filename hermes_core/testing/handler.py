@@ -300,6 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self._wait(outcome.seconds):
                 return
             outcome = outcome.then
+        request.answered_at = time.time()  # before the first byte: the client cannot be ahead
         if isinstance(outcome, ErrorReply):
             self._send_error(outcome)
         elif isinstance(outcome, outcomes.Hang):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,10 @@ class RecordedRequest:
         stream: Whether the client asked for a streamed response.
         headers: Request headers, keyed by lower-cased header name.
         body: The whole decoded JSON body.
+        received_at: When it was received (UNIX time).
+        answered_at: When the server began sending its answer, after any scripted delay (None
+            until then): two requests whose ``received_at``-``answered_at`` spans overlap were
+            being served at the same time.
     """
 
     model: str
@@ -35,6 +40,8 @@ class RecordedRequest:
     stream: bool
     headers: dict[str, str]
     body: dict[str, Any]
+    received_at: float = field(default_factory=time.time)
+    answered_at: float | None = None
 
     @property
     def params(self) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from hermes_core.doctor import (
 from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.settings import ProviderConfig, config_from_dict
-from hermes_core.sqlite_store import SQLiteStore
+from hermes_core.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, write_dist, write_settings
 from hermes_core.types import Session
 
@@ -392,7 +392,7 @@ async def test_healthy_store_passes(tmp_path: Path) -> None:
     await make_store(path)
     result = check_store(store_config(path))
     assert result.ok is True
-    assert result.detail == f"{path}: schema version 1 (current), integrity ok"
+    assert result.detail == f"{path}: schema version {SCHEMA_VERSION} (current), integrity ok"
 
 
 def test_memory_store_passes(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -18,6 +19,7 @@ from helpers_store import corrupt_table, remount_read_only, tmpfs, write_session
 
 from hermes_core import sqlite_schema
 from hermes_core.errors import ConfigError
+from hermes_core.pg_store import PostgresStore
 from hermes_core.sqlite_schema import store_file_error
 from hermes_core.sqlite_store import (
     APPLICATION_ID,
@@ -26,15 +28,22 @@ from hermes_core.sqlite_store import (
     SQLiteStore,
     check_store_file,
 )
-from hermes_core.store import MemoryStore, Store, bounded_history
+from hermes_core.store import MemoryStore, StaleSession, Store, bounded_history
 from hermes_core.testing import captured_logs
 from hermes_core.types import Session
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """Each Store implementation, opened (the SQLite one on a new file)."""
-    opened: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    """Each Store implementation, opened (the SQLite one on a new file, the PostgreSQL one on
+    a new database of the test session's cluster)."""
+    opened: Store
+    if request.param == "memory":
+        opened = MemoryStore()
+    elif request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "s.db")
+    else:
+        opened = PostgresStore(request.getfixturevalue("postgres_url"))
     await opened.open()
     yield opened
     await opened.close()
@@ -510,3 +519,47 @@ async def test_disk_full_fails_every_write_of_the_commit_and_stores_none(
             assert [line.status for line in await store.transcript("small")] == ["answered"] * 2
         finally:
             await store.close()
+
+
+async def test_a_write_from_a_stale_copy_is_refused_and_stores_nothing(store: Store) -> None:
+    session = Session(key="k", platform="test")
+    await answered(store, session, "r1", user("one"), assistant("1"))
+    stale = await store.load_session("k")
+    fresh = await store.load_session("k")
+    assert stale is not None and fresh is not None and stale.version == session.version
+    await answered(store, fresh, "r2", user("two"), assistant("2"))  # another process ran it
+
+    with pytest.raises(StaleSession):
+        await store.begin_run(stale, "r3", user("late"))
+    with pytest.raises(StaleSession):
+        await store.save_session(stale)
+    # A run begun before the other process's write cannot finish after it (the fence).
+    with pytest.raises(StaleSession):
+        await store.finish_run(session, "r1", [assistant("late answer")], "local:ok")
+    assert [line.message["content"] for line in await store.transcript("k")] == [
+        "one",
+        "1",
+        "two",
+        "2",
+    ]
+    loaded = await store.load_session("k")
+    assert loaded is not None and loaded.version == fresh.version > stale.version
+
+
+async def test_a_version_1_store_is_migrated_and_keeps_its_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:  # a store as version 1 wrote it
+        for statement in sqlite_schema.MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("INSERT INTO sessions VALUES ('k', 'test', NULL, NULL, '{}', 0, 1.0, 2.0)")
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+    store = SQLiteStore(path)
+    await store.open()
+    session = await store.load_session("k")
+    assert session is not None and session.version == 0
+    await store.save_session(session)
+    assert session.version == 1
+    await store.close()
+    assert check_store_file(path) == SCHEMA_VERSION == 2

@@ -1,0 +1,84 @@
+"""The PostgreSQL store's statements, and how sessions map to its rows (see
+:mod:`hermes_core.pg_schema` for the tables). Each statement is one round trip."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hermes_core.types import Session
+
+SESSION_COLUMNS = "platform, user_id, model, data, conversation, created_at, last_active, version"
+# The version fence: an existing row is updated only from the version the writer read.
+UPSERT_SESSION = """
+    INSERT INTO hermes_sessions (key, platform, user_id, model, data, conversation, created_at,
+                                 last_active, version)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)
+    ON CONFLICT (key) DO UPDATE SET
+        platform = excluded.platform, user_id = excluded.user_id, model = excluded.model,
+        data = excluded.data, conversation = excluded.conversation,
+        last_active = excluded.last_active, version = excluded.version
+    WHERE hermes_sessions.version = excluded.version - 1
+    RETURNING version
+"""
+BEGIN_RUN = f"""
+    WITH session AS ({UPSERT_SESSION})
+    INSERT INTO hermes_messages (session_key, conversation, run_id, message, status, created_at)
+    SELECT $1, $6, $10, $11::jsonb, 'pending', $12 FROM session
+    RETURNING id
+"""
+# FOR UPDATE: a version bumped by a concurrent commit is seen (re-read), never missed.
+FINISH_RUN = """
+    WITH fence AS (SELECT version FROM hermes_sessions WHERE key = $1 FOR UPDATE),
+    allowed AS (SELECT NOT EXISTS (SELECT FROM fence WHERE version <> $2) AS ok),
+    marked AS (
+        UPDATE hermes_messages SET status = $3, model = $4
+        WHERE run_id = $5 AND session_key = $1 AND (SELECT ok FROM allowed)
+    ),
+    added AS (
+        INSERT INTO hermes_messages (session_key, conversation, run_id, message, model, status,
+                                     created_at)
+        SELECT $1, $6, $5, line::jsonb, $4, $3, $7
+        FROM unnest($8::text[]) WITH ORDINALITY AS lines (line, n)
+        WHERE (SELECT ok FROM allowed)
+        ORDER BY n
+    )
+    SELECT (SELECT ok FROM allowed), (SELECT version FROM fence)
+"""
+
+IMPORT_SESSION = """
+    INSERT INTO hermes_sessions (key, platform, user_id, model, data, conversation, created_at,
+                                 last_active, version)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)
+"""
+
+
+def session_args(session: Session) -> tuple[Any, ...]:
+    # default=str: plugin state that is not JSON is stored as text rather than failing a run.
+    return (
+        session.key,
+        session.platform,
+        session.user_id,
+        session.model,
+        json.dumps(session.data, default=str),
+        session.conversation,
+        session.created_at,
+        session.last_active,
+        session.version + 1,
+    )
+
+
+def session_from_row(key: str, row: Any) -> Session:
+    """A :class:`Session` from the ``SESSION_COLUMNS`` of a ``hermes_sessions`` row."""
+    platform, user_id, model, data, conversation, created_at, last_active, version = row
+    return Session(
+        key=key,
+        platform=platform,
+        user_id=user_id,
+        model=model,
+        data=json.loads(data),
+        conversation=conversation,
+        created_at=created_at,
+        last_active=last_active,
+        version=version,
+    )
