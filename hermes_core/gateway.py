@@ -200,20 +200,19 @@ class Gateway:
         self._idle.clear()
         request = message.request
         try:
-            if request is not None and request.stateless:
-                # Its own session, never loaded nor kept: nothing of it outlives the reply.
-                session = Session(key=message.session_key, platform=message.platform)
-                reply = await self._serve(session, message, save=request.record)
-            else:
-                async with self.sessions.hold(message.session_key):
-                    try:
-                        session = await self.sessions.get(message.session_key, message.platform)
-                    except Exception as error:  # the store failed: answer, never raise
-                        logger.opt(exception=error).error(
-                            "cannot load session {!r}: {}", message.session_key, error
-                        )
-                        return crash_reply(error, time.perf_counter())
-                    reply = await self._serve(session, message, save=True)
+            stateless = request is not None and request.stateless
+            # A stateless run's session is its own: nobody else can hold it.
+            async with (
+                contextlib.nullcontext() if stateless else self.sessions.hold(message.session_key)
+            ):
+                try:
+                    session = await self._session_for(message)
+                except Exception as error:  # the store failed: answer, never raise
+                    logger.opt(exception=error).error(
+                        "cannot load session {!r}: {}", message.session_key, error
+                    )
+                    return crash_reply(error, time.perf_counter())
+                reply = await self._serve(session, message, save=request is None or request.record)
             # Evictions are announced outside the session lock: teardown never blocks a run.
             await self.cache.flush()
             return reply
@@ -221,6 +220,17 @@ class Gateway:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+
+    async def _session_for(self, message: Message) -> Session:
+        request = message.request
+        if request is None or not request.stateless:
+            return await self.sessions.get(message.session_key, message.platform)
+        # Never kept, so nothing of it outlives the reply; a resumed run's is read back, as
+        # its version fences the store's writes.
+        stored = None
+        if request.resume is not None and request.record:
+            stored = await self.store.load_session(message.session_key)
+        return stored or Session(key=message.session_key, platform=message.platform)
 
     async def _serve(self, session: Session, message: Message, *, save: bool) -> Reply:
         session.user_id = message.user_id

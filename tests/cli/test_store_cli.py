@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers_dist import cli_env
 from helpers_store import write_session
 from typer.testing import CliRunner
 
 from hermes_core.cli import app
 from hermes_core.pg_schema import SCHEMA_VERSION
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import FakeOpenAI, cli_env
 from hermes_core.testing.postgres import PASSWORD, PostgresCluster, free_port
 
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
-from helpers_dist import cli_env, hermes_run_process
 
 from hermes_core.pg_store import KEEPALIVE_BOUND_S, PostgresStore
-from hermes_core.testing import FakeOpenAI, RecordedRequest
+from hermes_core.testing import FakeOpenAI, RecordedRequest, cli_env, hermes_run_process
 from hermes_core.testing.postgres import free_port
 
 LISTENING = re.compile(r"http platform listening on (http://\S+)")
