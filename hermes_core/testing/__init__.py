@@ -37,6 +37,7 @@ from hermes_core.testing.openai_server import FakeOpenAI, RecordedRequest
 from hermes_core.testing.processes import (
     cli_env,
     hermes_core,
+    hermes_core_together,
     hermes_run_process,
     processes_mentioning,
     start_hermes_core,
@@ -51,6 +52,7 @@ __all__ = [
     "ServeHttp",
     "cli_env",
     "hermes_core",
+    "hermes_core_together",
     "hermes_run_process",
     "install_into",
     "message",
