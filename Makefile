@@ -42,6 +42,7 @@ typecheck: setup
 	$(BIN)/pip install --quiet --no-deps --target build/typecheck .
 	cd build/typecheck && ../../$(BIN)/mypy --strict hermes_core
 	cd build/typecheck && MYPYPATH=../../contrib/hermes-irc ../../$(BIN)/mypy --strict -p hermes_irc
+	cd build/typecheck && MYPYPATH=../../contrib/hermes-health-webhook ../../$(BIN)/mypy --strict -p hermes_health_webhook
 
 # The documentation site, into build/site; --strict turns every warning (broken link or
 # anchor, page missing from the nav) into a failure.
@@ -52,6 +53,7 @@ docs: setup
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/http_load.py
+	$(BIN)/python bench/sse_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -24,6 +24,7 @@ from hermes_core.events import (
     emit,
     streaming,
 )
+from hermes_core.health import ModelHealth
 from hermes_core.hookexec import HookCallError
 from hermes_core.hooks import Hooks
 from hermes_core.providers import (
@@ -55,6 +56,7 @@ class AgentServices:
     hooks: Hooks
     providers: ProviderRegistry
     tools: ToolRegistry
+    health: ModelHealth
 
 
 def failure_text(kind: ErrorKind, error: str) -> str:
@@ -66,6 +68,8 @@ def failure_text(kind: ErrorKind, error: str) -> str:
 class _RunState:
     chain: Sequence[ModelRef]
     index: int = 0
+    #: The chain index the run was admitted to: later rounds on it need no admission.
+    entered: int = -1
     api_calls: int = 0
     tool_calls: int = 0
     #: Text already passed on to the run's listener: once there is any, no retry or fallback.
@@ -189,20 +193,35 @@ class Agent:
         toolset: ToolSet,
     ) -> Completion:
         # Walk the chain forward only: once failed over, a run never returns to an earlier
-        # model or restarts its retry budget.
+        # model or restarts its retry budget. A model the gateway knows is down is skipped
+        # without a request; when every one is, the run fails fast as ``unavailable``.
+        health = self.services.health
+        failure: ProviderError | None = None
         while True:
-            try:
-                return await self._complete_with_retries(session, state, messages, toolset)
-            except ProviderError as error:
-                if state.index + 1 >= len(state.chain) or state.streamed:
+            last = state.index + 1 >= len(state.chain)
+            skip = None if state.entered == state.index else await health.admit(state.model)
+            if skip is None:
+                state.entered = state.index
+                try:
+                    return await self._complete_with_retries(session, state, messages, toolset)
+                except ProviderError as error:
+                    if last or state.streamed:
+                        raise
+                    failure, reason = error, str(error)
+                except BaseException:
+                    await health.abandon(state.model)  # cancelled: a probe it sent goes back
                     raise
-                from_model, to_model = state.model, state.chain[state.index + 1]
-                logger.warning("{} failed ({}); falling back to {}", from_model, error, to_model)
-                state.index += 1
-                emit(Fallback(str(from_model), str(to_model), str(error)))
-                await self.services.hooks.on_fallback(
-                    session, self, str(error), str(from_model), str(to_model)
-                )
+            elif last:
+                raise failure or health.unavailable(state.chain)
+            else:
+                reason = str(skip)
+            from_model, to_model = state.model, state.chain[state.index + 1]
+            logger.warning("{}: {}; falling back to {}", from_model, reason, to_model)
+            state.index += 1
+            emit(Fallback(str(from_model), str(to_model), reason))
+            await self.services.hooks.on_fallback(
+                session, self, reason, str(from_model), str(to_model)
+            )
 
     async def _complete_with_retries(
         self,
@@ -215,7 +234,7 @@ class Agent:
         config = self.services.providers.configs[ref.provider]
         provider = self.services.providers.get(ref.provider)
         tools = toolset.schemas() or None
-        hooks = self.services.hooks
+        hooks, health = self.services.hooks, self.services.health
         attempt = 0
         while True:
             state.api_calls += 1
@@ -229,6 +248,7 @@ class Agent:
                 elapsed = time.perf_counter() - started
                 logger.debug("{} failed: {}", ref, error)
                 await hooks.on_llm_request(session, self, str(ref), elapsed, error.kind)
+                await health.report(ref, error)
                 retryable = error.kind in RETRYABLE_KINDS and not state.streamed
                 if not retryable or attempt >= config.max_retries:
                     raise
@@ -236,6 +256,8 @@ class Agent:
                 backoff = min(BASE_BACKOFF_S * 2 ** (attempt - 1), MAX_BACKOFF_S)
                 wait = error.retry_after if error.retry_after is not None else backoff
                 wait = min(wait, config.max_retry_wait_s)
+                if await health.admit(ref, within_s=wait) is not None:
+                    raise  # it is now open past the wait: no time spent on it, fall over
                 logger.info("{} {}; retry {} in {:.2f}s", ref, error.kind, attempt, wait)
                 await asyncio.sleep(wait)
             else:
@@ -247,6 +269,7 @@ class Agent:
                     usage = cast(Usage, counted)
                     emit(UsageReported(str(ref), usage))
                 await hooks.on_llm_request(session, self, str(ref), elapsed, None, usage)
+                await health.report(ref, None)
                 return completion
 
     @staticmethod

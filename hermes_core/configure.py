@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from hermes_core.errors import ConfigError
+from hermes_core.health.registry import policy_from
 from hermes_core.mcp.settings import PoolSettings, register_mcp_settings
 from hermes_core.platform_settings import plan_platforms, register_platform_settings
 from hermes_core.redaction import register_settings
@@ -75,6 +76,12 @@ async def configure_gateway(gateway: Gateway, *, collect_errors: bool) -> list[C
     gateway.mcp_pool.configure(gateway.mcp.specs, pool_settings)
     with step():
         gateway.providers.configure(gateway.config.providers)
+    gateway.health.configure(
+        {
+            name: policy_from(gateway.config.section(f"providers.{name}.breaker"))
+            for name in gateway.config.providers
+        }
+    )
     gateway.platform_plan = plan_platforms(gateway.config, list(gateway.platforms.factories))
     for error in gateway.platform_plan.errors:
         keep(error)

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hermes_core.doctor_providers import check_provider, configured_models
+from hermes_core.doctor_providers import check_provider, configured_models, health_result
 from hermes_core.doctor_results import (
     EXIT_CONFIG,
     CheckResult,
@@ -318,8 +318,8 @@ async def run_checks(
     provider_results, mcp_results = await asyncio.gather(
         asyncio.gather(*provider_checks), asyncio.gather(*mcp_checks)
     )
-    for rows in provider_results:
-        results += rows
+    for (name, _), rows in zip(config.providers.items(), provider_results, strict=True):
+        results += [*rows, health_result(name, gateway.health.policies[name])]
     results += _first_per_check(_mcp_error_result(error) for error in mcp_errors)
     results += mcp_results
     results += await check_platforms(gateway, platform_errors)

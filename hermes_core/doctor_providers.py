@@ -8,6 +8,7 @@ import time
 from collections.abc import Collection, Sequence
 
 from hermes_core.doctor_results import CheckResult, failed, one_line, passed, skipped
+from hermes_core.health import BreakerPolicy
 from hermes_core.settings import Config, ProviderConfig
 
 #: Seconds the provider probe (``GET /models``) waits: a doctor must answer quickly.
@@ -121,3 +122,17 @@ def _models_result(
     detail = "not listed by the endpoint: " + ", ".join(f"{m} ({k})" for k, m in missing)
     keys = " and ".join(dict.fromkeys(key for key, _ in missing))
     return failed(check, detail, f"set {keys} to a listed model (listed: {shown or 'none'})")
+
+
+def health_result(name: str, policy: BreakerPolicy) -> CheckResult:
+    """The model-health policy of provider ``name``: what opens a breaker, and for how long."""
+    check = f"provider {name} health"
+    if not policy.enabled:
+        return passed(check, f"off (providers.{name}.breaker.enabled = false): no model skipped")
+    probe = "the gateway probes" if policy.active_probe else "the next run probes"
+    return passed(
+        check,
+        f"on: a model opens after {policy.failures} consecutive failures, skipped "
+        f"{policy.cooldown_s:g}-{policy.max_cooldown_s:g} s, then {probe}; the live state is "
+        "in /status and hermes_model_health",
+    )

@@ -12,7 +12,8 @@ starts (tool calls) inherit it. :func:`emit` does nothing when nobody is listeni
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -106,3 +107,12 @@ def emit(event: RunEvent) -> None:
 def streaming() -> bool:
     """Whether the current run has a listener (worth asking the provider to stream)."""
     return current_sink.get() is not None
+
+
+async def until_finished(queue: asyncio.Queue[RunEvent]) -> AsyncIterator[RunEvent]:
+    """The events put in ``queue``, up to and including the :class:`RunFinished`."""
+    while True:
+        event = await queue.get()
+        yield event
+        if isinstance(event, RunFinished):
+            return

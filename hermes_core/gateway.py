@@ -22,11 +22,23 @@ from hermes_core.cache import AgentCache
 from hermes_core.commands import CommandContext, CommandRegistry
 from hermes_core.configure import configure_gateway
 from hermes_core.errors import ConfigError
-from hermes_core.events import RunEvent, RunFinished, RunStarted, TextDelta, current_sink, emit
+from hermes_core.events import (
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+    current_sink,
+    emit,
+    until_finished,
+)
+from hermes_core.health import ModelHealth
+from hermes_core.health.prober import ActiveProber
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
+from hermes_core.mcp.asking import running_session
 from hermes_core.mcp.pool import MCPPool
+from hermes_core.mcp.sampling import GatewayModels
 from hermes_core.platform_settings import PlatformPlan
 from hermes_core.platforms import PlatformRegistry
 from hermes_core.providers import ProviderRegistry
@@ -63,6 +75,10 @@ class Gateway:
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
         )
         self.providers = ProviderRegistry()
+        #: Gateway-wide health of every provider and model: shared by every session's runs.
+        self.health = ModelHealth(self.hooks.on_health_change)
+        self._prober = ActiveProber(self.health, self.providers)
+        self.health.on_open = self._prober.schedule
         self.tools = ToolRegistry()
         self.commands = CommandRegistry()
         self.platforms = PlatformRegistry()
@@ -70,6 +86,12 @@ class Gateway:
         # MCP servers belong to the gateway, never to an agent: one pool shared by all agents.
         self.mcp_pool = MCPPool()
         self.tools.add_source(self.mcp_pool)
+        # Servers may sample the gateway's model chain and ask its platforms' users.
+        self.mcp_pool.services.models = GatewayModels(
+            self.providers, lambda: [self.config.model, *self.config.fallbacks]
+        )
+        #: Platforms that can ask their users register here (see hermes_core.mcp.asking).
+        self.askers = self.mcp_pool.services.askers
         self.cache = AgentCache(
             max_agents=config.get("cache.max_agents"),
             idle_ttl_s=float(config.get("cache.idle_ttl_s")),
@@ -146,6 +168,7 @@ class Gateway:
         self.cache.clear("shutdown")
         await self.cache.flush()
         await self.mcp_pool.stop()
+        await self._prober.aclose()  # before the providers its probes use are closed
         await self.providers.aclose()
         await self.store.close()
 
@@ -213,11 +236,8 @@ class Gateway:
         task = asyncio.create_task(self._serve_streamed(message, queue.put_nowait))
         self._streams.add(task)  # owned here until it ends; stop() waits for it via handle()
         task.add_done_callback(self._streams.discard)
-        while True:
-            event = await queue.get()
+        async for event in until_finished(queue):
             yield event
-            if isinstance(event, RunFinished):
-                return
 
     async def _serve_streamed(self, message: Message, put: Callable[[RunEvent], None]) -> None:
         sent: list[str] = []
@@ -253,7 +273,8 @@ class Gateway:
         started = time.perf_counter()
         try:
             emit(RunStarted(session.key, str(self.models_for(session)[0])))
-            result = await self.hooks.agent_run(session, message)
+            with running_session(session):  # whose user an MCP server's question is for
+                result = await self.hooks.agent_run(session, message)
             if result is None:
                 raise RuntimeError("no plugin answered agent_run")
         except Exception as error:  # a plugin's agent_run (the built-in one never raises)
@@ -333,7 +354,7 @@ class Gateway:
             session.key,
             self.models_for(session),
             await self.sessions.history(session, limit),
-            AgentServices(self.hooks, self.providers, self.tools),
+            AgentServices(self.hooks, self.providers, self.tools, self.health),
             system_prompt=str(self.config.get("agent.system_prompt") or ""),
             max_tool_rounds=int(self.config.get("agent.max_tool_rounds")),
             max_history_messages=limit,

@@ -127,6 +127,11 @@ class Hooks:
     async def on_evict(self, session_key: str, agent: Agent, reason: str) -> None:
         await self._hook.on_evict(**self._run_args(locals()))
 
+    async def on_health_change(
+        self, provider: str, model: str | None, state: str, reason: str, retry_at: float | None
+    ) -> None:
+        await self._hook.on_health_change(**self._run_args(locals()))
+
     # --- tools ---------------------------------------------------------------------------
 
     async def pre_tool_call(self, session: Session, tool: str, arguments: dict[str, Any]) -> Any:

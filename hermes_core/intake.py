@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from hermes_core.errors import HermesError
-from hermes_core.events import RunEvent, RunFinished
+from hermes_core.events import RunEvent, RunFinished, TextDelta, until_finished
 from hermes_core.platform_settings import DEFAULT_STOP_GRACE_S
 from hermes_core.types import Reply
 
@@ -45,6 +45,9 @@ class Refusal(Reply):
 TypingSignal = Callable[[], Awaitable[None]]
 #: Sends one reply back to where its message came from.
 Deliver = Callable[[Reply], Awaitable[None]]
+#: Sends one reply back as it streams: reads the run's events, the last a RunFinished
+#: (:class:`hermes_core.lines.ReplyLines` turns them into whole lines).
+DeliverStream = Callable[[AsyncIterator[RunEvent]], Awaitable[None]]
 
 
 class IntakeClosed(HermesError):
@@ -64,7 +67,8 @@ class Intake:
       ``typing_after_s``, then every ``typing_every_s`` (``None``: once) until the reply is ready.
     - **Push platforms** (IRC, chat bots) call :meth:`submit` with a ``deliver`` callback bound
       to the chat the message came from: replies of one session are delivered in arrival order,
-      and a reply cannot go to another chat.
+      and a reply cannot go to another chat. :meth:`submit_stream` is the same for a
+      ``deliver`` that shows the reply while it grows.
     - **Shutdown**: :meth:`close` stops intake (:meth:`handle` then raises
       :class:`IntakeClosed`), waits up to ``platforms.<name>.stop_grace_s`` for runs in flight
       and their deliveries, then cancels what is left.
@@ -130,28 +134,33 @@ class Intake:
 
         Returns False (and drops the message, with a log line) once the platform is stopping.
         """
-        if not self._accepting:
-            logger.warning(
-                "platform {} is stopping; dropped a message for session {}",
-                self.platform,
-                message.session_key,
-            )
+        if not self._admits_more(message):
             return False
         # The run task is created now, not inside the delivery task, so runs of one session
         # reach the gateway's session lock in the order the messages arrived.
         run = self._admit(message)
-        key = message.session_key
-        previous = self._last_delivery.get(key)
-        delivery = self._track(
-            asyncio.create_task(self._deliver(message, run, deliver, typing, previous))
+        self._queue_delivery(
+            message, lambda previous: self._deliver(message, run, deliver, typing, previous)
         )
-        self._last_delivery[key] = delivery
+        return True
 
-        def forget(task: asyncio.Task[None]) -> None:
-            if self._last_delivery.get(key) is task:
-                del self._last_delivery[key]
-
-        delivery.add_done_callback(forget)
+    def submit_stream(
+        self, message: Message, deliver: DeliverStream, typing: TypingSignal | None = None
+    ) -> bool:
+        """Run ``message`` in the background and ``await deliver(events)`` with its run's
+        events as they happen, once the session's earlier replies are delivered. ``typing``
+        runs until the first text (or the end). Otherwise as :meth:`submit`."""
+        if not self._admits_more(message):
+            return False
+        queue: asyncio.Queue[RunEvent] = asyncio.Queue()
+        if (refusal := self._refusal(message)) is not None:
+            queue.put_nowait(RunFinished(refusal))
+        else:  # started now, for the arrival order, as in submit
+            self._track(asyncio.create_task(self._pump(message, queue.put_nowait)))
+        self._queue_delivery(
+            message,
+            lambda previous: self._deliver_stream(message, queue, deliver, typing, previous),
+        )
         return True
 
     async def close(self, grace_s: float | None = None) -> None:
@@ -180,6 +189,35 @@ class Intake:
             await asyncio.gather(*pending, return_exceptions=True)
 
     # --- internals -----------------------------------------------------------------------
+
+    def _admits_more(self, message: Message) -> bool:
+        if not self._accepting:
+            logger.warning(
+                "platform {} is stopping; dropped a message for session {}",
+                self.platform,
+                message.session_key,
+            )
+        return self._accepting
+
+    def _queue_delivery(
+        self,
+        message: Message,
+        delivery: Callable[[asyncio.Task[None] | None], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Start ``delivery(previous)``, ``previous`` being the session's delivery before it."""
+        key = message.session_key
+        task = self._track(asyncio.create_task(delivery(self._last_delivery.get(key))))
+        self._last_delivery[key] = task
+
+        def forget(task: asyncio.Task[None]) -> None:
+            if self._last_delivery.get(key) is task:
+                del self._last_delivery[key]
+
+        task.add_done_callback(forget)
+
+    async def _pump(self, message: Message, put: Callable[[RunEvent], None]) -> None:
+        async for event in self.gateway.stream(message):
+            put(event)
 
     def _admit(self, message: Message) -> asyncio.Task[Reply] | Refusal:
         """The message's run, started, or its refusal."""
@@ -226,8 +264,40 @@ class Intake:
         reply = run if isinstance(run, Refusal) else await self._await_run(run, typing)
         if previous is not None:
             await asyncio.wait({previous})  # the earlier reply of this session goes out first
+        await self._guarded(message, deliver(reply))
+
+    async def _deliver_stream(
+        self,
+        message: Message,
+        queue: asyncio.Queue[RunEvent],
+        deliver: DeliverStream,
+        typing: TypingSignal | None,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})  # the earlier reply of this session goes out first
+        await self._guarded(message, deliver(self._typing_until_text(queue, typing)))
+
+    async def _typing_until_text(
+        self, queue: asyncio.Queue[RunEvent], signal: TypingSignal | None
+    ) -> AsyncIterator[RunEvent]:
+        """The run's events; ``signal`` is on until the first text or the end arrives."""
+        events = until_finished(queue)
+        head: list[RunEvent] = []
+        async with self._typing(signal):
+            async for event in events:
+                head.append(event)
+                if isinstance(event, TextDelta | RunFinished):
+                    break
+        for event in head:
+            yield event
+        async for event in events:
+            yield event
+
+    async def _guarded(self, message: Message, delivery: Awaitable[None]) -> None:
+        """Await ``delivery``; a failure is logged, never raised into the intake."""
         try:
-            await deliver(reply)
+            await delivery
         except Exception as error:
             logger.opt(exception=error).error(
                 "platform {} could not deliver the reply for session {}: {}",

@@ -31,6 +31,7 @@ from loguru import logger
 from hermes_core.intake import (
     REFUSAL,
     Deliver,
+    DeliverStream,
     Intake,
     IntakeClosed,
     Refusal,
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_STOP_GRACE_S",
     "REFUSAL",
     "Deliver",
+    "DeliverStream",
     "Intake",
     "IntakeClosed",
     "Platform",

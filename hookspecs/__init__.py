@@ -309,6 +309,33 @@ class HermesSpec:
         :return: ignored. Exceptions are logged and isolated.
         """
 
+    @spec("observer")
+    def on_health_change(
+        self,
+        provider: str,
+        model: str | None,
+        state: str,
+        reason: str,
+        retry_at: float | None,
+        gateway: Gateway,
+    ) -> None:
+        """A gateway-wide breaker of a model, or of a whole provider, changed state.
+
+        Fires once per transition, on the task of the request that caused it (or of the
+        gateway's own probe): ``open`` when the model is skipped from now on, ``half_open``
+        when its one probe is sent, ``closed`` when it answered again.
+
+        :param provider: the ``providers.<name>`` name.
+        :param model: the model, or ``None`` for the provider's own breaker (a rejected key,
+            refused connections: every model of the provider is skipped).
+        :param state: ``"closed"``, ``"open"`` or ``"half_open"``.
+        :param reason: one line saying why (the failure that opened it, ``answered``...).
+        :param retry_at: when an open breaker lets its probe through (a ``time.time()``
+            timestamp), else ``None``.
+        :param gateway: the gateway whose health changed.
+        :return: ignored. Exceptions are logged and isolated.
+        """
+
     # --- around each tool call -------------------------------------------------------------
 
     @spec("decision")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
 from hermes_core import hookimpl
 from hermes_core.commands import CommandContext, RegisterCommand
 from hermes_core.errors import ConfigError
+from hermes_core.health.registry import clock_time
 from hermes_core.settings import ModelRef
 from hermes_core.types import Session
 
@@ -46,17 +48,29 @@ def model(ctx: CommandContext) -> str:
 def status(ctx: CommandContext) -> str:
     gateway, session = ctx.gateway, ctx.session
     agent = gateway.cache.peek(session.key)  # looking is not using: no LRU/idle refresh
+    chain = gateway.models_for(session)
     lines = [
         f"Session: {session.key} (platform {session.platform})",
-        "Models: " + ", ".join(str(ref) for ref in gateway.models_for(session)),
+        "Models: " + ", ".join(str(ref) for ref in chain),
         f"Agent: {'cached, ' + str(agent.runs) + ' run(s)' if agent else 'not cached'}",
         f"History: {len(agent.history) if agent else 0} message(s) in the cached agent",
     ]
+    lines += [f"Health: {health_line(gateway.health.describe(ref))}" for ref in chain]
     breaker = gateway.plugin("circuit_breaker")
     if breaker is not None:
         failures = cast(_Breaker, breaker).status(session).failures
         lines.append(f"Consecutive hard failures: {failures}")
     return "\n".join(lines)
+
+
+def health_line(row: Mapping[str, Any]) -> str:
+    """One model's gateway-wide health, as ``/status`` shows it."""
+    if not row["enabled"]:
+        return f"{row['model']} (health checks off)"
+    if row["state"] == "closed":
+        return f"{row['model']} closed"
+    until = f" until {clock_time(row['retry_at'])}" if row["state"] == "open" else ""
+    return f"{row['model']} {row['state']}{until} ({row['reason']})"
 
 
 def help_(ctx: CommandContext) -> str:
@@ -69,5 +83,7 @@ def register_commands(register: RegisterCommand) -> None:
     register("/reset", reset, "start a new conversation (clears the circuit breaker)")
     register("/new", reset, "same as /reset")
     register("/model", model, "show the model, or switch: /model <provider>:<model>")
-    register("/status", status, "show this session's model, agent and failure count")
+    register(
+        "/status", status, "show this session's models and their health, agent and failure count"
+    )
     register("/help", help_, "list the commands")

@@ -17,6 +17,7 @@ from typing import IO, Any
 from hermes_core import hookimpl
 from hermes_core.events import TextDelta
 from hermes_core.gateway import Gateway
+from hermes_core.mcp.asking import Question
 from hermes_core.platforms import RegisterPlatform
 from hermes_core.settings.schema import RegisterSetting
 from hermes_core.terminal import visible
@@ -56,6 +57,7 @@ class ConsolePlatform:
             loop.call_soon_threadsafe(self._lines.put_nowait, None)
 
         threading.Thread(target=read, name="hermes-core console reader", daemon=True).start()
+        self.gateway.askers.register(NAME, self)
         self._task = asyncio.create_task(self._serve(), name="hermes-core console")
 
     async def _serve(self) -> None:
@@ -84,7 +86,19 @@ class ConsolePlatform:
             self.stdout.write(PROMPT)
             self.stdout.flush()
 
+    async def ask(self, session_key: str, question: Question) -> str | None:
+        """An MCP server's question (:class:`hermes_core.mcp.asking.Asker`): printed, and the
+        next line read is the answer. Lines are read only between runs otherwise, so the
+        line cannot be taken for a message."""
+        self.stdout.write(f"\n{visible(question.text)} ")
+        self.stdout.flush()
+        line = await self._lines.get()
+        if line is None:  # end of input: no answer, and the serving loop still sees the end
+            self._lines.put_nowait(None)
+        return line
+
     async def stop(self) -> None:
+        self.gateway.askers.unregister(NAME)
         # Lines are served one at a time: stopping lets the current one finish and reply,
         # and drops only lines not yet started.
         self._stopping = True

@@ -129,6 +129,18 @@ def config_check(settings: SettingsOption = None) -> None:
 
 
 @app.command()
+@user_errors
+def health(settings: SettingsOption = None) -> None:
+    """Print the configured models and their breaker settings as JSON (model health)."""
+    from hermes_core.cli.health import health_report
+    from hermes_core.settings import load_config
+
+    config = load_config(settings)
+    configure_logging("ERROR")
+    typer.echo(json.dumps(asyncio.run(health_report(config)), indent=2))
+
+
+@app.command()
 def doctor(
     settings: SettingsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -1,4 +1,4 @@
-"""``hermes-core mcp``: list the configured MCP servers and test one.
+"""``hermes-core mcp``: list the configured MCP servers, test one, log in to an OAuth one.
 
 Servers come from ``mcp.servers`` and from plugins' ``register_mcp_servers``, exactly as the
 gateway sees them. A settings mistake ends in one line on stderr and exit code 2; a server
@@ -17,9 +17,13 @@ import typer
 
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.log import configure_logging
+from hermes_core.mcp.identity import describe_capabilities
 from hermes_core.redaction import redact_text, redacted, register_settings
 
-mcp_app = typer.Typer(help="List the MCP servers, or test one.", no_args_is_help=True)
+mcp_app = typer.Typer(
+    help="List the MCP servers, test one, or log in to (out of) an OAuth server.",
+    no_args_is_help=True,
+)
 
 SettingsOption = Annotated[
     Path | None,
@@ -55,6 +59,28 @@ async def _load(settings: Path | None) -> tuple[dict[str, Any], Any]:
     return dict(registry.specs), PoolSettings.from_mapping(mcp_table)
 
 
+async def _spec(settings: Path | None, name: str, command: str) -> tuple[Any, Any]:
+    """The spec of server ``name`` and the pool settings; a ConfigError for an unknown name."""
+    specs, pool_settings = await _load(settings)
+    spec = specs.get(name)
+    if spec is None:
+        known = ", ".join(sorted(specs)) or "none configured"
+        raise ConfigError(f"mcp {command}", f"no MCP server named {name!r} (known: {known})")
+    return spec, pool_settings
+
+
+def _with_credentials(rows: list[dict[str, Any]], specs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of servers with credentials get their header names (values masked) and OAuth
+    grant, never a secret; other rows stay as they were."""
+    for row in rows:
+        spec = specs[row["name"]]
+        if spec.headers:
+            row["headers"] = dict.fromkeys(spec.headers, "***")
+        if spec.oauth is not None:
+            row["oauth"] = spec.oauth.grant
+    return rows
+
+
 async def _list(settings: Path | None, start: bool) -> tuple[list[dict[str, Any]], list[str]]:
     from hermes_core.mcp.pool import MCPPool
 
@@ -62,11 +88,12 @@ async def _list(settings: Path | None, start: bool) -> tuple[list[dict[str, Any]
     pool = MCPPool()
     pool.configure(specs, pool_settings)
     if not start:
-        return redacted(pool.status()), []
+        return redacted(_with_credentials(pool.status(), specs)), []
     try:
         await pool.tools()  # starts every server, waits for each first attempt
         # Errors quote what a server wrote and the URL it was reached at.
-        return redacted(pool.status()), [redact_text(line) for line in pool.collisions]
+        rows = redacted(_with_credentials(pool.status(), specs))
+        return rows, [redact_text(line) for line in pool.collisions]
     finally:
         await pool.stop()
 
@@ -93,8 +120,11 @@ def list_servers(
         return
     for row in rows:
         tools = ", ".join(row["tools"]) if row["tools"] else "-"
+        credentials = "".join(f"  {header}: ***" for header in row.get("headers", ()))
+        if "oauth" in row:
+            credentials += f"  oauth={row['oauth']}"
         typer.echo(
-            f"{row['name']}  source={row['source']}  transport={row['transport']}  "
+            f"{row['name']}  source={row['source']}  transport={row['transport']}{credentials}  "
             f"state={row['state']}  tools: {tools}"
         )
         if row["last_error"]:
@@ -106,21 +136,21 @@ def list_servers(
 async def _test(settings: Path | None, name: str) -> int:
     from hermes_core.mcp.probe import probe_server
 
-    specs, pool_settings = await _load(settings)
-    spec = specs.get(name)
-    if spec is None:
-        known = ", ".join(sorted(specs)) or "none configured"
-        raise ConfigError("mcp test", f"no MCP server named {name!r} (known: {known})")
+    spec, pool_settings = await _spec(settings, name, "test")
     probe = await probe_server(spec, pool_settings)
     if not probe.ok:
         typer.echo(f"hermes-core: mcp test {name}: {probe.error}", err=True)  # already redacted
         return EXIT_FAILED
     steps = ", ".join(f"{step} {seconds:.2f}s" for step, seconds in probe.timings.items())
     typer.echo(f"{name}: ready in {probe.ready_s:.2f}s ({steps}); {len(probe.tools)} tool(s)")
+    for line in describe_capabilities(probe.initialized, probe.declared):
+        typer.echo(f"  {line}")
     for tool in probe.tools:
         description = (tool.description or "").strip().splitlines()
         line = f"  {tool.name}" + (f": {description[0]}" if description else "")
         typer.echo(redact_text(line))  # a server's own text may quote its environment
+    for tool_name, reason in probe.not_offered.items():
+        typer.echo(redact_text(f"  {tool_name} {reason}"))
     typer.echo(f"{name}: stopped in {probe.stop_s:.2f}s")
     return 0
 
@@ -134,3 +164,51 @@ def test_server(name: str, settings: SettingsOption = None) -> None:
     except HermesError as error:
         raise _fail(str(error), EXIT_CONFIG) from None
     raise typer.Exit(code)
+
+
+async def _login(settings: Path | None, name: str) -> int:
+    from hermes_core.mcp.login import LoginFailed, login
+
+    spec, _ = await _spec(settings, name, "login")
+    if spec.oauth is None or spec.oauth.grant != "authorization_code":
+        problem = (
+            "not an OAuth server (set [mcp.servers.NAME.oauth])"
+            if spec.oauth is None
+            else "uses grant client_credentials: the gateway gets its tokens itself"
+        )
+        raise ConfigError(f"mcp.servers.{name}.oauth", problem)
+    try:
+        result = await login(spec, typer.echo)
+    except LoginFailed as error:
+        typer.echo(f"hermes-core: mcp login {name}: {error}", err=True)
+        return EXIT_FAILED
+    typer.echo(f"logged in to {name}: {result.tools} tool(s); tokens in {result.token_file}")
+    return 0
+
+
+@mcp_app.command("login")
+def login_server(name: str, settings: SettingsOption = None) -> None:
+    """Log in to an OAuth server: prints a URL to open, then waits for the redirect (or a
+    pasted redirect URL on stdin) and stores the tokens; exit 1 when the login fails."""
+    configure_logging("CRITICAL")
+    try:
+        code = asyncio.run(_login(settings, name))
+    except HermesError as error:
+        raise _fail(str(error), EXIT_CONFIG) from None
+    raise typer.Exit(code)
+
+
+@mcp_app.command("logout")
+def logout_server(name: str, settings: SettingsOption = None) -> None:
+    """Delete the stored tokens (and client registration) of an OAuth server."""
+    from hermes_core.mcp.auth import logout
+
+    configure_logging("CRITICAL")
+    try:
+        asyncio.run(_spec(settings, name, "logout"))
+    except HermesError as error:
+        raise _fail(str(error), EXIT_CONFIG) from None
+    if logout(name):
+        typer.echo(f"logged out of {name}: stored tokens deleted")
+    else:
+        typer.echo(f"{name}: no stored tokens")

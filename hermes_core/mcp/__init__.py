@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hermes_core.errors import ConfigError
+from hermes_core.mcp.auth_settings import OAuthSettings, resolve_headers
+from hermes_core.mcp.features import Features
 from hermes_core.mcp.settings import check_table, default
 
 RegisterMCPServer = Callable[..., None]
@@ -38,6 +40,10 @@ class MCPServerSpec:
     startup_timeout_s: float = _default("startup_timeout_s")
     enabled: bool = _default("enabled")
     tools: tuple[str, ...] | None = None
+    #: Sent with every HTTP request; ``${VAR}`` already expanded (so never printed).
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    oauth: OAuthSettings | None = None
+    features: Features = field(default_factory=Features)
 
     @classmethod
     def from_mapping(cls, name: str, values: Mapping[str, Any], source: str) -> MCPServerSpec:
@@ -54,7 +60,9 @@ class MCPServerSpec:
             raise ConfigError(
                 f"{where}.{other}", "set either command (a stdio server) or url (an http server)"
             )
+        _check_auth(where, values, transport)
         tools = values.get("tools")
+        oauth = values.get("oauth")
         return cls(
             name=name,
             transport=transport,
@@ -68,7 +76,19 @@ class MCPServerSpec:
             startup_timeout_s=float(values.get("startup_timeout_s", _default("startup_timeout_s"))),
             enabled=values.get("enabled", _default("enabled")),
             tools=tuple(str(t) for t in tools) if tools is not None else None,
+            headers=resolve_headers(where, values.get("headers", {})),
+            oauth=OAuthSettings.from_mapping(where, oauth) if oauth is not None else None,
+            features=Features.from_mapping(where, values),
         )
+
+
+def _check_auth(where: str, values: Mapping[str, Any], transport: str) -> None:
+    """``headers`` and ``oauth`` belong to HTTP servers, and only one sets Authorization."""
+    for key in ("headers", "oauth"):
+        if key in values and transport != "http":
+            raise ConfigError(f"{where}.{key}", "only an http server (url) takes it")
+    if "oauth" in values and any(h.lower() == "authorization" for h in values.get("headers", {})):
+        raise ConfigError(f"{where}.headers.Authorization", "set either oauth or this header")
 
 
 class MCPRegistry:

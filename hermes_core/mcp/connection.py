@@ -26,9 +26,13 @@ import anyio
 from loguru import logger
 
 from hermes_core.mcp import MCPServerSpec
-from hermes_core.mcp.failures import ConnectionLost, describe_failure, leaf_error
+from hermes_core.mcp.client_callbacks import ClientCallbacks, ClientServices
+from hermes_core.mcp.elicitation import CallsInFlight
+from hermes_core.mcp.failures import ConnectionLost, auth_problem, describe_failure, leaf_error
 from hermes_core.mcp.http import http_streams
+from hermes_core.mcp.identity import client_info
 from hermes_core.mcp.ledger import ProcessLedger
+from hermes_core.mcp.listing import list_pages, offered_tools
 from hermes_core.mcp.noise import BadOutput, rejected_input, sample
 from hermes_core.mcp.results import result_text
 from hermes_core.mcp.settings import PoolSettings
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from mcp.client.session import IncomingMessage
     from mcp.shared._stream_protocols import ReadStream, WriteStream
     from mcp.shared.message import SessionMessage
+    from mcp_types import InitializeResult
     from mcp_types import Tool as MCPTool
 
 #: Recent state changes kept per server, for diagnosis (and the tests).
@@ -74,17 +79,28 @@ class ServerConnection:
     """
 
     def __init__(
-        self, spec: MCPServerSpec, settings: PoolSettings, ledger: ProcessLedger | None = None
+        self,
+        spec: MCPServerSpec,
+        settings: PoolSettings,
+        ledger: ProcessLedger | None = None,
+        services: ClientServices | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
         self.ledger = ledger if ledger is not None else ProcessLedger()
         self.bad_output = BadOutput(spec.name)
+        self.calls = CallsInFlight()
+        #: The client capabilities this server is offered, and the callbacks behind them.
+        self.callbacks = ClientCallbacks(spec, services or ClientServices(), self.calls)
         self.state = ServerState.IDLE
         self.last_error: str | None = None
         self.starts = 0
         self.restarts = 0
         self.tools: list[MCPTool] = []
+        #: Tools the server lists that are not offered, with why (``mcp test`` shows them).
+        self.not_offered: dict[str, str] = {}
+        #: The server's answer to ``initialize`` (its info and capabilities), once connected.
+        self.initialized: InitializeResult | None = None
         self.timings: dict[str, float] = {}
         self.history: deque[tuple[float, ServerState]] = deque(maxlen=HISTORY_LENGTH)
         self.backoff_s: float | None = None
@@ -99,6 +115,9 @@ class ServerConnection:
         self._wake = asyncio.Event()
         self._connection_closed = False
         self._tools_changed = False
+        #: Clear while a ``tools/list_changed`` is being answered with a new listing.
+        self._listing_current = asyncio.Event()
+        self._listing_current.set()
         self._http_errors: list[BaseException] = []
         #: The first line of this attempt that was not JSON-RPC, for the start-up error.
         self._garbage: str | None = None
@@ -167,6 +186,7 @@ class ServerConnection:
             finally:
                 self._scope = None
                 self._session = None
+                self._listing_current.set()  # nothing left to wait for on a dead connection
             self.settled.set()
             if self._stopping:
                 return
@@ -214,9 +234,15 @@ class ServerConnection:
         async with self._transport() as (read, write):
             connected = time.perf_counter()
             stream = WatchedStream(read, self._on_connection_closed)
-            async with ClientSession(stream, write, message_handler=self._on_message) as session:
+            async with ClientSession(
+                stream,
+                write,
+                message_handler=self._on_message,
+                client_info=client_info(),
+                **self.callbacks.session_arguments(),
+            ) as session:
                 with anyio.fail_after(self.spec.startup_timeout_s):
-                    await session.initialize()
+                    self.initialized = await session.initialize()
                     initialized = time.perf_counter()
                     self.tools = await self._list_tools(session)
                 self.timings = {
@@ -242,8 +268,7 @@ class ServerConnection:
     ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
         self._http_errors = []
         if self.spec.transport == "http":
-            assert self.spec.url is not None
-            async with http_streams(self.spec.url, self._http_errors) as streams:
+            async with http_streams(self.spec, self._http_errors) as streams:
                 yield streams
         else:
             async with stdio_streams(self.spec, self.ledger, self._bad_line) as streams:
@@ -261,6 +286,7 @@ class ServerConnection:
                 self._tools_changed = False
                 with anyio.fail_after(self.spec.timeout_s):
                     self.tools = await self._list_tools(session)
+                self._listing_current.set()
                 logger.info(
                     "mcp server {!r}: tool list changed, now {} tool(s)",
                     self.name,
@@ -268,28 +294,15 @@ class ServerConnection:
                 )
 
     async def _list_tools(self, session: ClientSession) -> list[MCPTool]:
-        tools: list[MCPTool] = []
-        cursor: str | None = None
-        while True:
-            from mcp_types import PaginatedRequestParams
+        listed = await list_pages(session.list_tools, "tools")
+        return offered_tools(self.spec, listed, self.not_offered)
 
-            params = PaginatedRequestParams(cursor=cursor) if cursor else None
-            page = await session.list_tools(params=params)
-            tools.extend(page.tools)
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        allow = self.spec.tools
-        if allow is None:
-            return tools
-        missing = set(allow) - {tool.name for tool in tools}
-        if missing:
-            logger.warning(
-                "mcp server {!r}: allowlisted tool(s) not offered by the server: {}",
-                self.name,
-                ", ".join(sorted(missing)),
-            )
-        return [tool for tool in tools if tool.name in allow]
+    async def current_tools(self) -> list[MCPTool]:
+        """The tools, relisted first when the server said they changed (bounded by
+        ``timeout_s``): a run right after a tool call that added a tool offers it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listing_current.wait(), self.spec.timeout_s)
+        return self.tools
 
     def _on_connection_closed(self) -> None:
         self._connection_closed = True
@@ -301,6 +314,7 @@ class ServerConnection:
         # Only flag it: the listing is redone on the supervisor task, never in the SDK's.
         if isinstance(message, ToolListChangedNotification):
             self._tools_changed = True
+            self._listing_current.clear()
             self._wake.set()
         elif isinstance(message, Exception):
             self._bad_line(rejected_input(message))
@@ -328,13 +342,19 @@ class ServerConnection:
         return f"error: MCP server {self.name!r} is unavailable ({state}){reason}"
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> str:
-        """Call ``tool``; every outcome, including failures, is text for the model."""
-        from mcp.shared.exceptions import MCPError
-        from mcp_types import REQUEST_TIMEOUT
-
+        """Call ``tool``; every outcome, including failures, is text for the model, followed by
+        what the model should know of requests the server made meanwhile (a declined question)."""
         session = self._session
         if self.state is not ServerState.READY or session is None:
             return self.unavailable()
+        with self.calls.call() as call:
+            text = await self._call(session, tool, arguments)
+        return "\n".join([text, *call.notes])
+
+    async def _call(self, session: ClientSession, tool: str, arguments: dict[str, Any]) -> str:
+        from mcp.shared.exceptions import MCPError
+        from mcp_types import REQUEST_TIMEOUT
+
         try:
             result = await session.call_tool(
                 tool, arguments, read_timeout_seconds=self.spec.timeout_s
@@ -345,7 +365,8 @@ class ServerConnection:
                     f"error: tool {tool!r} on MCP server {self.name!r} timed out after "
                     f"{self.spec.timeout_s:g}s"
                 )
-            return f"error: MCP server {self.name!r}: {error.message}"
+            problem = auth_problem(self.spec, error, self._http_errors) or error.message
+            return f"error: MCP server {self.name!r}: {problem}"
         except Exception as error:  # the transport failed mid-call: the supervisor reconnects
             return f"error: MCP server {self.name!r}: {self._describe(error, startup=False)}"
         return result_text(result)

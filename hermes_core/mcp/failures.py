@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from hermes_core.mcp import MCPServerSpec
+from hermes_core.mcp.auth import describe_auth_error
 from hermes_core.mcp.stdio import StartupError
 
 #: Longest error text kept for a server (it is shown on one line).
@@ -28,6 +29,14 @@ def one_line(text: str) -> str:
     return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
 
 
+def auth_problem(
+    spec: MCPServerSpec, error: BaseException, http_errors: list[BaseException]
+) -> str | None:
+    """The authentication failure behind ``error`` (or the last HTTP answer), if any."""
+    last = http_errors[-1] if http_errors else error
+    return describe_auth_error(spec, error) or describe_auth_error(spec, last)
+
+
 def describe_failure(
     error: BaseException,
     spec: MCPServerSpec,
@@ -45,6 +54,8 @@ def describe_failure(
     from mcp_types import CONNECTION_CLOSED
 
     leaf = leaf_error(error)
+    if (auth := auth_problem(spec, leaf, http_errors)) is not None:
+        return one_line(auth)
     if isinstance(leaf, StartupError | ConnectionLost):
         return one_line(str(leaf))
     if isinstance(leaf, UnicodeDecodeError):

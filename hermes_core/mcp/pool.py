@@ -19,6 +19,7 @@ from typing import Any
 from loguru import logger
 
 from hermes_core.mcp import MCPServerSpec
+from hermes_core.mcp.client_callbacks import ClientServices
 from hermes_core.mcp.connection import ServerConnection, ServerState
 from hermes_core.mcp.ledger import ProcessLedger
 from hermes_core.mcp.naming import offered_name
@@ -32,6 +33,8 @@ SETTLE_GRACE_S = 15.0
 #: The run loop's own deadline on an MCP call, beyond ``timeout_s``: a backstop only, the
 #: SDK's per-request timeout answers first (and tells the server to cancel).
 CALL_GRACE_S = 5.0
+#: Servers whose tools are not offered at all.
+GONE = (ServerState.FAILED, ServerState.STOPPED)
 UNAVAILABLE_PREFIX = "[unavailable: the server is restarting] "
 
 
@@ -47,6 +50,8 @@ class MCPPool:
     def __init__(self) -> None:
         self.settings = PoolSettings()
         self.ledger = ProcessLedger()
+        #: What the gateway lends its servers (models for sampling, platforms that can ask).
+        self.services = ClientServices()
         self.specs: dict[str, MCPServerSpec] = {}
         self.connections: dict[str, ServerConnection] = {}
         self.collisions: list[str] = []
@@ -63,7 +68,7 @@ class MCPPool:
         self.settings = settings
         self.specs = dict(sorted(specs.items()))
         self.connections = {
-            name: ServerConnection(spec, settings, self.ledger)
+            name: ServerConnection(spec, settings, self.ledger, self.services)
             for name, spec in self.specs.items()
             if spec.enabled
         }
@@ -114,13 +119,13 @@ class MCPPool:
             return []
         self.start()
         await self.wait_settled()
+        listed = [c for c in self.connections.values() if c.state not in GONE]
+        listings = await asyncio.gather(*(c.current_tools() for c in listed))
         offered: dict[str, tuple[str, str]] = {}
         tools: list[Tool] = []
-        for connection in self.connections.values():
-            if connection.state in (ServerState.FAILED, ServerState.STOPPED):
-                continue
+        for connection, listing in zip(listed, listings, strict=True):
             ready = connection.state is ServerState.READY
-            for mcp_tool in connection.tools:
+            for mcp_tool in listing:
                 name = offered_name(connection.name, mcp_tool.name)
                 if (owner := offered.get(name)) is not None:
                     self._collision(name, owner, (connection.name, mcp_tool.name))

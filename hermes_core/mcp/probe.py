@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hermes_core.mcp import MCPServerSpec
+from hermes_core.mcp.client_callbacks import ClientServices
 from hermes_core.mcp.connection import ServerConnection, ServerState
 from hermes_core.mcp.pool import SETTLE_GRACE_S
+from hermes_core.mcp.sampling import GatewayModels
 from hermes_core.mcp.settings import PoolSettings
+from hermes_core.providers import ProviderRegistry
 from hermes_core.redaction import redact_text
 
 if TYPE_CHECKING:
+    from mcp_types import ClientCapabilities, InitializeResult
     from mcp_types import Tool as MCPTool
 
 
@@ -31,6 +35,9 @@ class ProbeResult:
     :ivar state: the connection's state when its first attempt ended (``READY`` on success).
     :ivar error: the one-line reason when it is not ready (``None`` when it is), redacted.
     :ivar tools: the tools it offers (allowlist applied).
+    :ivar not_offered: tools the server lists that are not offered, with why.
+    :ivar initialized: the server's ``initialize`` answer (info, capabilities), when ready.
+    :ivar declared: the client capabilities declared to it.
     :ivar timings: seconds taken by ``connect``, ``initialize`` and ``list_tools``.
     :ivar ready_s: seconds from start until the first attempt ended.
     :ivar stop_s: seconds the stop took.
@@ -40,6 +47,9 @@ class ProbeResult:
     state: ServerState
     error: str | None
     tools: list[MCPTool]
+    not_offered: dict[str, str]
+    initialized: InitializeResult | None
+    declared: ClientCapabilities
     timings: dict[str, float]
     ready_s: float
     stop_s: float
@@ -65,7 +75,9 @@ async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResu
     """Start ``spec``'s server, wait for the first attempt (bounded by its
     ``startup_timeout_s``), then stop it. Never raises for a server that cannot start."""
     import_sdk()  # before the clock starts: the timings are the server's, not the import's
-    connection = ServerConnection(spec, settings)
+    # Declares what the gateway would; a sampling request finds no provider here.
+    services = ClientServices(models=GatewayModels(ProviderRegistry(), list))
+    connection = ServerConnection(spec, settings, services=services)
     started = time.perf_counter()
     connection.start()
     try:
@@ -76,6 +88,8 @@ async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResu
         ready_s = time.perf_counter() - started
         state, error = connection.state, connection.last_error
         tools, timings = list(connection.tools), dict(connection.timings)
+        initialized, not_offered = connection.initialized, dict(connection.not_offered)
+        declared = connection.callbacks.declared()
     finally:
         stopping = time.perf_counter()
         await connection.stop()
@@ -87,6 +101,9 @@ async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResu
         # Errors quote what the server wrote and the URL it was reached at: both may hold secrets.
         error=redact_text(error) if state is not ServerState.READY and error else None,
         tools=tools,
+        not_offered=not_offered,
+        initialized=initialized,
+        declared=declared,
         timings=timings,
         ready_s=ready_s,
         stop_s=time.perf_counter() - stopping,

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from hermes_core.errors import ConfigError
-from hermes_core.settings.schema import SettingsRegistry, items_of
+from hermes_core.settings.schema import RegisterSetting, SettingsRegistry, items_of
 
 HOUR_S = 3_600
 DAY_S = 86_400
 SERVER = "mcp.servers.<name>"
 #: How a wrong type reads for a server's key (the same whether settings or a plugin gave it).
 WRONG_TYPE = "wrong type: expected {expected}, got {value!r}"
+#: ``mcp.servers.<name>.oauth.grant``: how tokens are obtained.
+GRANTS = ("authorization_code", "client_credentials")
 #: An argument or env value may be a number or a path: it becomes text. A table is a typo.
 ARGUMENT_TYPES = (str, int, float, os.PathLike)
 
@@ -105,6 +107,138 @@ def register_mcp_settings(registry: SettingsRegistry) -> None:
         rules=(items_of((str,), "tool names"),),
         **server,
     )
+
+    _register_auth_settings(add, server)
+    _register_capability_settings(add, server)
+
+
+def _register_auth_settings(add: RegisterSetting, server: dict[str, Any]) -> None:
+    """An HTTP server's ``headers`` and ``oauth`` (read by :mod:`hermes_core.mcp.auth_settings`)."""
+    add(
+        f"{SERVER}.headers",
+        dict,
+        description="HTTP headers sent with every request; values may use ${VAR}.",
+        rules=(_header_values,),
+        open=True,
+        **server,
+    )
+    add(f"{SERVER}.oauth", dict, description="Get tokens by OAuth 2.1 (http).", **server)
+    oauth = f"{SERVER}.oauth"
+    add(
+        f"{oauth}.grant",
+        str,
+        "authorization_code",
+        "authorization_code (mcp login) or client_credentials (headless).",
+        choices=GRANTS,
+        **server,
+    )
+    add(f"{oauth}.client_id", str, description="A pre-registered client.", **server)
+    add(
+        f"{oauth}.client_secret_env",
+        str,
+        description="Variable holding the client secret.",
+        **server,
+    )
+    add(
+        f"{oauth}.scopes",
+        list,
+        description="Scopes to ask for.",
+        rules=(_scope_names,),
+        **server,
+    )
+    add(
+        f"{oauth}.redirect_port",
+        int,
+        0,
+        "Loopback port of the login redirect (0: any).",
+        minimum=0,
+        maximum=65535,
+        **server,
+    )
+    add(f"{oauth}.issuer", str, description="The authorization server to use.", **server)
+
+
+def _register_capability_settings(add: RegisterSetting, server: dict[str, Any]) -> None:
+    """What a server may use of the client: roots, sampling, elicitation (read by
+    :mod:`hermes_core.mcp.features`)."""
+    add(
+        f"{SERVER}.roots",
+        list,
+        description="Directories (paths or file:// URIs) offered as roots.",
+        rules=(_roots,),
+        **server,
+    )
+    add(f"{SERVER}.sampling", dict, description="Its sampling/createMessage requests.", **server)
+    add(
+        f"{SERVER}.sampling.enabled",
+        bool,
+        False,
+        "Answer them with the gateway's model chain.",
+        **server,
+    )
+    add(
+        f"{SERVER}.sampling.max_tokens",
+        int,
+        1_000,
+        "Most tokens one answer may have (less if the server asks).",
+        minimum=1,
+        maximum=100_000,
+        **server,
+    )
+    add(
+        f"{SERVER}.sampling.max_per_minute",
+        int,
+        10,
+        "Most requests answered per minute; more are refused.",
+        minimum=1,
+        maximum=10_000,
+        **server,
+    )
+    add(
+        f"{SERVER}.sampling.models",
+        list,
+        description="Models to use, first first (absent: the gateway's chain).",
+        rules=(items_of((str,), "model names"),),
+        **server,
+    )
+    add(f"{SERVER}.elicitation", dict, description="Its requests for user input.", **server)
+    add(
+        f"{SERVER}.elicitation.enabled",
+        bool,
+        True,
+        "Ask the user of the session whose tool call caused it.",
+        **server,
+    )
+    add(
+        f"{SERVER}.elicitation.timeout_s",
+        float,
+        300.0,
+        "Seconds to wait for the answer; then it is cancelled.",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=HOUR_S,
+        **server,
+    )
+
+
+def _roots(value: list[Any]) -> str | None:
+    for item in value:
+        if not isinstance(item, str) or not item:
+            return f"expected paths or file:// URIs, got item {item!r}"
+        if "://" in item and not item.startswith("file://"):
+            return f"expected a path or a file:// URI, got {item!r}"
+    return None
+
+
+def _header_values(value: Mapping[str, Any]) -> str | None:
+    bad = next((v for v in value.values() if not isinstance(v, str)), None)
+    return None if bad is None else f"expected string values, got {type(bad).__name__}"
+
+
+def _scope_names(value: list[Any]) -> str | None:
+    if all(isinstance(scope, str) and scope and " " not in scope for scope in value):
+        return None
+    return "expected scope names without spaces"
 
 
 MCP_SETTINGS = SettingsRegistry()

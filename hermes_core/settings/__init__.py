@@ -143,7 +143,7 @@ def _provider(name: str, table: Any) -> ProviderConfig:
     values = {
         setting.key.rsplit(".", 1)[1]: table.get(setting.key.rsplit(".", 1)[1], setting.default)
         for setting in CORE_SETTINGS.declared()
-        if setting.key.startswith("providers.<name>.")
+        if setting.key.count(".") == 2 and setting.key.startswith("providers.<name>.")
     }
     api_key = values["api_key"]
     if values["api_key_env"]:

@@ -78,6 +78,14 @@ def register_core_settings(register: SettingsRegistry) -> None:
         maximum=1000,
     )
     add(
+        "circuit_breaker.cooldown_s",
+        float,
+        0,
+        "Seconds an open session breaker waits before letting one message through (0: never).",
+        minimum=0,
+        maximum=DAY_S,
+    )
+    add(
         "store.path",
         str,
         "",
@@ -155,4 +163,42 @@ def register_provider_settings(register: SettingsRegistry) -> None:
         "Connections kept open to the endpoint.",
         minimum=1,
         maximum=100_000,
+    )
+    register_breaker_settings(register)
+
+
+def register_breaker_settings(register: SettingsRegistry) -> None:
+    """Keys of ``providers.<name>.breaker``: the gateway-wide health of the provider's models."""
+    add = register.register
+    add("providers.<name>.breaker.enabled", bool, True, "Skip the provider's unhealthy models.")
+    add(
+        "providers.<name>.breaker.failures",
+        int,
+        3,
+        "Consecutive failures that open a model's breaker.",
+        minimum=1,
+        maximum=1000,
+    )
+    add(
+        "providers.<name>.breaker.cooldown_s",
+        float,
+        30,
+        "Seconds an open breaker waits before its probe.",
+        minimum=0,
+        maximum=DAY_S,
+    )
+    add(
+        "providers.<name>.breaker.max_cooldown_s",
+        float,
+        900,
+        "Cap on the cooldown, which doubles on each failed probe.",
+        minimum=0,
+        maximum=DAY_S,
+    )
+    add(
+        "providers.<name>.breaker.probe",
+        str,
+        "passive",
+        'Who probes: "passive" (the next run) or "active" (the gateway itself).',
+        choices=("passive", "active"),
     )

@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from hermes_core.health import State
 from hermes_core.mcp.connection import ServerState
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ BREAKER_REASON = "circuit_open"
 PROCESS_STATES = frozenset({ServerState.STARTING.value, ServerState.READY.value})
 #: Every state ``hermes_mcp_servers`` reports, zeros included, so each series always exists.
 SERVER_STATES = (*(state.value for state in ServerState), "disabled")
+#: Every state ``hermes_model_health`` reports.
+HEALTH_STATES = tuple(state.value for state in State)
 
 
 def _outcome(failed: bool) -> str:
@@ -198,3 +201,19 @@ class LiveState(Collector):
             restarts.add_metric([row["name"]], row["restarts"])
         yield starts
         yield restarts
+        yield _model_health(gateway)
+
+
+def _model_health(gateway: Gateway) -> GaugeMetricFamily:
+    """1 for each model's current state, 0 for the others: ``{state="open"} == 1`` alerts."""
+    health = GaugeMetricFamily(
+        "hermes_model_health",
+        "Gateway-wide health of each model (its breaker or its provider's), by state.",
+        labels=["model", "state"],
+    )
+    configured = [gateway.config.model, *gateway.config.fallbacks]
+    for ref in gateway.health.models(configured):
+        current = gateway.health.describe(ref)["state"]
+        for state in HEALTH_STATES:
+            health.add_metric([str(ref), state], 1 if state == current else 0)
+    return health

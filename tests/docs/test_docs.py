@@ -284,9 +284,10 @@ async def test_example_plugin_runs(
 
     register_plugin(ExampleHarness(), "harness")
     register_plugin(module, example_id)
-    # One run that makes every run hook fire: a failing primary (on_fallback), a fallback that
-    # calls a tool (pre/post_tool_call), post_run, then on_evict and shutdown at the stop.
-    gateway = await make_gateway(settings_for(fake_openai.url, "bad-primary", ["tool-model"]))
+    # One run that makes every run hook fire: a missing primary (on_fallback, and its 404
+    # opens its breaker: on_health_change), a fallback that calls a tool (pre/post_tool_call),
+    # post_run, then on_evict and shutdown at the stop.
+    gateway = await make_gateway(settings_for(fake_openai.url, "notfound-primary", ["tool-model"]))
     commands = gateway.commands.commands.values()
     extra_commands = [c.name for c in commands if c.handler.__module__ == module.__name__]
     reply = await send(gateway, "hello")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from hermes_core.gateway import Gateway
+from hermes_core.plugins import circuit_breaker
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
 from hermes_core.types import Reply
 
@@ -22,6 +24,13 @@ async def fail(gateway: Gateway, times: int, session_key: str = "test:1") -> Non
         result = result_of(await send(gateway, f"attempt {index}", session_key))
         assert result["failed"] is True
         assert result["error_kind"] in ("non_retryable", "auth")
+
+
+def session_breaker_alone(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the gateway-wide model health of ``local`` off: the test is about the
+    session breaker's own counting, which an open provider would hide behind ``unavailable``."""
+    settings["providers"]["local"]["breaker"] = {"enabled": False}
+    return settings
 
 
 def is_open(reply: Reply) -> bool:
@@ -104,7 +113,9 @@ async def test_success_resets_the_count(make_gateway, fake_openai: FakeOpenAI) -
 
 
 async def test_auth_errors_count(make_gateway, fake_openai: FakeOpenAI) -> None:
-    gateway = await make_gateway(settings_for(fake_openai.url, "auth-primary"))
+    gateway = await make_gateway(
+        session_breaker_alone(settings_for(fake_openai.url, "auth-primary"))
+    )
     await fail(gateway, 3)
     assert is_open(await send(gateway, "blocked"))
 
@@ -115,7 +126,9 @@ async def test_auth_errors_count(make_gateway, fake_openai: FakeOpenAI) -> None:
 async def test_transient_failures_neither_count_nor_reset(
     make_gateway, fake_openai: FakeOpenAI, model: str, kind: str
 ) -> None:
-    gateway = await make_gateway(settings_for(fake_openai.url, "bad-primary"))
+    gateway = await make_gateway(
+        session_breaker_alone(settings_for(fake_openai.url, "bad-primary"))
+    )
     await fail(gateway, 2)
     await send(gateway, f"/model local:{model}")
     for _ in range(3):
@@ -157,3 +170,51 @@ async def test_threshold_setting_is_honoured(
     reply = await send(gateway, "blocked")
     assert is_open(reply)
     assert str(threshold) in reply.text
+
+
+async def test_cooldown_lets_one_message_through_and_a_success_closes_the_breaker(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    settings = settings_for(fake_openai.url, "bad-primary", circuit_breaker={"cooldown_s": 0.2})
+    gateway = await make_gateway(settings)
+    await fail(gateway, 3)
+    refused = await send(gateway, "blocked")
+    assert is_open(refused) and "will be tried again" in refused.text
+
+    await asyncio.sleep(0.25)
+    before = len(fake_openai.snapshot())
+    trial = result_of(await send(gateway, "the trial"))
+    assert trial["error_kind"] == "non_retryable", "one message went through, and failed"
+    assert len(fake_openai.snapshot()) == before + 1
+    assert is_open(await send(gateway, "blocked again")), "a failed trial reopens it"
+
+    await send(gateway, "/model local:ok-x")  # the model is fixed meanwhile
+    assert is_open(await send(gateway, "still waiting"))
+    await asyncio.sleep(0.25)
+    assert result_of(await send(gateway, "works now"))["failed"] is False
+    session = await gateway.session("test:1", "test")
+    assert circuit_breaker.status(session).failures == 0
+    assert result_of(await send(gateway, "and stays closed"))["failed"] is False
+
+
+async def test_without_cooldown_the_breaker_stays_open(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings_for(fake_openai.url, "bad-primary"))
+    await fail(gateway, 3)
+    await asyncio.sleep(0.1)
+    reply = await send(gateway, "blocked")
+    assert is_open(reply) and "tried again" not in reply.text
+
+
+async def test_unavailable_runs_are_not_counted_by_the_session_breaker(
+    make_gateway, fake_openai: FakeOpenAI
+) -> None:
+    # notfound-* answers 404: its model's gateway-wide breaker opens at once.
+    gateway = await make_gateway(settings_for(fake_openai.url, "notfound-primary"))
+    assert result_of(await send(gateway, "one"))["error_kind"] == "non_retryable"
+    for index in range(5):
+        result = result_of(await send(gateway, f"skipped {index}"))
+        assert result["error_kind"] == "unavailable" and result["api_calls"] == 0
+    session = await gateway.session("test:1", "test")
+    assert circuit_breaker.status(session).failures == 1

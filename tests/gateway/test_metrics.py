@@ -79,7 +79,10 @@ async def test_scrape_counts_ok_tool_failed_and_breaker_runs_exactly(
     serve_http: ServeHttp, register_plugin: Any, fake_openai: FakeOpenAI
 ) -> None:
     register_plugin(Stamp(), "stamp")
-    gateway, platform = await serve_http(settings_for(fake_openai.url, "ok-primary"))
+    settings = settings_for(fake_openai.url, "ok-primary")
+    # The scripted 401 is one model's: health off, or it would (rightly) skip the provider.
+    settings["providers"]["local"]["breaker"] = {"enabled": False}
+    gateway, platform = await serve_http(settings)
     assert (await send(gateway, "hello", "test:ok")).text.startswith("[ok-primary] hello")
     await send(gateway, "/model local:tool-t", "test:tool")
     reply = await send(gateway, 'call stamp {"n": 7}', "test:tool")
@@ -179,7 +182,10 @@ async def test_each_gateway_counts_only_its_own_runs(
     from hermes_core.plugins.metrics import metrics_for
 
     first = await make_gateway(settings_for(fake_openai.url))
-    second = await make_gateway(settings_for(fake_openai.url, "auth-second"))
+    second_settings = settings_for(fake_openai.url, "auth-second")
+    # Each run must reach the scripted 401: health off, or the second would be skipped.
+    second_settings["providers"]["local"]["breaker"] = {"enabled": False}
+    second = await make_gateway(second_settings)
     await send(first, "hi")
     await send(second, "hi")
     await send(second, "again")

@@ -121,8 +121,13 @@ def test_retry_after_http_date_in_the_future() -> None:
 async def test_max_retry_wait_caps_a_long_retry_after(
     make_gateway, fake_openai: FakeOpenAI
 ) -> None:
+    # The retry loop alone: with health on, a 30 s Retry-After opens the model at once and
+    # the run falls over instead of retrying (tests/gateway/test_health.py).
     settings = local(
-        settings_for(fake_openai.url, "ratelimit-30-x"), max_retries=1, max_retry_wait_s=0.1
+        settings_for(fake_openai.url, "ratelimit-30-x"),
+        max_retries=1,
+        max_retry_wait_s=0.1,
+        breaker={"enabled": False},
     )
     result = await run(await make_gateway(settings))
     assert result["error_kind"] == "rate_limit"

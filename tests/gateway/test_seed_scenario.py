@@ -62,7 +62,11 @@ async def test_successful_fallback_evicts_once_and_next_message_retries_primary(
 async def test_on_fallback_fires_at_each_switch(
     make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
-    gateway = await make_gateway(settings_for(fake_openai.url, "bad-a", ["auth-b", "ok-c"]))
+    settings = settings_for(fake_openai.url, "bad-a", ["auth-b", "ok-c"])
+    # The scripted 401 is auth-b's alone, where a real key fails for every model: with health
+    # on, the provider (ok-c's too) would be skipped after it. This test is about the switches.
+    settings["providers"]["local"]["breaker"] = {"enabled": False}
+    gateway = await make_gateway(settings)
     reply = await send(gateway, "hi")
     assert reply.text.startswith("[ok-c]")
     switches = [(c["from_model"], c["to_model"]) for c in hook_recorder.of("on_fallback")]

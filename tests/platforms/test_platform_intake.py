@@ -4,11 +4,13 @@ through a real gateway and the scripted OpenAI server."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from hermes_core.errors import ConfigError
+from hermes_core.events import RunEvent, RunFinished, TextDelta
 from hermes_core.gateway import Gateway
 from hermes_core.platforms import REFUSAL, Intake, IntakeClosed, PlatformSettings, Refusal
 from hermes_core.testing import FakeOpenAI, settings_for
@@ -257,3 +259,68 @@ async def test_close_cancels_what_outlasts_the_grace_period(
     assert intake.in_flight == 0
     assert delivered == []
     assert gateway.status()["runs_in_flight"] == 0
+
+
+# --- submit_stream -------------------------------------------------------------------------------
+
+
+def events_log(log: list[str], name: str) -> Any:
+    """A ``DeliverStream`` noting each event (and its delivery's end) in ``log``, in order."""
+
+    async def deliver(events: AsyncIterator[RunEvent]) -> None:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                log.append(f"{name} text {event.text!r}")
+            elif isinstance(event, RunFinished):
+                log.append(f"{name} done {event.reply.text!r}")
+
+    return deliver
+
+
+@pytest.mark.slow
+async def test_submit_stream_delivers_text_as_it_streams_and_replies_in_session_order(
+    make_gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    intake = intake_for(await make_gateway(settings_for(fake_openai.url, "stream-2-300-m")))
+    log: list[str] = []
+    assert intake.submit_stream(msg("one"), events_log(log, "first"))
+    assert intake.submit_stream(msg("two"), events_log(log, "second"))
+    while not log:
+        await asyncio.sleep(0.01)
+    assert log[0].startswith("first text") and len(log) == 1, "text came before the run ended"
+    await intake.close()
+    names = [entry.split()[0] for entry in log]
+    assert names == ["first"] * 3 + ["second"] * 3
+    assert log[2] == "first done '[stream-2-300-m] one (user messages: 1)'"
+    assert log[5] == "second done '[stream-2-300-m] two (user messages: 2)'"
+
+
+async def test_submit_stream_signals_typing_only_until_the_first_text(
+    make_gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    """The signal is for a wait with nothing to show; once text streams, it stops."""
+    # The first chunk comes after 250 ms, the reply ends after 750 ms.
+    intake = intake_for(await make_gateway(settings_for(fake_openai.url, "stream-3-250-m")))
+    log: list[str] = []
+
+    async def typing() -> None:
+        log.append("typing")
+
+    intake.submit_stream(msg("a"), events_log(log, "a"), typing)
+    await intake.close()
+    first_text = next(n for n, entry in enumerate(log) if entry.startswith("a text"))
+    assert "typing" in log[:first_text]
+    assert "typing" not in log[first_text:]
+    assert log[-1] == "a done '[stream-3-250-m] a (user messages: 1)'"
+
+
+async def test_submit_stream_refuses_users_off_the_allow_list_without_a_run(
+    make_gateway: Any, fake_openai: FakeOpenAI
+) -> None:
+    intake = intake_for(await make_gateway(), allow_users=["alice"])
+    log: list[str] = []
+    assert intake.submit_stream(msg("hi", user="mallory"), events_log(log, "m"))
+    await intake.close()
+    assert log == [f"m done {REFUSAL!r}"]
+    assert fake_openai.requests == []
+    assert intake.submit_stream(msg("late"), events_log(log, "m")) is False

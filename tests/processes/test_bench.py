@@ -35,6 +35,7 @@ def bench() -> Iterator[dict[str, ModuleType]]:
             "agent_memory",
             "startup",
             "http_load",
+            "sse_latency",
         )
         yield {name: importlib.import_module(name) for name in names}
     finally:
@@ -155,3 +156,16 @@ def test_table_has_one_line_per_row_and_the_machine(bench: dict[str, ModuleType]
     assert lines[2:] == ["| a | 2.50 | ms | 5 | 0.50x |", "| b | 1,500 | KiB |  |  |"]
     description = "\n".join(run.machine())
     assert "cores" in description and "Python" in description
+
+
+def test_sse_latency_times_every_chunk_on_both_routes(bench: dict[str, ModuleType]) -> None:
+    sse_latency = bench["sse_latency"]
+    routes = sse_latency.run(runs=2)
+    assert [route.name for route in routes] == ["direct", "hermes-core"]
+    for route in routes:
+        assert len(route.first_ms) == len(route.first_delay_ms) == 2, route
+        assert len(route.chunk_delay_ms) == 2 * sse_latency.CHUNKS, route
+        # The first chunk leaves the upstream 100 ms after the request; delays are positive.
+        assert all(first >= 100 for first in route.first_ms), route
+        assert all(delay > 0 for delay in route.chunk_delay_ms), route
+    assert len(sse_latency.table(routes).splitlines()) == 2 + len(routes)

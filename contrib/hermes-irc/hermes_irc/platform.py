@@ -7,10 +7,12 @@ at start-up), joins ``platforms.irc.channels``, and answers
   ``alice: ...`` in that channel, in session ``irc:<channel>:<nick>``;
 - private messages, replying privately, in session ``irc:<nick>``.
 
-Replies are cut to fit IRC's 512-byte lines and sent with flood control. A lost connection
-is re-established with exponential backoff. :class:`~hermes_core.platforms.Intake` does the
-rest: the allow list (by nick), runs that outlive the connection's reader, replies of one
-session in order, the optional "working" notice, and finishing the runs in flight on stop.
+Replies stream: each line goes out as soon as it is complete (a line break, or a full
+512-byte IRC line), with flood control; one reply's lines to a channel are not interleaved
+with another's. A lost connection is re-established with exponential backoff.
+:class:`~hermes_core.platforms.Intake` does the rest: the allow list (by nick), runs that
+outlive the connection's reader, replies of one session in order, the optional "working"
+notice, and finishing the runs in flight on stop.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ import contextlib
 import functools
 import re
 import ssl
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from hermes_core.events import RunEvent
+from hermes_core.lines import ReplyLines
 from hermes_core.platforms import Intake, PlatformSettings
-from hermes_core.types import Message, Reply
+from hermes_core.types import Message
 from hermes_irc.protocol import (
     Line,
     addressed_text,
@@ -122,6 +126,9 @@ class IrcPlatform:
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
+        # Per target: held by the reply streaming there, so replies' lines do not interleave.
+        self._floors: dict[str, asyncio.Lock] = {}
+        self._floor_users: Counter[str] = Counter()
         self._sent_at: deque[float] = deque(maxlen=BURST_LINES)
         self._pending_joins: set[str] = set()
         self._joins_settled = asyncio.Event()
@@ -322,18 +329,48 @@ class IrcPlatform:
         # Both callbacks are bound to where the message came from: a reply cannot go elsewhere.
         deliver = functools.partial(self._reply, reply_to, prefix)
         working = functools.partial(self._working, reply_to, prefix)
-        self.intake.submit(message, deliver, working if self.settings.working_notice else None)
+        self.intake.submit_stream(
+            message, deliver, working if self.settings.working_notice else None
+        )
 
     # --- what we say ---------------------------------------------------------------------
 
-    async def _reply(self, target: str, prefix: str, reply: Reply) -> None:
+    async def _reply(self, target: str, prefix: str, events: AsyncIterator[RunEvent]) -> None:
+        """Send each line of the reply as it completes; past ``max_reply_lines``, one notice
+        says how many were cut (so the last allowed line waits until we know)."""
         budget = payload_budget(self.nick, self.userhost, target)
-        lines = split_text(reply.text, budget, first_prefix=prefix) or [prefix + "(no answer)"]
+        lines = ReplyLines(
+            events,
+            lambda text, first: split_text(text, budget, first_prefix=prefix if first else ""),
+        )
         limit = self.settings.max_reply_lines
-        if len(lines) > limit:
-            cut = len(lines) - limit + 1
-            lines = [*lines[: limit - 1], f"[{cut} more line(s) cut: ask for a shorter answer]"]
-        await self._send_lines("PRIVMSG", target, lines)
+        held: list[str] = []
+        async with contextlib.AsyncExitStack() as floor:
+            async for line in lines:
+                if lines.sent == 1:
+                    await floor.enter_async_context(self._floor(target))
+                if lines.sent < limit:
+                    await self._send_lines("PRIVMSG", target, [line])
+                else:
+                    held.append(line)
+            if len(held) > 1:
+                held = [f"[{len(held)} more line(s) cut: ask for a shorter answer]"]
+            if lines.sent == 0:
+                held = [prefix + "(no answer)"]
+            await self._send_lines("PRIVMSG", target, held)
+
+    @contextlib.asynccontextmanager
+    async def _floor(self, target: str) -> AsyncIterator[None]:
+        """Hold ``target`` for one reply; forgotten once nobody holds or waits for it."""
+        key = target.lower()
+        self._floor_users[key] += 1
+        try:
+            async with self._floors.setdefault(key, asyncio.Lock()):
+                yield
+        finally:
+            self._floor_users[key] -= 1
+            if not self._floor_users[key]:
+                del self._floor_users[key], self._floors[key]
 
     async def _working(self, target: str, prefix: str) -> None:
         await self._send_lines("NOTICE", target, [prefix + self.settings.working_notice])

@@ -29,6 +29,8 @@ import pytest_asyncio
 from hermes_core.errors import ConfigError
 from hermes_core.platforms import REFUSAL
 from hermes_core.testing import FakeOpenAI, cli_env, hermes_run_process, pip_install, settings_for
+from hermes_core.testing import script as fake_script
+from hermes_core.testing.outcomes import Answer, RecordedRequest
 
 IRC_SOURCE = Path(__file__).resolve().parents[1]
 NGIRCD = shutil.which("ngircd") or next(
@@ -398,6 +400,57 @@ async def test_stop_delivers_the_reply_in_flight_then_quits(
     await stopping
     assert answer == "alice: [slow-1-model] finish this (user messages: 1)"
     assert bot.intake.in_flight == 0
+
+
+#: Seconds between the lines a ``lines-*`` model streams.
+LINE_GAP_S = 0.4
+
+
+def _answer_in_lines(script: fake_script.Script, request: RecordedRequest) -> Answer:
+    """``lines-*``: three lines echoing the user's text, streamed one per chunk."""
+    said = request.messages[-1]["content"]
+    pieces = tuple(f"line {n}: {said}\n" for n in (1, 2, 3))
+    return Answer("".join(pieces), pieces=pieces, chunk_delay_s=LINE_GAP_S)
+
+
+@pytest.fixture
+def lines_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scripted server answers ``lines-*`` models with :func:`_answer_in_lines`."""
+    monkeypatch.setitem(fake_script.PREFIXES, "lines", _answer_in_lines)
+
+
+@needs_ngircd
+@pytest.mark.slow
+async def test_each_line_is_sent_as_it_completes_while_the_upstream_streams(
+    start_bot: Any, irc_client: Any, lines_model: None
+) -> None:
+    await start_bot("lines-model")
+    alice = await irc_client("alice")
+    await alice.join(CHANNEL, wait_for=BOT)
+    alice.send(f"PRIVMSG {CHANNEL} :{BOT}: go")
+    first = await alice.privmsg_from(BOT, CHANNEL)
+    first_at = time.monotonic()
+    rest = [await alice.privmsg_from(BOT, CHANNEL) for _ in range(2)]
+    # The upstream sends line 3 two gaps after line 1: had the bot waited for the whole
+    # reply, all three would arrive within its flood delay of each other.
+    assert time.monotonic() - first_at >= 1.5 * LINE_GAP_S
+    assert [first, *rest] == ["alice: line 1: go", "line 2: go", "line 3: go"]
+
+
+@needs_ngircd
+@pytest.mark.slow
+async def test_streamed_replies_to_one_channel_do_not_interleave(
+    start_bot: Any, irc_client: Any, lines_model: None
+) -> None:
+    await start_bot("lines-model")
+    alice, bob = await irc_client("alice"), await irc_client("bob")
+    await alice.join(CHANNEL, wait_for=BOT)
+    await bob.join(CHANNEL, wait_for=BOT)
+    alice.send(f"PRIVMSG {CHANNEL} :{BOT}: a")
+    await alice.privmsg_from(BOT, CHANNEL, starting="alice: line 1")
+    bob.send(f"PRIVMSG {CHANNEL} :{BOT}: b")  # bob's run streams while alice's reply does
+    got = [await alice.privmsg_from(BOT, CHANNEL) for _ in range(5)]
+    assert got == ["line 2: a", "line 3: a", "bob: line 1: b", "line 2: b", "line 3: b"]
 
 
 @needs_ngircd

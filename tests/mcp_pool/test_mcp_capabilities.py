@@ -1,0 +1,259 @@
+"""MCP beyond tool calls, against a real stdio server (tests/mcp_servers/capabilities_server.py)
+through a real gateway and the scripted OpenAI upstream: tool-list changes, task-only tools,
+roots, resources and prompts, sampling, elicitation."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp_servers.helpers import MARKER_ENV, eventually, marked_processes, wait_until
+
+from hermes_core.mcp.listing import TASK_REQUIRED
+from hermes_core.plugins.console import ConsolePlatform
+from hermes_core.testing import FakeOpenAI, send, settings_for
+
+SERVERS = Path(__file__).resolve().parents[1] / "mcp_servers"
+CAPABILITIES = SERVERS / "capabilities_server.py"
+HERMES_CORE = str(Path(sys.executable).with_name("hermes-core"))
+MARKER = f"test-mcp-capabilities-{uuid.uuid4().hex}"
+PROVIDER_TIMEOUT_S = 60
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_servers() -> Iterator[None]:
+    yield
+    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=10)
+
+
+def server_spec(**keys: Any) -> dict[str, Any]:
+    """``mcp.servers.caps``: the capabilities server over stdio."""
+    return {
+        "command": sys.executable,
+        "args": [str(CAPABILITIES)],
+        "env": {MARKER_ENV: MARKER},
+        **keys,
+    }
+
+
+def settings(fake_openai: FakeOpenAI, model: str, **server: Any) -> dict[str, Any]:
+    mcp = {"servers": {"caps": server_spec(**server)}}
+    result = settings_for(fake_openai.url, model, mcp=mcp, store={"path": ":memory:"})
+    result["providers"]["local"]["timeout_s"] = PROVIDER_TIMEOUT_S
+    return result
+
+
+def offered(fake_openai: FakeOpenAI, index: int = -1) -> list[str]:
+    tools = fake_openai.requests[index].tools or []
+    return [tool["function"]["name"] for tool in tools]
+
+
+# --- tools/list_changed ----------------------------------------------------------------
+
+
+async def test_tool_added_by_a_call_is_offered_by_the_very_next_run(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary"))
+
+    reply = await send(gateway, 'call grow {"name": "late_tool"}')
+    assert reply.text == "tool results: added late_tool"
+    # No waiting here: the server takes 1.5 s to list again, and the next run waits for it.
+    reply = await send(gateway, "call late_tool")
+
+    assert "caps__late_tool" in offered(fake_openai, -2)
+    assert reply.text == "tool results: late_tool was added at runtime"
+
+
+# --- tasks -----------------------------------------------------------------------------
+
+
+async def test_task_only_tool_is_not_offered_and_said_so_once(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "ok-primary"))
+
+    await send(gateway, "hello")
+    await send(gateway, "again")
+
+    names = offered(fake_openai)
+    assert "caps__summarize" in names and "caps__background" not in names
+    connection = gateway.mcp_pool.connections["caps"]
+    assert connection.not_offered == {"background": TASK_REQUIRED}
+
+
+def test_mcp_test_names_the_task_only_tool(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    args = ", ".join(f'"{arg}"' for arg in server_spec()["args"])
+    path.write_text(
+        f'[mcp.servers.caps]\ncommand = "{sys.executable}"\nargs = [{args}]\n'
+        f'env = {{ {MARKER_ENV} = "{MARKER}" }}\n'
+    )
+    result = subprocess.run(
+        [HERMES_CORE, "mcp", "test", "caps", "--settings", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"  background {TASK_REQUIRED}" in result.stdout
+    assert "  summarize: Ask the client's model" in result.stdout
+
+
+# --- roots -----------------------------------------------------------------------------
+
+
+async def test_configured_roots_are_what_the_server_sees(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    roots = [str(project), "file:///srv/shared%20docs"]
+    gateway = await make_gateway(settings(fake_openai, "tool-primary", roots=roots))
+
+    reply = await send(gateway, "call roots")
+
+    seen = json.loads(reply.text.removeprefix("tool results: "))
+    assert seen == [
+        {"uri": project.as_uri(), "name": "project"},
+        {"uri": "file:///srv/shared%20docs", "name": "shared docs"},
+    ]
+
+
+async def test_without_roots_the_client_declares_none(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary"))
+
+    reply = await send(gateway, "call roots")
+
+    assert reply.text.startswith("tool results: error: ")
+    assert "roots" in reply.text.lower()
+
+
+# --- sampling --------------------------------------------------------------------------
+
+
+async def test_sampling_is_answered_by_the_configured_chain_with_fallback(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    sampling = {"enabled": True, "models": ["local:error500-s", "local:ok-sampler"]}
+    gateway = await make_gateway(settings(fake_openai, "tool-primary", sampling=sampling))
+
+    reply = await send(gateway, 'call summarize {"text": "a long story"}')
+
+    assert reply.text == (
+        "tool results: sampled by local:ok-sampler: [ok-sampler] a long story (user messages: 1)"
+    )
+    sampled = fake_openai.requests_for("ok-sampler")[0]
+    assert sampled.messages[0] == {"role": "system", "content": "Summarize."}
+    assert fake_openai.requests_for("error500-s")  # tried first, failed over
+
+
+async def test_sampling_uses_the_gateway_chain_and_is_rate_limited(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    sampling = {"enabled": True, "max_per_minute": 1}
+    gateway = await make_gateway(settings(fake_openai, "tool-primary", sampling=sampling))
+
+    first = await send(gateway, 'call summarize {"text": "one"}')
+    second = await send(gateway, 'call summarize {"text": "two"}')
+
+    assert first.text.startswith("tool results: sampled by local:tool-primary: ")
+    assert "more than 1 requests a minute" in second.text
+    assert "mcp.servers.caps.sampling.max_per_minute" in second.text
+
+
+async def test_sampling_is_off_by_default(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary"))
+
+    reply = await send(gateway, 'call summarize {"text": "one"}')
+
+    assert reply.text.startswith("tool results: error: ")
+    assert "sampled by" not in reply.text
+    assert len(fake_openai.requests) == 2  # the run's two requests, no sampling
+
+
+# --- elicitation -----------------------------------------------------------------------
+
+
+async def test_console_user_answers_the_servers_question(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary"))
+    out = io.StringIO()
+    stdin = io.StringIO('call confirm {"question": "Deploy to prod?"}\nyes, go\n')
+    console = ConsolePlatform(gateway, {}, stdin=stdin, stdout=out)
+    await console.start()
+    await asyncio.wait_for(console.wait_closed(), 60)
+    await console.stop()
+
+    lines = out.getvalue().splitlines()
+    assert "MCP server 'caps' asks: Deploy to prod?" in lines[1]
+    assert lines[-1].endswith("tool results: accept: yes, go")
+    assert len(fake_openai.requests) == 2  # the answer line was not taken for a message
+
+
+async def test_platform_that_cannot_ask_declines_and_the_model_is_told(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary"))
+
+    reply = await send(gateway, 'call confirm {"question": "Deploy?"}')
+
+    assert reply.text == (
+        "tool results: decline: None\n[hermes-core: MCP server 'caps' asked the user for "
+        "input; platform 'test' cannot ask the user, so it was declined]"
+    )
+
+
+async def test_unanswered_question_is_cancelled_after_the_timeout(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(
+        settings(fake_openai, "tool-primary", elicitation={"timeout_s": 0.5})
+    )
+    read_fd, write_fd = os.pipe()
+    out = io.StringIO()
+    with open(read_fd) as stdin, open(write_fd, "w") as writer:
+        console = ConsolePlatform(gateway, {}, stdin=stdin, stdout=out)
+        await console.start()
+        writer.write('call confirm {"question": "Anyone there?"}\n')
+        writer.flush()
+        await eventually(lambda: "tool results:" in out.getvalue(), "the reply")
+        writer.close()
+        await asyncio.wait_for(console.wait_closed(), 30)
+        await console.stop()
+
+    assert "tool results: cancel: None" in out.getvalue()
+    assert "did not answer within 0.5s, so it was cancelled" in out.getvalue()
+
+
+def test_mcp_test_shows_the_capabilities_the_client_declares(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    args = ", ".join(f'"{arg}"' for arg in server_spec()["args"])
+    path.write_text(
+        f'[mcp.servers.caps]\ncommand = "{sys.executable}"\nargs = [{args}]\n'
+        f'env = {{ {MARKER_ENV} = "{MARKER}" }}\nroots = ["{tmp_path}"]\n'
+        "sampling = { enabled = true }\nelicitation = { enabled = false }\n"
+    )
+    result = subprocess.run(
+        [HERMES_CORE, "mcp", "test", "caps", "--settings", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "; capabilities: sampling, roots (listChanged)\n" in result.stdout
+    assert "server: capabilities " in result.stdout
