@@ -1,15 +1,8 @@
-"""Plugin sources for :func:`hermes_core.testing.write_dist` (broken ones among them), and
-:func:`install_contrib` for the ``contrib/`` packages hermes-core's own tests install."""
+"""Plugin sources for :func:`hermes_core.testing.write_dist`, broken ones among them."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
-
-from hermes_core.testing import pip_install
-
-REPO = Path(__file__).resolve().parents[1]
 
 # --- plugin sources ------------------------------------------------------------------------
 
@@ -63,8 +56,3 @@ def startup(gateway):
 def imported(site: Path, module: str) -> bool:
     """Whether an :data:`IMPORT_MARKER` plugin in ``site`` has been imported."""
     return (site / f"{module}.imported").exists()
-
-
-def install_contrib(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``contrib/<name>`` pip-installed into a directory, once per session."""
-    return pip_install(REPO / "contrib" / name, tmp_path_factory)

@@ -40,6 +40,7 @@ from hermes_core.testing.postgres import PostgresCluster, PostgresMissing
 from hermes_core.testing.processes import (
     cli_env,
     hermes_core,
+    hermes_core_together,
     hermes_run_process,
     processes_mentioning,
     start_hermes_core,
@@ -54,6 +55,7 @@ __all__ = [
     "ServeHttp",
     "cli_env",
     "hermes_core",
+    "hermes_core_together",
     "hermes_run_process",
     "install_into",
     "message",

@@ -15,13 +15,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 #: The console script of the interpreter running the tests.
 HERMES_CORE = str(Path(sys.executable).with_name("hermes-core"))
 #: Generous: other suites may share the cores, and this is a bound, not an expectation.
 TIMEOUT_S = 60
+
+K = TypeVar("K")
 
 
 def cli_env(*sites: Path, **variables: str) -> dict[str, str]:
@@ -65,6 +68,34 @@ def start_hermes_core(*args: str, env: dict[str, str], cwd: Path) -> subprocess.
         env=env,
         cwd=cwd,
     )
+
+
+#: One command for :func:`hermes_core_together`: its arguments, environment and folder.
+Command = tuple[Sequence[str], dict[str, str], Path]
+
+
+def hermes_core_together(
+    commands: Mapping[K, Command], timeout_s: float = TIMEOUT_S
+) -> dict[K, subprocess.CompletedProcess[str]]:
+    """Run ``hermes-core`` for each of ``commands`` at once, so many start-ups take about the
+    time of the slowest; returns each one's result under its key. Whatever still runs when
+    this fails is killed."""
+    started: dict[K, subprocess.Popen[str]] = {}
+    try:
+        for key, (args, env, cwd) in commands.items():
+            started[key] = start_hermes_core(*args, env=env, cwd=cwd)
+        results = {}
+        for key, process in started.items():
+            stdout, stderr = process.communicate(timeout=timeout_s)
+            results[key] = subprocess.CompletedProcess(
+                process.args, process.returncode, stdout, stderr
+            )
+        return results
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 @contextlib.asynccontextmanager

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from helpers_dist import (
     BROKEN_IMPORT,
+    IMPORT_MARKER,
     MISSPELLED_HOOK,
     RAISING_POST_RUN,
     WRAPPER_HOOK,
-    install_contrib,
 )
 
 from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, write_dist
@@ -34,15 +34,15 @@ RAISER = "raising_plugin"
 
 @pytest.fixture(scope="module")
 def plugins_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
-    """``hermes-core plugins`` with evict-always installed, three broken plugins, a fine one,
-    and the built-in eviction disabled from the environment."""
+    """``hermes-core plugins`` with three broken plugins and two fine ones installed, and the
+    built-in eviction disabled from the environment."""
     site = tmp_path_factory.mktemp("plugins-site")
     write_dist(site, "broken-import", BROKEN_IMPORT)
     write_dist(site, "misspelled-hook", MISSPELLED_HOOK)
     write_dist(site, "wrapper-hook", WRAPPER_HOOK)
     write_dist(site, "raising-plugin", RAISING_POST_RUN, version="2.3.4")
-    evict_always = install_contrib("hermes-evict-always", tmp_path_factory)
-    env = cli_env(site, evict_always, HERMES_PLUGINS__DISABLED='["eviction"]')
+    write_dist(site, "hermes-fine", IMPORT_MARKER, version="0.1.0", entry_point="fine")
+    env = cli_env(site, HERMES_PLUGINS__DISABLED='["eviction"]')
     return hermes_core("plugins", env=env, cwd=tmp_path_factory.mktemp("cwd"))
 
 
@@ -61,11 +61,11 @@ def test_plugins_exits_0_despite_broken_plugins(
 def test_plugins_lists_an_installed_plugin_with_its_distribution(
     listed: dict[str, dict[str, Any]],
 ) -> None:
-    assert listed["evict_always"] == {
-        "name": "evict_always",
-        "dist": "hermes-evict-always",
+    assert listed["fine"] == {
+        "name": "fine",
+        "dist": "hermes-fine",
         "version": "0.1.0",
-        "hooks": ["post_run"],
+        "hooks": ["startup"],
         "builtin": False,
         "status": "loaded",
     }

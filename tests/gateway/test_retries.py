@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import socket
 import time
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -14,7 +14,7 @@ from hermes_core.gateway import Gateway
 from hermes_core.openai_errors import retry_after_seconds
 from hermes_core.testing import FakeOpenAI, send, settings_for
 from hermes_core.tools import RegisterTool
-from hermes_core.types import Message, RunResult
+from hermes_core.types import ErrorKind, Message, RunResult
 
 #: The contract's RunResult keys and the types each value may have.
 RESULT_TYPES: dict[str, tuple[type, ...]] = {
@@ -30,19 +30,7 @@ RESULT_TYPES: dict[str, tuple[type, ...]] = {
     "duration_s": (float,),
     "usage": (dict, type(None)),
 }
-ERROR_KINDS = {
-    None,
-    "non_retryable",
-    "auth",
-    "rate_limit",
-    "timeout",
-    "server",
-    "connection",
-    "tool",
-    "circuit_open",
-    "unavailable",
-    "internal",
-}
+ERROR_KINDS = {None, *get_args(ErrorKind)}
 
 
 def assert_complete(result: RunResult | None) -> RunResult:

@@ -10,7 +10,7 @@ import itertools
 import os
 import signal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,32 @@ def settings(
     return result
 
 
+PoolGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+def pool_gateway(
+    make_gateway: Callable[..., Awaitable[Gateway]], fake_openai: FakeOpenAI, pid_file: Path
+) -> PoolGateway:
+    """``await pool_gateway(model, fallbacks=None, servers=None, **sections)``: a started gateway
+    from :func:`settings`; its only MCP server is the toolbox recording its PIDs in ``pid_file``
+    unless ``servers`` says otherwise."""
+
+    async def make(
+        model: str,
+        fallbacks: list[str] | None = None,
+        *,
+        servers: dict[str, dict[str, Any]] | None = None,
+        **sections: dict[str, Any],
+    ) -> Gateway:
+        servers = servers if servers is not None else {"toolbox": toolbox_spec(MARKER, pid_file)}
+        return await make_gateway(
+            settings(fake_openai, model, fallbacks, servers=servers, **sections)
+        )
+
+    return make
+
+
 def offered(fake_openai: FakeOpenAI, index: int = -1) -> list[str]:
     """Tool names offered in one recorded request (the last by default)."""
     tools = fake_openai.requests[index].tools or []
@@ -79,19 +105,13 @@ def offered(fake_openai: FakeOpenAI, index: int = -1) -> list[str]:
 
 @pytest.mark.parametrize("threshold", [3, 1000], ids=["breaker-default", "breaker-off"])
 async def test_seed_scenario_starts_the_server_exactly_once(
-    make_gateway: Callable[..., Any],
+    pool_gateway: PoolGateway,
     fake_openai: FakeOpenAI,
     pid_file: Path,
     threshold: int,
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "bad-primary",
-            ["bad-fallback"],
-            servers={"toolbox": toolbox_spec(MARKER, pid_file)},
-            circuit_breaker={"threshold": threshold},
-        )
+    gateway = await pool_gateway(
+        "bad-primary", ["bad-fallback"], circuit_breaker={"threshold": threshold}
     )
 
     for index in range(20):
@@ -106,20 +126,11 @@ async def test_seed_scenario_starts_the_server_exactly_once(
 
 
 async def test_twenty_evictions_start_the_server_once(
-    make_gateway: Callable[..., Any],
-    fake_openai: FakeOpenAI,
+    pool_gateway: PoolGateway,
     pid_file: Path,
     hook_recorder: HookRecorder,
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "bad-primary",
-            ["ok-fallback"],
-            servers={"toolbox": toolbox_spec(MARKER, pid_file)},
-            mcp={"eager": True},
-        )
-    )
+    gateway = await pool_gateway("bad-primary", ["ok-fallback"], mcp={"eager": True})
 
     for index in range(20):
         reply = await send(gateway, f"message {index}")
@@ -142,21 +153,14 @@ class EvictAlways:
 
 
 async def test_evict_always_policy_still_starts_the_server_once(
-    make_gateway: Callable[..., Any],
-    fake_openai: FakeOpenAI,
+    pool_gateway: PoolGateway,
     pid_file: Path,
     register_plugin: Callable[..., object],
     hook_recorder: HookRecorder,
 ) -> None:
     register_plugin(EvictAlways(), "evict-always")
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "bad-primary",
-            ["bad-fallback"],
-            servers={"toolbox": toolbox_spec(MARKER, pid_file)},
-            circuit_breaker={"threshold": 1000},
-        )
+    gateway = await pool_gateway(
+        "bad-primary", ["bad-fallback"], circuit_breaker={"threshold": 1000}
     )
 
     for index in range(20):
@@ -166,12 +170,8 @@ async def test_evict_always_policy_still_starts_the_server_once(
     assert len(pids(pid_file)) == 1
 
 
-async def test_sessions_share_one_connection(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, pid_file: Path
-) -> None:
-    gateway = await make_gateway(
-        settings(fake_openai, "tool-primary", servers={"toolbox": toolbox_spec(MARKER, pid_file)})
-    )
+async def test_sessions_share_one_connection(pool_gateway: PoolGateway, pid_file: Path) -> None:
+    gateway = await pool_gateway("tool-primary")
 
     replies = [await send(gateway, "call pid", session_key=f"s:{n}") for n in range(3)]
 
@@ -184,11 +184,9 @@ async def test_sessions_share_one_connection(
 
 
 async def test_round_trip_with_mcp_server_time(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+    pool_gateway: PoolGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
-    gateway = await make_gateway(
-        settings(fake_openai, "tool-primary", servers={"time": time_spec(MARKER)})
-    )
+    gateway = await pool_gateway("tool-primary", servers={"time": time_spec(MARKER)})
 
     reply = await send(gateway, 'call get_current_time {"timezone": "UTC"}')
 
@@ -207,14 +205,10 @@ async def test_round_trip_with_mcp_server_time(
     assert [c["tool"] for c in hook_recorder.of("pre_tool_call")] == ["time__get_current_time"]
 
 
-async def test_round_trip_over_streamable_http(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, pid_file: Path
-) -> None:
+async def test_round_trip_over_streamable_http(pool_gateway: PoolGateway, pid_file: Path) -> None:
     process, url = start_http_toolbox(MARKER, pid_file)
     try:
-        gateway = await make_gateway(
-            settings(fake_openai, "tool-primary", servers={"web": {"url": url}})
-        )
+        gateway = await pool_gateway("tool-primary", servers={"web": {"url": url}})
 
         reply = await send(gateway, 'call add {"a": 2, "b": 40}')
 
@@ -226,11 +220,9 @@ async def test_round_trip_over_streamable_http(
 
 
 async def test_several_tool_calls_run_in_one_round(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+    pool_gateway: PoolGateway,
 ) -> None:
-    gateway = await make_gateway(
-        settings(fake_openai, "tool-primary", servers={"toolbox": toolbox_spec(MARKER)})
-    )
+    gateway = await pool_gateway("tool-primary", servers={"toolbox": toolbox_spec(MARKER)})
 
     reply = await send(gateway, "call-many pid pid")
 
@@ -240,11 +232,9 @@ async def test_several_tool_calls_run_in_one_round(
 
 
 async def test_tool_error_result_is_text_for_the_model(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+    pool_gateway: PoolGateway,
 ) -> None:
-    gateway = await make_gateway(
-        settings(fake_openai, "tool-primary", servers={"toolbox": toolbox_spec(MARKER)})
-    )
+    gateway = await pool_gateway("tool-primary", servers={"toolbox": toolbox_spec(MARKER)})
 
     reply = await send(gateway, 'call fail {"reason": "disk on fire"}')
 
@@ -256,14 +246,10 @@ async def test_tool_error_result_is_text_for_the_model(
 
 
 async def test_tool_call_over_timeout_returns_a_timeout_result(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+    pool_gateway: PoolGateway,
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "tool-primary",
-            servers={"toolbox": toolbox_spec(MARKER, timeout_s=0.5)},
-        )
+    gateway = await pool_gateway(
+        "tool-primary", servers={"toolbox": toolbox_spec(MARKER, timeout_s=0.5)}
     )
 
     reply = await send(gateway, 'call sleep {"seconds": 120}')
@@ -281,14 +267,10 @@ async def test_tool_call_over_timeout_returns_a_timeout_result(
 
 
 async def test_allowlist_limits_the_offered_tools(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+    pool_gateway: PoolGateway, fake_openai: FakeOpenAI
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "ok-primary",
-            servers={"toolbox": toolbox_spec(MARKER, tools=["echo", "add"])},
-        )
+    gateway = await pool_gateway(
+        "ok-primary", servers={"toolbox": toolbox_spec(MARKER, tools=["echo", "add"])}
     )
 
     await send(gateway, "hello")
@@ -297,11 +279,9 @@ async def test_allowlist_limits_the_offered_tools(
 
 
 async def test_tool_list_changed_refreshes_the_offer(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+    pool_gateway: PoolGateway, fake_openai: FakeOpenAI
 ) -> None:
-    gateway = await make_gateway(
-        settings(fake_openai, "tool-primary", servers={"toolbox": toolbox_spec(MARKER)})
-    )
+    gateway = await pool_gateway("tool-primary", servers={"toolbox": toolbox_spec(MARKER)})
     connection = gateway.mcp_pool.connections  # filled at start
 
     reply = await send(gateway, 'call grow {"name": "late_tool"}')
@@ -316,13 +296,13 @@ async def test_tool_list_changed_refreshes_the_offer(
 
 
 async def test_names_that_collide_after_sanitising_are_reported(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+    pool_gateway: PoolGateway, fake_openai: FakeOpenAI
 ) -> None:
     servers = {
         "tb.x": toolbox_spec(MARKER, tools=["echo"]),
         "tb_x": toolbox_spec(MARKER, tools=["echo"]),
     }
-    gateway = await make_gateway(settings(fake_openai, "ok-primary", servers=servers))
+    gateway = await pool_gateway("ok-primary", servers=servers)
 
     await send(gateway, "hello")
 
@@ -335,16 +315,9 @@ async def test_names_that_collide_after_sanitising_are_reported(
 
 
 async def test_crashed_server_is_restarted_with_backoff(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, pid_file: Path
+    pool_gateway: PoolGateway, pid_file: Path
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "tool-primary",
-            servers={"toolbox": toolbox_spec(MARKER, pid_file)},
-            mcp={"backoff_initial_s": 0.3},
-        )
-    )
+    gateway = await pool_gateway("tool-primary", mcp={"backoff_initial_s": 0.3})
     connection = gateway.mcp_pool.connections["toolbox"]
     backoffs: list[float | None] = []
 
@@ -391,15 +364,10 @@ async def test_crashed_server_is_restarted_with_backoff(
 
 
 async def test_backoff_resets_after_a_healthy_period(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, pid_file: Path
+    pool_gateway: PoolGateway,
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "tool-primary",
-            servers={"toolbox": toolbox_spec(MARKER, pid_file)},
-            mcp={"backoff_initial_s": 0.3, "healthy_after_s": 0},
-        )
+    gateway = await pool_gateway(
+        "tool-primary", mcp={"backoff_initial_s": 0.3, "healthy_after_s": 0}
     )
     connection = gateway.mcp_pool.connections["toolbox"]
     backoffs = []
@@ -416,16 +384,9 @@ async def test_backoff_resets_after_a_healthy_period(
 
 
 async def test_a_down_server_is_reported_unavailable_without_blocking(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, pid_file: Path
+    pool_gateway: PoolGateway, fake_openai: FakeOpenAI, pid_file: Path
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "tool-primary",
-            servers={"toolbox": toolbox_spec(MARKER, pid_file)},
-            mcp={"backoff_initial_s": 120},
-        )
-    )
+    gateway = await pool_gateway("tool-primary", mcp={"backoff_initial_s": 120})
     connection = gateway.mcp_pool.connections["toolbox"]
     await send(gateway, "call crash")
     await eventually(lambda: connection.state is ServerState.BACKOFF, "backoff")
@@ -447,19 +408,16 @@ async def test_a_down_server_is_reported_unavailable_without_blocking(
 
 
 async def test_missing_command_fails_in_one_line_and_others_keep_serving(
-    make_gateway: Callable[..., Any],
+    pool_gateway: PoolGateway,
     fake_openai: FakeOpenAI,
     log_lines: list[str],
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "tool-primary",
-            servers={
-                "broken": {"command": f"no-such-command-{MARKER}"},
-                "toolbox": toolbox_spec(MARKER),
-            },
-        )
+    gateway = await pool_gateway(
+        "tool-primary",
+        servers={
+            "broken": {"command": f"no-such-command-{MARKER}"},
+            "toolbox": toolbox_spec(MARKER),
+        },
     )
 
     reply = await send(gateway, 'call echo {"text": "still here"}')
@@ -479,7 +437,7 @@ async def test_missing_command_fails_in_one_line_and_others_keep_serving(
 
 
 async def test_handshake_timeout_backs_off_and_never_blocks_chat(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+    pool_gateway: PoolGateway,
 ) -> None:
     silent = {
         "command": "python3",
@@ -487,10 +445,8 @@ async def test_handshake_timeout_backs_off_and_never_blocks_chat(
         "env": {"HERMES_MCP_TEST_MARKER": MARKER},
         "startup_timeout_s": 0.5,
     }
-    gateway = await make_gateway(
-        settings(
-            fake_openai, "ok-primary", servers={"silent": silent}, mcp={"backoff_initial_s": 60}
-        )
+    gateway = await pool_gateway(
+        "ok-primary", servers={"silent": silent}, mcp={"backoff_initial_s": 60}
     )
 
     reply = await send(gateway, "hello")
@@ -506,19 +462,12 @@ async def test_handshake_timeout_backs_off_and_never_blocks_chat(
 
 
 async def test_lazy_by_default_and_eager_on_request(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, tmp_path: Path
+    pool_gateway: PoolGateway, tmp_path: Path
 ) -> None:
     lazy_pids, eager_pids = tmp_path / "lazy", tmp_path / "eager"
-    lazy = await make_gateway(
-        settings(fake_openai, "ok-primary", servers={"toolbox": toolbox_spec(MARKER, lazy_pids)})
-    )
-    await make_gateway(
-        settings(
-            fake_openai,
-            "ok-primary",
-            servers={"toolbox": toolbox_spec(MARKER, eager_pids)},
-            mcp={"eager": True},
-        )
+    lazy = await pool_gateway("ok-primary", servers={"toolbox": toolbox_spec(MARKER, lazy_pids)})
+    await pool_gateway(
+        "ok-primary", servers={"toolbox": toolbox_spec(MARKER, eager_pids)}, mcp={"eager": True}
     )
 
     await eventually(lambda: len(pids(eager_pids)) == 1, "the eager start")
@@ -528,15 +477,10 @@ async def test_lazy_by_default_and_eager_on_request(
     assert len(pids(lazy_pids)) == 1
 
 
-async def test_gateway_stop_stops_every_server(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, pid_file: Path
-) -> None:
-    gateway: Gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "tool-primary",
-            servers={"a": toolbox_spec(MARKER, pid_file), "b": toolbox_spec(MARKER, pid_file)},
-        )
+async def test_gateway_stop_stops_every_server(pool_gateway: PoolGateway, pid_file: Path) -> None:
+    gateway: Gateway = await pool_gateway(
+        "tool-primary",
+        servers={"a": toolbox_spec(MARKER, pid_file), "b": toolbox_spec(MARKER, pid_file)},
     )
     await send(gateway, 'call sleep {"seconds": 0}')
     started = pids(pid_file)
@@ -550,7 +494,7 @@ async def test_gateway_stop_stops_every_server(
 
 
 async def test_settings_override_a_plugin_spec(
-    make_gateway: Callable[..., Any],
+    pool_gateway: PoolGateway,
     fake_openai: FakeOpenAI,
     register_plugin: Callable[..., object],
 ) -> None:
@@ -561,12 +505,8 @@ async def test_settings_override_a_plugin_spec(
             register("theirs", **toolbox_spec(MARKER, tools=["add"]))
 
     register_plugin(Contributes(), "contributes")
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "ok-primary",
-            servers={"mine": toolbox_spec(MARKER, tools=["echo"])},
-        )
+    gateway = await pool_gateway(
+        "ok-primary", servers={"mine": toolbox_spec(MARKER, tools=["echo"])}
     )
 
     await send(gateway, "hello")
@@ -578,14 +518,10 @@ async def test_settings_override_a_plugin_spec(
 
 
 async def test_disabled_server_is_listed_but_never_started(
-    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI, pid_file: Path
+    pool_gateway: PoolGateway, pid_file: Path
 ) -> None:
-    gateway = await make_gateway(
-        settings(
-            fake_openai,
-            "ok-primary",
-            servers={"off": toolbox_spec(MARKER, pid_file, enabled=False)},
-        )
+    gateway = await pool_gateway(
+        "ok-primary", servers={"off": toolbox_spec(MARKER, pid_file, enabled=False)}
     )
 
     await send(gateway, "hello")

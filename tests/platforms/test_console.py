@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hermes_core.plugins.console import ConsolePlatform
-from hermes_core.testing import FakeOpenAI
+from hermes_core.testing import FakeOpenAI, settings_for, write_settings
 
 # --- in process ----------------------------------------------------------------------------
 
@@ -89,23 +89,9 @@ async def test_stop_finishes_the_line_in_flight_and_drops_the_rest(
 # --- as a process ------------------------------------------------------------------------
 
 
-def write_settings(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "settings.toml"
-    path.write_text(
-        f"""
-[agent]
-model = "local:ok-primary"
-
-[providers.local]
-base_url = "{url}"
-max_retries = 0
-timeout_s = 10
-
-[logging]
-level = "DEBUG"
-"""
-    )
-    return path
+def settings_file(tmp_path: Path, url: str) -> Path:
+    settings = settings_for(url, logging={"level": "DEBUG"})
+    return write_settings(tmp_path / "settings.toml", settings)
 
 
 def start_run(settings: Path) -> subprocess.Popen[str]:
@@ -131,7 +117,7 @@ def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> None:
 
 
 def test_run_answers_stdin_and_exits_zero_at_eof(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
-    proc = start_run(write_settings(tmp_path, fake_openai.url))
+    proc = start_run(settings_file(tmp_path, fake_openai.url))
     # The last message goes to a slow model, so a run is still in flight at end of input.
     stdout, stderr = proc.communicate("hello\n/model local:slow-0.5-x\nlast one\n", timeout=60)
     assert proc.returncode == 0, stderr
@@ -148,7 +134,7 @@ def test_run_answers_stdin_and_exits_zero_at_eof(tmp_path: Path, fake_openai: Fa
 def test_sigterm_lets_the_run_in_flight_reply_and_exits_zero(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    proc = start_run(write_settings(tmp_path, fake_openai.url))
+    proc = start_run(settings_file(tmp_path, fake_openai.url))
     assert proc.stdin is not None
     try:
         proc.stdin.write("/model local:slow-1-x\nwait for me\n")

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import httpx2
 
-from hermes_core.testing import FakeOpenAI, cli_env, hermes_run_process, write_dist
+from hermes_core.testing import (
+    FakeOpenAI,
+    cli_env,
+    hermes_run_process,
+    settings_for,
+    write_dist,
+    write_settings,
+)
 
 BROKEN_PLATFORM = """
 from hermes_core import hookimpl
@@ -40,22 +47,9 @@ async def test_a_platform_that_fails_to_start_leaves_the_others_running(
 ) -> None:
     site = tmp_path / "site"
     write_dist(site, "hermes-broken-platform", BROKEN_PLATFORM, entry_point="broken")
-    settings = tmp_path / "settings.toml"
-    settings.write_text(
-        f"""
-[agent]
-model = "local:ok-primary"
-
-[providers.local]
-base_url = "{fake_openai.url}"
-
-[platforms.broken]
-enabled = true
-
-[platforms.http]
-enabled = true
-port = 0
-"""
+    platforms = {"broken": {"enabled": True}, "http": {"enabled": True, "port": 0}}
+    settings = write_settings(
+        tmp_path / "settings.toml", settings_for(fake_openai.url, platforms=platforms)
     )
     env = cli_env(site, XDG_DATA_HOME=str(tmp_path / "data"))
     log: list[str] = []

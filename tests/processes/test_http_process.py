@@ -12,34 +12,28 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 
 from hermes_core.plugins.http_settings import ApiKey
-from hermes_core.testing import FakeOpenAI, cli_env, hermes_run_process
+from hermes_core.testing import (
+    FakeOpenAI,
+    cli_env,
+    hermes_run_process,
+    settings_for,
+    write_settings,
+)
 
 LISTENING = re.compile(r"http platform listening on (http://\S+)")
 
 
-def write_settings(path: Path, base_url: str, model: str, http: str) -> Path:
-    path.write_text(
-        f"""
-[logging]
-level = "INFO"
-
-[agent]
-model = "local:{model}"
-
-[providers.local]
-base_url = "{base_url}"
-max_retries = 0
-
-[platforms.http]
-enabled = true
-{http}
-"""
-    )
-    return path
+def http_settings(path: Path, base_url: str, model: str, level: str = "INFO", **http: Any) -> Path:
+    """A settings file: the scripted provider, logging at ``level``, and the http platform
+    enabled with ``http``."""
+    platforms = {"http": {"enabled": True, **http}}
+    settings = settings_for(base_url, model, logging={"level": level}, platforms=platforms)
+    return write_settings(path, settings)
 
 
 def env() -> dict[str, str]:
@@ -58,12 +52,6 @@ def hermes(*args: str, settings: Path) -> subprocess.CompletedProcess[str]:
         stdin=subprocess.DEVNULL,
         env=env(),
     )
-
-
-def quiet(settings: Path) -> Path:
-    """Only warnings and errors on stderr, so a refusal is the one line there."""
-    settings.write_text(settings.read_text().replace('level = "INFO"', 'level = "WARNING"'))
-    return settings
 
 
 @contextlib.asynccontextmanager
@@ -119,7 +107,7 @@ async def wait_for(condition: object, timeout: float = 30) -> None:
 async def test_sigterm_during_a_run_delivers_the_reply_and_exits_0(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    settings = write_settings(tmp_path / "s.toml", fake_openai.url, "slow-2-primary", "port = 0")
+    settings = http_settings(tmp_path / "s.toml", fake_openai.url, "slow-2-primary", port=0)
     async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
         body = {"model": "any", "messages": [{"role": "user", "content": "in flight"}]}
         request = asyncio.create_task(http.post(f"{url}/v1/chat/completions", json=body))
@@ -137,7 +125,7 @@ async def test_sigterm_during_a_run_delivers_the_reply_and_exits_0(
 async def test_sigint_with_nothing_in_flight_exits_0_promptly(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    settings = write_settings(tmp_path / "s.toml", fake_openai.url, "ok-primary", "port = 0")
+    settings = http_settings(tmp_path / "s.toml", fake_openai.url, "ok-primary", port=0)
     async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
         body = {"model": "any", "messages": [{"role": "user", "content": "hi"}]}
         assert (await http.post(f"{url}/v1/chat/completions", json=body)).status_code == 200
@@ -150,10 +138,11 @@ async def test_sigint_with_nothing_in_flight_exits_0_promptly(
 def test_non_loopback_host_without_api_keys_exits_2_with_one_line(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    settings = write_settings(
-        tmp_path / "s.toml", fake_openai.url, "ok-primary", 'host = "0.0.0.0"\nport = 0'
+    # Only warnings and errors on stderr, so the refusal is the one line there.
+    settings = http_settings(
+        tmp_path / "s.toml", fake_openai.url, "ok-primary", "WARNING", host="0.0.0.0", port=0
     )
-    done = hermes("run", settings=quiet(settings))
+    done = hermes("run", settings=settings)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -168,8 +157,8 @@ def test_a_port_in_use_exits_2_with_one_line_naming_the_key_and_address(
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        settings = quiet(
-            write_settings(tmp_path / "s.toml", fake_openai.url, "ok-primary", f"port = {port}")
+        settings = http_settings(
+            tmp_path / "s.toml", fake_openai.url, "ok-primary", "WARNING", port=port
         )
         done = hermes("run", settings=settings)
     assert done.returncode == 2, done.stderr
@@ -183,8 +172,8 @@ def test_a_port_in_use_exits_2_with_one_line_naming_the_key_and_address(
 async def test_a_bracketed_ipv6_host_passes_config_check_and_serves(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    settings = write_settings(
-        tmp_path / "s.toml", fake_openai.url, "ok-primary", 'host = "[::1]"\nport = 0'
+    settings = http_settings(
+        tmp_path / "s.toml", fake_openai.url, "ok-primary", host="[::1]", port=0
     )
     check = hermes("config", "check", settings=settings)
     assert check.returncode == 0, check.stderr
@@ -207,8 +196,8 @@ async def test_800_half_open_connections_are_closed_after_header_timeout_s(
     """Slow clients: 800 connections each send half a request line and stall. After
     header_timeout_s the server has closed every one and holds its usual descriptors again,
     and it still answers."""
-    settings = write_settings(
-        tmp_path / "s.toml", fake_openai.url, "ok-primary", "port = 0\nheader_timeout_s = 1"
+    settings = http_settings(
+        tmp_path / "s.toml", fake_openai.url, "ok-primary", port=0, header_timeout_s=1
     )
     async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
         host, port = url.removeprefix("http://").rsplit(":", 1)
@@ -243,13 +232,17 @@ async def test_sessions_of_two_keys_are_stored_apart_and_listed_with_their_owner
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     store = tmp_path / "sessions.db"
+    api_keys = ["sk-plain-key", {"name": "alice", "key_env": "ALICE_KEY"}]
+    http = {"enabled": True, "port": 0, "api_keys": api_keys}
     settings = write_settings(
         tmp_path / "s.toml",
-        fake_openai.url,
-        "ok-primary",
-        'port = 0\napi_keys = ["sk-plain-key", {name = "alice", key_env = "ALICE_KEY"}]',
+        settings_for(
+            fake_openai.url,
+            logging={"level": "INFO"},
+            platforms={"http": http},
+            store={"path": str(store)},
+        ),
     )
-    settings.write_text(settings.read_text() + f'\n[store]\npath = "{store}"\n')
     async with (
         hermes_run(settings, ALICE_KEY="sk-alice-key") as (process, url),
         httpx2.AsyncClient(timeout=60) as http,

@@ -33,9 +33,10 @@ from hermes_core.testing import (
     FakeOpenAI,
     cli_env,
     hermes_core,
+    hermes_core_together,
     hermes_run_process,
-    start_hermes_core,
 )
+from hermes_core.testing.processes import Command
 
 MARKER = f"test-redaction-{uuid.uuid4().hex}"
 
@@ -217,28 +218,17 @@ client_credential = "{CREDENTIAL}"
 
 
 @pytest.fixture(scope="module")
-def printed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def printed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Every command's result, all started at once. The provider's base URL carries userinfo
     and a secret query value and points at a closed port, so ``doctor`` quotes it."""
     base_url = f"http://llm-user:{URL_PASSWORD}@127.0.0.1:{free_port()}/v1?api_key={QUERY_VALUE}"
-    started = {}
-    try:
-        for name, args in COMMANDS.items():
-            where = tmp_path_factory.mktemp("printed")
-            extra = SHOW_ONLY if name == "config show" else ""
-            settings = write_settings(where, base_url=base_url, model="ok", extra=extra)
-            command = [*args, "--settings", str(settings)]
-            started[name] = start_hermes_core(*command, env=environment(), cwd=where)
-        results = {}
-        for name, process in started.items():
-            stdout, stderr = process.communicate(timeout=120)
-            results[name] = subprocess.CompletedProcess(name, process.returncode, stdout, stderr)
-        yield results
-    finally:
-        for process in started.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    commands: dict[str, Command] = {}
+    for name, args in COMMANDS.items():
+        where = tmp_path_factory.mktemp("printed")
+        extra = SHOW_ONLY if name == "config show" else ""
+        settings = write_settings(where, base_url=base_url, model="ok", extra=extra)
+        commands[name] = ([*args, "--settings", str(settings)], environment(), where)
+    return hermes_core_together(commands, timeout_s=120)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -14,51 +14,41 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers_store import corrupt_table, remount_read_only, tmpfs, write_session
 
 from hermes_core.sqlite_store import APPLICATION_ID, SCHEMA_VERSION
-from hermes_core.testing import FakeOpenAI, hermes_run_process
+from hermes_core.testing import (
+    FakeOpenAI,
+    cli_env,
+    hermes_run_process,
+    settings_for,
+    write_settings,
+)
 
 HERMES = str(Path(sys.executable).with_name("hermes-core"))
 SESSION = "console:local"
 
 
 #: The http platform on a free port, so the gateway serves without a console on stdin.
-HTTP_ON_A_FREE_PORT = """
-[platforms.http]
-enabled = true
-port = 0
-"""
+HTTP_ON_A_FREE_PORT = {"http": {"enabled": True, "port": 0}}
 #: What a terminal obeys: every C0 control but newline and tab, DEL, every C1 control.
 CONTROLS = {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))} - {"\n", "\t"}
 
 
-def write_settings(tmp_path: Path, url: str, store: Path, extra: str = "") -> Path:
-    path = tmp_path / "settings.toml"
-    path.write_text(
-        f"""
-[agent]
-model = "local:ok-primary"
-
-[providers.local]
-base_url = "{url}"
-max_retries = 0
-timeout_s = 60
-
-[store]
-path = "{store}"
-{extra}"""
-    )
-    return path
+def settings_file(tmp_path: Path, url: str, store: Path, **sections: Any) -> Path:
+    """``tmp_path/settings.toml``: the scripted provider at ``url`` (60 s timeout), the SQLite
+    store ``store``, and ``sections``."""
+    settings = settings_for(url, store={"path": str(store)}, **sections)
+    settings["providers"]["local"]["timeout_s"] = 60
+    return write_settings(tmp_path / "settings.toml", settings)
 
 
 def environment() -> dict[str, str]:
     # Only the built-in plugins, and no HERMES_ variable from the caller's shell.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HERMES_")}
-    env["HERMES_LOAD_PLUGINS"] = ""
-    return env
+    return cli_env(HERMES_LOAD_PLUGINS="")
 
 
 def hermes(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -103,7 +93,7 @@ def digest(path: Path) -> str:
 
 
 def test_console_conversation_survives_a_restart(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
-    settings = write_settings(tmp_path, fake_openai.url, tmp_path / "sessions.db")
+    settings = settings_file(tmp_path, fake_openai.url, tmp_path / "sessions.db")
 
     first = hermes("run", "--settings", str(settings), stdin="hello\nsecond\n")
     assert first.returncode == 0, first.stderr
@@ -141,7 +131,7 @@ def test_kill_9_mid_run_keeps_the_question_unanswered_and_every_answer(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     database = tmp_path / "sessions.db"
-    settings = write_settings(tmp_path, fake_openai.url, database)
+    settings = settings_file(tmp_path, fake_openai.url, database)
     proc = start(settings)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
@@ -226,7 +216,7 @@ def test_unusable_store_file_exits_2_and_stays_untouched(
     database = tmp_path / "sessions.db"
     make(database)
     before = digest(database)
-    settings = write_settings(tmp_path, fake_openai.url, database)
+    settings = settings_file(tmp_path, fake_openai.url, database)
 
     done = hermes(*command, "--settings", str(settings), stdin="hello\n")
 
@@ -254,7 +244,7 @@ async def test_one_gateway_per_store_readers_beside_it_and_kill_9_frees_it(
     database = tmp_path / "sessions.db"
     lock = tmp_path / "sessions.db.lock"
     await write_session(database)
-    settings = write_settings(tmp_path, fake_openai.url, database, HTTP_ON_A_FREE_PORT)
+    settings = settings_file(tmp_path, fake_openai.url, database, platforms=HTTP_ON_A_FREE_PORT)
 
     async def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return await asyncio.to_thread(hermes, *args, "--settings", str(settings))
@@ -302,7 +292,7 @@ def test_damaged_store_stops_run_list_and_show_with_one_line(
     asyncio.run(write_session(database))
     corrupt_table(database, "messages")
     before = digest(database)
-    settings = write_settings(tmp_path, fake_openai.url, database)
+    settings = settings_file(tmp_path, fake_openai.url, database)
     damaged = f"hermes-core: error: store.path: {database} is damaged ("
 
     for command in (["run"], ["sessions", "list"], ["sessions", "show", SESSION]):
@@ -321,7 +311,7 @@ def test_store_on_a_read_only_file_system_is_read_only_and_still_readable(
         database = mount / "sessions.db"
         asyncio.run(write_session(database))
         remount_read_only(mount)
-        settings = write_settings(tmp_path, fake_openai.url, database)
+        settings = settings_file(tmp_path, fake_openai.url, database)
         read_only = (
             f"hermes-core: error: store.path: {database} is read-only (read-only file system); "
         )
@@ -346,7 +336,7 @@ def test_control_characters_are_printed_visible_never_raw(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     database = tmp_path / "sessions.db"
-    settings = write_settings(tmp_path, fake_openai.url, database)
+    settings = settings_file(tmp_path, fake_openai.url, database)
     # Set the window title, clear the screen, the same through C1 CSI, bell, backspace, DEL.
     hostile = "\x1b]0;owned\x07\x1b[2J\x9b31m\x08\x7fdone\ttab"
     shown_as = "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x08\\x7fdone\ttab"

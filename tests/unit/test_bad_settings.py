@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from hermes_core.manager import PluginHost
 from hermes_core.platform_settings import build_platform
 from hermes_core.settings import load_config
 from hermes_core.store import MemoryStore
-from hermes_core.testing import cli_env, hermes_core, start_hermes_core
+from hermes_core.testing import cli_env, hermes_core, hermes_core_together
+from hermes_core.testing.processes import Command
 
 GOOD = """\
 [agent]
@@ -344,31 +344,18 @@ async def test_an_unreadable_file_is_one_line_naming_it(
 @pytest.fixture(scope="module")
 def config_check_results(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, tuple[Path, subprocess.CompletedProcess[str]]]]:
+) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
     """``hermes-core config check`` for :data:`CLI_CASES`, all started at once."""
-    started: dict[str, tuple[Path, subprocess.Popen[str]]] = {}
-    try:
-        for case in CLI_CASES:
-            where = tmp_path_factory.mktemp("bad-settings")
-            write_case(case, where)
-            args = ["config", "check"]
-            if case.argument is not None:
-                args += ["--settings", case.argument]
-            env = cli_env(HERMES_LOAD_PLUGINS="", **case.env)
-            started[case.id] = (where, start_hermes_core(*args, env=env, cwd=where))
-        results = {}
-        for case_id, (where, process) in started.items():
-            stdout, stderr = process.communicate(timeout=60)
-            results[case_id] = (
-                where,
-                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr),
-            )
-        yield results
-    finally:
-        for _, process in started.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    commands: dict[str, Command] = {}
+    for case in CLI_CASES:
+        where = tmp_path_factory.mktemp("bad-settings")
+        write_case(case, where)
+        args = ["config", "check"]
+        if case.argument is not None:
+            args += ["--settings", case.argument]
+        commands[case.id] = (args, cli_env(HERMES_LOAD_PLUGINS="", **case.env), where)
+    results = hermes_core_together(commands)
+    return {key: (where, results[key]) for key, (_, _, where) in commands.items()}
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.id)

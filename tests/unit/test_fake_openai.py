@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -37,22 +37,9 @@ def tool(name: str) -> Any:
     return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
 
 
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
 @pytest.fixture
-def server(shared_server: FakeOpenAI) -> FakeOpenAI:
-    # Each test sees an empty request log and fresh flaky counters.
-    shared_server.clear()
-    return shared_server
-
-
-@pytest.fixture
-async def client(server: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=server.url, api_key="test", max_retries=0) as c:
+async def client(fake_openai: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=fake_openai.url, api_key="test", max_retries=0) as c:
         yield c
 
 
@@ -75,7 +62,7 @@ def function_calls(completion: ChatCompletion) -> list[ChatCompletionMessageFunc
 
 
 async def test_ok_echoes_last_user_text_and_counts_user_messages(
-    client: openai.AsyncOpenAI, server: FakeOpenAI
+    client: openai.AsyncOpenAI, fake_openai: FakeOpenAI
 ) -> None:
     messages: list[Any] = [
         {"role": "system", "content": "be nice"},
@@ -97,7 +84,7 @@ async def test_ok_echoes_last_user_text_and_counts_user_messages(
         completion.usage.prompt_tokens + completion.usage.completion_tokens
     )
 
-    [recorded] = server.requests_for("ok-")
+    [recorded] = fake_openai.requests_for("ok-")
     assert recorded.model == "ok-primary"
     assert recorded.messages == messages
     assert recorded.tools is None
@@ -194,7 +181,7 @@ async def test_error500_is_internal_server_error(client: openai.AsyncOpenAI) -> 
 
 
 async def test_flaky_fails_n_times_per_model_then_succeeds(
-    client: openai.AsyncOpenAI, server: FakeOpenAI
+    client: openai.AsyncOpenAI, fake_openai: FakeOpenAI
 ) -> None:
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
@@ -204,14 +191,14 @@ async def test_flaky_fails_n_times_per_model_then_succeeds(
         await ask(client, "flaky-2-b")
     assert await ask(client, "flaky-2-a") == "[flaky-2-a] hi (user messages: 1)"
     assert await ask(client, "flaky-2-a") == "[flaky-2-a] hi (user messages: 1)"
-    assert len(server.requests_for("flaky-2-a")) == 4
+    assert len(fake_openai.requests_for("flaky-2-a")) == 4
 
 
 @pytest.mark.slow
-async def test_flaky_recovers_with_client_retries(server: FakeOpenAI) -> None:
-    async with openai.AsyncOpenAI(base_url=server.url, api_key="test", max_retries=2) as c:
+async def test_flaky_recovers_with_client_retries(fake_openai: FakeOpenAI) -> None:
+    async with openai.AsyncOpenAI(base_url=fake_openai.url, api_key="test", max_retries=2) as c:
         assert await ask(c, "flaky-retry") == "[flaky-retry] hi (user messages: 1)"
-    assert len(server.requests_for("flaky-retry")) == 2
+    assert len(fake_openai.requests_for("flaky-retry")) == 2
 
 
 async def test_garbage_body_raises(client: openai.AsyncOpenAI) -> None:
@@ -229,22 +216,22 @@ async def test_empty_message_has_neither_content_nor_tool_calls(
     assert not message.tool_calls
 
 
-def test_html_page_and_truncated_completion(server: FakeOpenAI) -> None:
+def test_html_page_and_truncated_completion(fake_openai: FakeOpenAI) -> None:
     request = {"messages": USER_HI}
-    with httpx2.Client(base_url=server.url, timeout=10) as http:
+    with httpx2.Client(base_url=fake_openai.url, timeout=10) as http:
         page = http.post("/chat/completions", json={"model": "html-x", **request})
         with pytest.raises(httpx2.RemoteProtocolError, match="complete message body"):
             http.post("/chat/completions", json={"model": "truncated-x", **request})
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert page.text.startswith("<html>")
-    assert [r.model for r in server.requests] == ["html-x", "truncated-x"]
+    assert [r.model for r in fake_openai.requests] == ["html-x", "truncated-x"]
 
 
 # -- tools -----------------------------------------------------------------------------------
 
 
-async def test_tool_round_trip(client: openai.AsyncOpenAI, server: FakeOpenAI) -> None:
+async def test_tool_round_trip(client: openai.AsyncOpenAI, fake_openai: FakeOpenAI) -> None:
     messages: list[Any] = [{"role": "user", "content": 'call get_time {"tz": "UTC"}'}]
     first = await client.chat.completions.create(
         model="tool-x", messages=messages, tools=[tool("srv__other"), TIME_TOOL]
@@ -268,7 +255,7 @@ async def test_tool_round_trip(client: openai.AsyncOpenAI, server: FakeOpenAI) -
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content == "tool results: 12:00"
 
-    recorded = server.requests_for("tool-")
+    recorded = fake_openai.requests_for("tool-")
     assert len(recorded) == 2
     assert recorded[1].tools == [TIME_TOOL]
     assert recorded[1].messages[-1]["role"] == "tool"
@@ -324,7 +311,7 @@ async def test_badtool_sends_invalid_arguments(client: openai.AsyncOpenAI) -> No
 
 
 async def test_streaming_concatenates_to_non_streaming_text(
-    client: openai.AsyncOpenAI, server: FakeOpenAI
+    client: openai.AsyncOpenAI, fake_openai: FakeOpenAI
 ) -> None:
     messages: list[Any] = [{"role": "user", "content": "hello  streaming world"}]
     expected = await ask(client, "ok-stream", messages)
@@ -341,7 +328,7 @@ async def test_streaming_concatenates_to_non_streaming_text(
     assert "".join(pieces) == expected
     assert len([p for p in pieces if p]) > 1
     assert finish_reasons[-1] == "stop"
-    assert server.requests_for("ok-stream")[-1].stream is True
+    assert fake_openai.requests_for("ok-stream")[-1].stream is True
 
 
 async def test_streaming_tool_calls(client: openai.AsyncOpenAI) -> None:
@@ -363,14 +350,16 @@ async def test_streaming_error_is_plain_json_error(client: openai.AsyncOpenAI) -
 
 
 async def raw_events(
-    server: FakeOpenAI, model: str, messages: list[Any] = USER_HI, **body: Any
+    fake_openai: FakeOpenAI, model: str, messages: list[Any] = USER_HI, **body: Any
 ) -> list[tuple[float, Any]]:
     """The ``data`` payloads of a streamed request, decoded, with seconds since it was sent."""
     payload = {"model": model, "messages": messages, "stream": True, **body}
     events: list[tuple[float, Any]] = []
     async with httpx2.AsyncClient(timeout=10) as http:
         started = time.perf_counter()
-        async with http.stream("POST", f"{server.url}/chat/completions", json=payload) as reply:
+        async with http.stream(
+            "POST", f"{fake_openai.url}/chat/completions", json=payload
+        ) as reply:
             assert reply.status_code == 200
             assert reply.headers["content-type"] == "text/event-stream"
             async for line in reply.aiter_lines():
@@ -392,8 +381,8 @@ def contents(events: list[tuple[float, Any]]) -> list[tuple[float, str]]:
 
 
 @pytest.mark.slow
-async def test_stream_model_sends_chunks_apart_in_real_time(server: FakeOpenAI) -> None:
-    events = await raw_events(server, "stream-5-100-x")
+async def test_stream_model_sends_chunks_apart_in_real_time(fake_openai: FakeOpenAI) -> None:
+    events = await raw_events(fake_openai, "stream-5-100-x")
     pieces = contents(events)
     assert len(pieces) == 5
     assert "".join(text for _, text in pieces) == "[stream-5-100-x] hi (user messages: 1)"
@@ -411,11 +400,13 @@ async def test_stream_model_unstreamed_answers_whole_after_the_same_time(
     assert time.perf_counter() - started >= 0.2
 
 
-async def test_usage_chunk_only_when_asked(server: FakeOpenAI) -> None:
-    without = [event for _, event in await raw_events(server, "ok-x")]
+async def test_usage_chunk_only_when_asked(fake_openai: FakeOpenAI) -> None:
+    without = [event for _, event in await raw_events(fake_openai, "ok-x")]
     asked = [
         event
-        for _, event in await raw_events(server, "ok-x", stream_options={"include_usage": True})
+        for _, event in await raw_events(
+            fake_openai, "ok-x", stream_options={"include_usage": True}
+        )
     ]
     assert all("usage" not in event for event in without if event != "[DONE]")
     *chunks, usage_chunk, done = asked
@@ -426,10 +417,10 @@ async def test_usage_chunk_only_when_asked(server: FakeOpenAI) -> None:
     assert all(chunk["usage"] is None for chunk in chunks)
 
 
-async def test_streamed_tool_calls_come_in_fragments(server: FakeOpenAI) -> None:
+async def test_streamed_tool_calls_come_in_fragments(fake_openai: FakeOpenAI) -> None:
     arguments = '{"tz": "Europe/Amsterdam"}'
     messages = [{"role": "user", "content": f"call get_time {arguments}"}]
-    events = await raw_events(server, "tool-x", messages, tools=[TIME_TOOL])
+    events = await raw_events(fake_openai, "tool-x", messages, tools=[TIME_TOOL])
     fragments = [
         call
         for _, event in events
@@ -485,22 +476,22 @@ async def test_ratelimit_can_send_an_unparsable_or_dated_retry_after(
         assert email.utils.parsedate_to_datetime(header).timestamp() > time.time() - 1
 
 
-async def test_connections_accepted_counts_new_connections(server: FakeOpenAI) -> None:
-    before = server.connections_accepted
+async def test_connections_accepted_counts_new_connections(fake_openai: FakeOpenAI) -> None:
+    before = fake_openai.connections_accepted
     async with httpx2.AsyncClient() as http:
         for _ in range(3):  # one keep-alive connection for all three
             reply = await http.post(
-                f"{server.url}/chat/completions", json={"model": "ok-x", "messages": USER_HI}
+                f"{fake_openai.url}/chat/completions", json={"model": "ok-x", "messages": USER_HI}
             )
             assert reply.status_code == 200
-    assert server.connections_accepted - before == 1
+    assert fake_openai.connections_accepted - before == 1
 
 
 # -- plain HTTP ------------------------------------------------------------------------------
 
 
-def test_http_endpoints_and_errors(server: FakeOpenAI) -> None:
-    root = server.url.removesuffix("/v1")
+def test_http_endpoints_and_errors(fake_openai: FakeOpenAI) -> None:
+    root = fake_openai.url.removesuffix("/v1")
     with httpx2.Client(base_url=root) as http:
         assert http.get("/health").json() == {"status": "ok"}
 
@@ -532,7 +523,7 @@ def test_http_endpoints_and_errors(server: FakeOpenAI) -> None:
         ]
         assert http.delete("/_requests").status_code == 200
         assert http.get("/_requests").json() == []
-    assert server.requests == []
+    assert fake_openai.requests == []
 
 
 # -- lifecycle -------------------------------------------------------------------------------

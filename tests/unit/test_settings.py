@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,14 @@ from hermes_core import hookimpl
 from hermes_core.errors import ConfigError
 from hermes_core.redaction import redacted
 from hermes_core.settings import config_from_dict, load_config
-from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, settings_for, start_hermes_core
+from hermes_core.testing import (
+    FakeOpenAI,
+    cli_env,
+    hermes_core,
+    hermes_core_together,
+    settings_for,
+)
+from hermes_core.testing.processes import Command
 
 KEY_ENV = "LOCAL_LLM_KEY"  # not HERMES_-prefixed: dynaconf would read that as a setting
 
@@ -339,25 +346,15 @@ def test_redacted_hides_every_secret_and_nothing_else() -> None:
 @pytest.fixture(scope="module")
 def config_check_results(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
+) -> dict[str, subprocess.CompletedProcess[str]]:
     """``hermes-core config check`` for the CLI cases, all started at once."""
-    started: dict[str, tuple[subprocess.Popen[str], list[str]]] = {}
-    try:
-        for case in CLI_CASES:
-            where = tmp_path_factory.mktemp("config-check")
-            write_case(case, where)
-            args = ["config", "check"] + (["--settings", case.settings] if case.settings else [])
-            started[case.id] = (start_hermes_core(*args, env=cli_env(**case.env), cwd=where), args)
-        results = {}
-        for case_id, (process, args) in started.items():
-            stdout, stderr = process.communicate(timeout=60)
-            results[case_id] = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
-        yield results
-    finally:
-        for process, _ in started.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    commands: dict[str, Command] = {}
+    for case in CLI_CASES:
+        where = tmp_path_factory.mktemp("config-check")
+        write_case(case, where)
+        args = ["config", "check"] + (["--settings", case.settings] if case.settings else [])
+        commands[case.id] = (args, cli_env(**case.env), where)
+    return hermes_core_together(commands)
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.id)

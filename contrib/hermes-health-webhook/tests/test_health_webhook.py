@@ -16,7 +16,7 @@ import pytest
 from hermes_core.errors import ConfigError
 from hermes_core.testing import FakeOpenAI, send, settings_for
 
-SOURCE = Path(__file__).resolve().parents[2] / "contrib" / "hermes-health-webhook"
+SOURCE = Path(__file__).resolve().parents[1]
 
 
 class Receiver(ThreadingHTTPServer):

@@ -1,0 +1,1 @@
+pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
