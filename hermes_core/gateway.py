@@ -348,7 +348,8 @@ class Gateway:
         return agent
 
     async def _notify_evicted(self, key: str, agent: Agent, reason: str) -> None:
-        logger.info("evicted agent of session {} ({})", key, reason)
+        # Counted by the metrics plugin (hermes_evictions_total); a line each is for debugging.
+        logger.debug("evicted agent of session {} ({})", key, reason)
         await self.hooks.on_evict(key, agent, reason)
 
     def reset_session(self, session: Session, reason: str = "reset") -> None:
