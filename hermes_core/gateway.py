@@ -29,6 +29,7 @@ from hermes_core.events import (
     TextDelta,
     current_sink,
     emit,
+    streaming,
     until_finished,
 )
 from hermes_core.hooks import Hooks
@@ -257,7 +258,8 @@ class Gateway:
     async def _run(self, session: Session, message: Message) -> RunResult:
         started = time.perf_counter()
         try:
-            emit(RunStarted(session.key, str(self.models_for(session)[0])))
+            if streaming():  # the event costs a model-chain lookup: only when someone listens
+                emit(RunStarted(session.key, str(self.models_for(session)[0])))
             result = await self.hooks.agent_run(session, message)
             if result is None:
                 raise RuntimeError("no plugin answered agent_run")
