@@ -6,7 +6,8 @@ runs uvicorn as a task it owns with signal handling left to the runner, and on :
 gives responses in progress a bounded time before cancelling the task.
 
 Connections that never finish sending their request headers are closed after
-``header_timeout_s`` (see :class:`HeaderDeadlineProtocol`).
+``header_timeout_s``, and a request that is not valid HTTP gets a 400 whose body the server's
+owner may render (see :mod:`hermes_core.http_protocol`).
 """
 
 from __future__ import annotations
@@ -19,66 +20,11 @@ from typing import Any
 
 import uvicorn
 from loguru import logger
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
-#: Seconds a connection may take to send a request's headers (``platforms.http.header_timeout_s``).
-DEFAULT_HEADER_TIMEOUT_S = 10.0
+from hermes_core.http_protocol import DEFAULT_HEADER_TIMEOUT_S, BadRequestBody, Config
+
 #: Extra seconds :meth:`EmbeddedServer.stop` waits past uvicorn's own graceful shutdown.
 STOP_MARGIN_S = 5
-
-
-class _Config(uvicorn.Config):
-    """uvicorn's settings plus the header deadline, which uvicorn has no setting for."""
-
-    def __init__(self, app: Any, *, header_timeout_s: float, **options: Any) -> None:
-        super().__init__(app, http=HeaderDeadlineProtocol, **options)
-        self.header_timeout_s = header_timeout_s
-
-
-class HeaderDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request headers are not complete
-    ``header_timeout_s`` after it opened or after its previous response.
-
-    uvicorn 0.54 has no header timeout: its keep-alive timer stops at the first byte received,
-    so a client that sends half a request line holds a connection and a file descriptor for as
-    long as it likes. The deadline is off while a request is being answered.
-    """
-
-    _deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_deadline()
-
-    def handle_events(self) -> None:
-        cycle = self.cycle
-        super().handle_events()
-        if self.cycle is not cycle:  # a new request's headers are complete
-            self._disarm_deadline()
-
-    def on_response_complete(self) -> None:
-        if not self.transport.is_closing():
-            self._arm_deadline()  # for the next request; a pipelined one disarms it at once
-        super().on_response_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_deadline()
-        super().connection_lost(exc)
-
-    def _arm_deadline(self) -> None:
-        self._disarm_deadline()
-        assert isinstance(self.config, _Config)
-        self._deadline = self.loop.call_later(self.config.header_timeout_s, self._headers_late)
-
-    def _disarm_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _headers_late(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
 
 
 class _Uvicorn(uvicorn.Server):
@@ -104,13 +50,15 @@ class EmbeddedServer:
         name: str,
         stop_grace_s: float,
         header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+        bad_request_body: BadRequestBody | None = None,
     ) -> None:
         self.name = name
         self.stop_grace_s = stop_grace_s
         self.port: int | None = None
-        self._config = _Config(
+        self._config = Config(
             app,
             header_timeout_s=header_timeout_s,
+            bad_request_body=bad_request_body,
             lifespan="off",
             log_config=None,  # never reconfigure the application's logging
             access_log=False,

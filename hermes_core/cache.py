@@ -7,6 +7,7 @@ after each run and command, outside every session lock.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -82,8 +83,9 @@ class AgentCache:
         excess = len(self._agents) - self.max_agents
         if excess <= 0:
             return
-        idle = [k for k in self._agents if k != keep and not self._in_use.get(k)]
-        for victim in idle[:excess]:
+        # Oldest first, and only as many as needed: no scan of every cached agent.
+        idle = (k for k in self._agents if k != keep and not self._in_use.get(k))
+        for victim in list(itertools.islice(idle, excess)):
             self.evict(victim, "lru")
 
     def evict(self, key: str, reason: str) -> Agent | None:

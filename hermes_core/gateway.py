@@ -30,6 +30,7 @@ from hermes_core.events import (
     TextDelta,
     current_sink,
     emit,
+    streaming,
     until_finished,
 )
 from hermes_core.health import ModelHealth
@@ -298,7 +299,8 @@ class Gateway:
     async def _run(self, session: Session, message: Message) -> RunResult:
         started = time.perf_counter()
         try:
-            emit(RunStarted(session.key, str(self.models_for(session)[0])))
+            if streaming():  # the event costs a model-chain lookup: only when someone listens
+                emit(RunStarted(session.key, str(self.models_for(session)[0])))
             with running_session(session):  # whose user an MCP server's question is for
                 result = await self.hooks.agent_run(session, message)
             if result is None:
@@ -375,7 +377,8 @@ class Gateway:
         self.cache.evict(key, "stale")
 
     async def _notify_evicted(self, key: str, agent: Agent, reason: str) -> None:
-        logger.info("evicted agent of session {} ({})", key, reason)
+        # Counted by the metrics plugin (hermes_evictions_total); a line each is for debugging.
+        logger.debug("evicted agent of session {} ({})", key, reason)
         await self.hooks.on_evict(key, agent, reason)
 
     def reset_session(self, session: Session, reason: str = "reset") -> None:

@@ -58,6 +58,12 @@ class AsyncPluginManager(pluggy.PluginManager):
         self.add_hookspecs(HermesSpec)
         self._kinds: dict[str, HookKind] = {}
         self._inner_hookexec = cast(Callable[..., object], self._multicall)
+        self._monitors = 0
+
+    @property
+    def monitored(self) -> bool:
+        """Whether hook-call monitoring is on: then even a call no plugin answers is made."""
+        return self._monitors > 0
 
     def kind(self, hook_name: str) -> HookKind:
         """The kind the spec of ``hook_name`` declares."""
@@ -87,9 +93,11 @@ class AsyncPluginManager(pluggy.PluginManager):
             return outcome.get_result()
 
         self._inner_hookexec = cast(Callable[..., object], traced)
+        self._monitors += 1
 
         def undo() -> None:
             self._inner_hookexec = cast(Callable[..., object], inner)
+            self._monitors -= 1
 
         return undo
 
@@ -101,19 +109,22 @@ class AsyncPluginManager(pluggy.PluginManager):
         firstresult: bool,
     ) -> Any:
         kind = self.kind(hook_name)
+        # Only registration hooks take per-plugin arguments: run hooks skip the check.
+        arguments = _per_plugin_arguments if kind == "registration" else _arguments
         wrappers: list[tuple[pluggy.HookImpl, _Wrapper]] = []
         results: list[Any] = []
         error: BaseException | None = None
         # pluggy keeps wrappers after the plain implementations, and calls the list backwards.
         for impl in reversed(impls):
             try:
-                value = impl.function(*_arguments(impl, kwargs))
+                value = impl.function(*arguments(impl, kwargs))
                 if impl.wrapper:
                     wrapper = cast(_Wrapper, value)
                     next(wrapper)  # run the wrapper up to its ``yield``
                     wrappers.append((impl, wrapper))
                     continue
-                if inspect.isawaitable(value):
+                # Most observers return None: skip the (slower) awaitable check for it.
+                if value is not None and inspect.isawaitable(value):
                     value = await value
             except Exception as raised:
                 if (failure := _failure(kind, hook_name, impl, raised)) is not None:
@@ -133,7 +144,11 @@ class AsyncPluginManager(pluggy.PluginManager):
 
 
 def _arguments(impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> list[Any]:
-    values = (kwargs[name] for name in impl.argnames)
+    return [kwargs[name] for name in impl.argnames]
+
+
+def _per_plugin_arguments(impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> list[Any]:
+    values = _arguments(impl, kwargs)
     return [v.factory(impl.plugin_name) if isinstance(v, PerPlugin) else v for v in values]
 
 

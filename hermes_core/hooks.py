@@ -61,6 +61,7 @@ class Hooks:
     """Call hooks with typed signatures. Obtain one from ``gateway.hooks``."""
 
     def __init__(self, pm: AsyncPluginManager, gateway: Gateway) -> None:
+        self._pm = pm
         self._hook = pm.hook
         self._gateway = gateway
         if os.environ.get(TRACE_ENV, "") not in ("", "0") and pm not in _traced:
@@ -91,16 +92,22 @@ class Hooks:
     # Each method passes its own arguments on by name (``locals()``), plus the gateway: the
     # signature is the one place a hook's arguments are written besides its spec.
 
-    def _run_args(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        arguments.pop("self")
-        return {**arguments, "gateway": self._gateway}
+    async def _call_run_hook(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Call run hook ``name`` with a method's ``arguments`` and the gateway. A hook no
+        plugin implements costs nothing (None, as pluggy would answer), unless calls are
+        monitored (``HERMES_TRACE_PLUGINS``), which then see it."""
+        caller: pluggy.HookCaller = getattr(self._hook, name)
+        if not caller.get_hookimpls() and not self._pm.monitored:
+            return None
+        del arguments["self"]
+        return await caller(**arguments, gateway=self._gateway)
 
     async def agent_run(self, session: Session, message: Message) -> RunResult | None:
-        value = await self._hook.agent_run(**self._run_args(locals()))
+        value = await self._call_run_hook("agent_run", locals())
         return None if value is None else _result("agent_run", value)
 
     async def pre_run(self, session: Session, message: Message) -> RunResult | None:
-        value = await self._hook.pre_run(**self._run_args(locals()))
+        value = await self._call_run_hook("pre_run", locals())
         return None if value is None else _result("pre_run", value)
 
     async def on_llm_request(
@@ -112,20 +119,20 @@ class Hooks:
         error_kind: ErrorKind | None,
         usage: Usage | None = None,
     ) -> None:
-        await self._hook.on_llm_request(**self._run_args(locals()))
+        await self._call_run_hook("on_llm_request", locals())
 
     async def on_fallback(
         self, session: Session, agent: Agent, error: str, from_model: str, to_model: str
     ) -> None:
-        await self._hook.on_fallback(**self._run_args(locals()))
+        await self._call_run_hook("on_fallback", locals())
 
     async def post_run(
         self, session: Session, agent: Agent | None, result: RunResult, cache: AgentCache
     ) -> None:
-        await self._hook.post_run(**self._run_args(locals()))
+        await self._call_run_hook("post_run", locals())
 
     async def on_evict(self, session_key: str, agent: Agent, reason: str) -> None:
-        await self._hook.on_evict(**self._run_args(locals()))
+        await self._call_run_hook("on_evict", locals())
 
     async def on_health_change(
         self, provider: str, model: str | None, state: str, reason: str, retry_at: float | None
@@ -135,12 +142,12 @@ class Hooks:
     # --- tools ---------------------------------------------------------------------------
 
     async def pre_tool_call(self, session: Session, tool: str, arguments: dict[str, Any]) -> Any:
-        return await self._hook.pre_tool_call(**self._run_args(locals()))
+        return await self._call_run_hook("pre_tool_call", locals())
 
     async def post_tool_call(
         self, session: Session, tool: str, arguments: dict[str, Any], result: str, duration_s: float
     ) -> None:
-        await self._hook.post_tool_call(**self._run_args(locals()))
+        await self._call_run_hook("post_tool_call", locals())
 
 
 def _result(hook: str, value: Any) -> RunResult:

@@ -249,8 +249,10 @@ class Intake:
         return task
 
     async def _await_run(self, run: asyncio.Task[Reply], typing: TypingSignal | None) -> Reply:
+        # shield: cancelling the requester must not cancel the run itself.
+        if typing is None:  # the http platform's case: no context manager per request
+            return await asyncio.shield(run)
         async with self._typing(typing):
-            # shield: cancelling the requester must not cancel the run itself.
             return await asyncio.shield(run)
 
     async def _deliver(

@@ -18,7 +18,7 @@ from hermes_core.platforms import Platform
 def run(main: Coroutine[Any, Any, int]) -> int:
     """``asyncio.run(main)``, on uvloop when it is installed (the ``hermes-core[fast]`` extra).
 
-    uvicorn picks httptools by itself when that is installed; the loop is ours to choose.
+    The HTTP parser is chosen in :mod:`hermes_core.http_protocol` (httptools when installed).
     """
     try:
         import uvloop  # type: ignore[import-not-found, unused-ignore]  # the fast extra

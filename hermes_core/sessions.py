@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -94,7 +95,8 @@ class Sessions:
         excess = len(self._loaded) - self.max_sessions
         if excess <= 0:
             return
-        idle = [key for key in self._loaded if key not in self._locks][:excess]
+        # Oldest first, and only as many as needed: no scan of every loaded session.
+        idle = list(itertools.islice((k for k in self._loaded if k not in self._locks), excess))
         for key in idle:
             self._forget(key)
 

@@ -80,6 +80,15 @@ def _error_response(error: wire.ApiError) -> Response:
     return Response(body, status_code=error.status, headers=headers, media_type="application/json")
 
 
+def _unparsable_request(message: str) -> tuple[str, bytes]:
+    """The 400 body for a request uvicorn cannot parse (a control byte in a header, say),
+    in the API's error format like every other refusal."""
+    error = wire.ApiError(
+        400, f"{message} Check the request line and headers.", code="invalid_http"
+    )
+    return "application/json", error.body()
+
+
 async def _api_error(_: Request, error: Exception) -> Response:
     assert isinstance(error, wire.ApiError)
     return _error_response(error)
@@ -161,6 +170,7 @@ class HttpPlatform:
             name="hermes-core http server",
             stop_grace_s=RESPONSE_FLUSH_S,
             header_timeout_s=self.settings.header_timeout_s,
+            bad_request_body=_unparsable_request,
         )
         self._stopping = False
 

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hermes_core.asgi import DEFAULT_HEADER_TIMEOUT_S
 from hermes_core.errors import ConfigError
+from hermes_core.http_protocol import DEFAULT_HEADER_TIMEOUT_S
 from hermes_core.platforms import PlatformSettings
 from hermes_core.plugins.http_params import ParameterPolicy
 from hermes_core.settings.schema import RegisterSetting

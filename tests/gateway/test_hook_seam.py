@@ -221,3 +221,33 @@ async def test_status_reads_the_breaker_through_its_public_api(
     session = await gateway.session("test:1", "test")
     assert breaker is not None and breaker.status(session).failures == 1  # type: ignore[attr-defined]
     assert "Consecutive hard failures: 1" in (await send(gateway, "/status")).text
+
+
+async def test_a_run_hook_no_plugin_implements_costs_no_call_unless_monitored(
+    make_gateway: Any, plugin_host: Any, monkeypatch: Any
+) -> None:
+    """pre_tool_call has no built-in implementation: unmonitored, the facade answers None
+    without entering pluggy's call path; monitored (HERMES_TRACE_PLUGINS, HookRecorder), the
+    call is made and seen."""
+    gateway = await make_gateway()
+    pm = plugin_host.pm
+    assert pm.hook.pre_tool_call.get_hookimpls() == []
+    session = await gateway.session("test:1", "test")
+    entered: list[str] = []
+    inner = pm._inner_hookexec
+
+    def spy(name: str, impls: Any, kwargs: Any, firstresult: bool) -> Any:
+        entered.append(name)
+        return inner(name, impls, kwargs, firstresult)
+
+    monkeypatch.setattr(pm, "_inner_hookexec", spy)  # pluggy's call path, not a monitor
+    assert await gateway.hooks.pre_tool_call(session, "clock", {}) is None
+    assert entered == []
+    recorder = HookRecorder()
+    undo = recorder.attach(pm)
+    try:
+        assert await gateway.hooks.pre_tool_call(session, "clock", {}) is None
+    finally:
+        undo()
+    assert recorder.names() == ["pre_tool_call"]
+    assert entered == ["pre_tool_call"]
