@@ -257,3 +257,97 @@ def test_mcp_test_shows_the_capabilities_the_client_declares(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert "; capabilities: sampling, roots (listChanged)\n" in result.stdout
     assert "server: capabilities " in result.stdout
+
+
+# --- resources -------------------------------------------------------------------------
+
+
+async def test_resource_tool_lists_reads_and_follows_links(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary"))
+
+    listing = await send(gateway, "call caps__resources")
+    link = await send(gateway, "call linked")
+    read = await send(gateway, 'call caps__resources {"uri": "note://readme"}')
+
+    assert "caps__resources" in offered(fake_openai)
+    assert listing.text == (
+        "tool results: note://readme (readme, text/plain)\nnote://big (big, text/plain)"
+    )
+    assert link.text == (
+        "tool results: [resource link note://readme (readme, text/plain); read it with tool "
+        'caps__resources {"uri": "note://readme"}]'
+    )
+    assert read.text == "tool results: hermes-core reads resources through a built-in tool."
+
+
+async def test_resource_text_is_cut_at_the_setting(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary", resource_max_chars=100))
+
+    reply = await send(gateway, 'call caps__resources {"uri": "note://big"}')
+
+    assert reply.text == (
+        "tool results: " + "x" * 100 + "\n[cut at 100 of 10000 characters (resource_max_chars)]"
+    )
+
+
+async def test_resources_switched_off_offer_no_tool_and_links_no_hint(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary", resources=False))
+
+    reply = await send(gateway, "call linked")
+
+    assert "caps__resources" not in offered(fake_openai)
+    assert reply.text == "tool results: [resource link note://readme (readme, text/plain)]"
+
+
+# --- prompts ---------------------------------------------------------------------------
+
+
+async def test_prompt_command_lists_and_runs_a_prompt(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "ok-primary"))
+
+    listing = await send(gateway, "/prompt")
+    ran = await send(gateway, '/prompt caps.greet "Ann Lee" mood=grumpy')
+
+    assert listing.text == "/prompt caps.greet name [mood]: Greet someone."
+    assert ran.text == "[ok-primary] Write a grumpy greeting for Ann Lee. (user messages: 1)"
+    assert fake_openai.requests[-1].messages[-1] == {
+        "role": "user",
+        "content": "Write a grumpy greeting for Ann Lee.",
+    }
+
+
+async def test_prompt_command_names_what_is_wrong(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "ok-primary"))
+
+    missing = await send(gateway, "/prompt caps.greet")
+    unknown = await send(gateway, "/prompt caps.nope")
+    no_server = await send(gateway, "/prompt other.greet")
+
+    assert missing.text == "/prompt caps.greet: missing argument(s): name"
+    assert unknown.text == (
+        "/prompt caps.nope: MCP server 'caps' has no prompt 'nope' (known: greet)"
+    )
+    assert no_server.text == "Usage: /prompt <server>.<name> args… (MCP servers: caps)"
+    assert not fake_openai.requests  # nothing was run
+
+
+async def test_prompts_switched_off_are_not_offered(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "ok-primary", prompts=False))
+
+    listing = await send(gateway, "/prompt")
+    ran = await send(gateway, "/prompt caps.greet Ann")
+
+    assert listing.text == "No MCP server offers prompts."
+    assert ran.text == "/prompt caps.greet: MCP server 'caps' has no prompt 'greet' (known: none)"
