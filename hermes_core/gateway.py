@@ -296,6 +296,11 @@ class Gateway:
             text = f"The command {name} failed: {error}"
         return Reply(text, command=name)
 
+    async def run_in_session(self, session: Session, message: Message) -> RunResult:
+        """Run the agent on ``message`` as :meth:`handle` runs a message that is no command
+        (hooks, store), for a command that starts a run (``/prompt``): it holds the session."""
+        return scrubbed(await self._run(session, message))
+
     async def _run(self, session: Session, message: Message) -> RunResult:
         started = time.perf_counter()
         try:

@@ -1,4 +1,5 @@
-"""Built-in slash commands: ``/reset``, ``/new``, ``/model``, ``/status``, ``/help``."""
+"""Built-in slash commands: ``/reset``, ``/new``, ``/model``, ``/status``, ``/prompt`` (an MCP
+server's prompt), ``/help``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from hermes_core import hookimpl
 from hermes_core.commands import CommandContext, RegisterCommand
 from hermes_core.errors import ConfigError
 from hermes_core.health.registry import clock_time
+from hermes_core.mcp.prompts import PromptProblem, list_prompts, render_prompt, usage
 from hermes_core.settings import ModelRef
-from hermes_core.types import Session
+from hermes_core.types import Message, Session
 
 
 class _Breaker(Protocol):
@@ -73,6 +75,36 @@ def health_line(row: Mapping[str, Any]) -> str:
     return f"{row['model']} {row['state']}{until} ({row['reason']})"
 
 
+async def prompt(ctx: CommandContext) -> str:
+    """``/prompt``: list the MCP servers' prompts; ``/prompt <server>.<name> args…``: run one."""
+    connections = await ctx.gateway.mcp_pool.started()
+    target, _, args = ctx.args.partition(" ")
+    if not target:
+        lines = [
+            usage(name, found)
+            for name, connection in connections.items()
+            for found in await list_prompts(connection)
+        ]
+        return "\n".join(lines) or "No MCP server offers prompts."
+    server, dot, name = target.partition(".")
+    connection = connections.get(server)
+    if not dot or connection is None:
+        known = ", ".join(connections) or "none"
+        return f"Usage: /prompt <server>.<name> args… (MCP servers: {known})"
+    try:
+        text = await render_prompt(connection, name, args)
+    except PromptProblem as problem:
+        return f"/prompt {target}: {problem}"
+    message = Message(
+        text=text,
+        platform=ctx.message.platform,
+        session_key=ctx.session.key,
+        user_id=ctx.message.user_id,
+    )
+    result = await ctx.gateway.run_in_session(ctx.session, message)
+    return result["final_response"] or ""
+
+
 def help_(ctx: CommandContext) -> str:
     commands = ctx.gateway.commands.commands.values()
     return "\n".join(f"{command.name} - {command.help}" for command in commands)
@@ -86,4 +118,6 @@ def register_commands(register: RegisterCommand) -> None:
     register(
         "/status", status, "show this session's models and their health, agent and failure count"
     )
+    register("/status", status, "show this session's model, agent and failure count")
+    register("/prompt", prompt, "run an MCP server's prompt: /prompt <server>.<name> args…")
     register("/help", help_, "list the commands")

@@ -33,8 +33,9 @@ from hermes_core.mcp.http import http_streams
 from hermes_core.mcp.identity import client_info
 from hermes_core.mcp.ledger import ProcessLedger
 from hermes_core.mcp.listing import list_pages, offered_tools
+from hermes_core.mcp.naming import offered_name
 from hermes_core.mcp.noise import BadOutput, rejected_input, sample
-from hermes_core.mcp.results import result_text
+from hermes_core.mcp.results import RESOURCE_TOOL, result_text
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.mcp.stdio import StartupError, stdio_streams
 from hermes_core.mcp.watched import WatchedStream
@@ -333,6 +334,10 @@ class ServerConnection:
 
     # --- tool calls ----------------------------------------------------------------------
 
+    def live_session(self) -> ClientSession | None:
+        """The session to send requests on, None unless the server is ready."""
+        return self._session if self.state is ServerState.READY else None
+
     def unavailable(self) -> str:
         """Why this server's tools cannot be called right now, as a tool result."""
         state = self.state.value
@@ -344,8 +349,8 @@ class ServerConnection:
     async def call(self, tool: str, arguments: dict[str, Any]) -> str:
         """Call ``tool``; every outcome, including failures, is text for the model, followed by
         what the model should know of requests the server made meanwhile (a declined question)."""
-        session = self._session
-        if self.state is not ServerState.READY or session is None:
+        session = self.live_session()
+        if session is None:
             return self.unavailable()
         with self.calls.call() as call:
             text = await self._call(session, tool, arguments)
@@ -369,7 +374,15 @@ class ServerConnection:
             return f"error: MCP server {self.name!r}: {problem}"
         except Exception as error:  # the transport failed mid-call: the supervisor reconnects
             return f"error: MCP server {self.name!r}: {self._describe(error, startup=False)}"
-        return result_text(result)
+        return result_text(result, self.resource_tool)
+
+    @property
+    def resource_tool(self) -> str | None:
+        """The offered name of the tool that reads this server's resources, if offered."""
+        capabilities = self.initialized.capabilities if self.initialized is not None else None
+        if not self.spec.features.resources or capabilities is None or not capabilities.resources:
+            return None
+        return offered_name(self.name, RESOURCE_TOOL)
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready summary for ``mcp list`` and ``/status``."""

@@ -1,5 +1,5 @@
-"""What one server may use of the client, from ``mcp.servers.<name>``: roots, sampling and
-elicitation (keys declared in :mod:`hermes_core.mcp.settings`)."""
+"""What one server may use of the client, from ``mcp.servers.<name>``: roots, resources,
+prompts, sampling and elicitation (keys declared in :mod:`hermes_core.mcp.settings`)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,9 @@ class Features:
     """Everything a server may use of the client besides tool calls."""
 
     roots: tuple[str, ...] = ()
+    resources: bool = _default("resources")
+    resource_max_chars: int = _default("resource_max_chars")
+    prompts: bool = _default("prompts")
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     elicitation: ElicitationSettings = field(default_factory=ElicitationSettings)
 
@@ -72,6 +75,9 @@ class Features:
         """Read from a server's (already type-checked) table."""
         return cls(
             roots=root_uris(values.get("roots", [])),
+            resources=values.get("resources", _default("resources")),
+            resource_max_chars=values.get("resource_max_chars", _default("resource_max_chars")),
+            prompts=values.get("prompts", _default("prompts")),
             sampling=SamplingSettings.from_mapping(where, values.get("sampling", {})),
             elicitation=ElicitationSettings.from_mapping(where, values.get("elicitation", {})),
         )

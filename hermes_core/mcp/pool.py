@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,8 @@ from hermes_core.mcp.client_callbacks import ClientServices
 from hermes_core.mcp.connection import ServerConnection, ServerState
 from hermes_core.mcp.ledger import ProcessLedger
 from hermes_core.mcp.naming import offered_name
+from hermes_core.mcp.resources import resource_tool
+from hermes_core.mcp.results import RESOURCE_TOOL
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.tools import Tool
 
@@ -115,34 +118,48 @@ class MCPPool:
         Ready servers' tools are offered as they are; a server that is restarting keeps its
         last-known tools, marked unavailable, and a call answers at once that it is down.
         """
-        if self._stopped or not self.connections:
-            return []
-        self.start()
-        await self.wait_settled()
-        listed = [c for c in self.connections.values() if c.state not in GONE]
+        listed = [c for c in (await self.started()).values() if c.state not in GONE]
         listings = await asyncio.gather(*(c.current_tools() for c in listed))
         offered: dict[str, tuple[str, str]] = {}
         tools: list[Tool] = []
         for connection, listing in zip(listed, listings, strict=True):
             ready = connection.state is ServerState.READY
-            for mcp_tool in listing:
-                name = offered_name(connection.name, mcp_tool.name)
-                if (owner := offered.get(name)) is not None:
-                    self._collision(name, owner, (connection.name, mcp_tool.name))
-                    continue
-                offered[name] = (connection.name, mcp_tool.name)
-                description = mcp_tool.description or mcp_tool.title or ""
-                tools.append(
-                    Tool(
-                        name=name,
-                        description=description if ready else UNAVAILABLE_PREFIX + description,
-                        parameters=mcp_tool.input_schema,
-                        handler=functools.partial(connection.call, mcp_tool.name),
-                        source=f"mcp server {connection.name}",
-                        timeout_s=connection.spec.timeout_s + CALL_GRACE_S,
-                    )
+            timeout_s = connection.spec.timeout_s + CALL_GRACE_S
+            candidates = [
+                Tool(
+                    name=offered_name(connection.name, mcp_tool.name),
+                    description=mcp_tool.description or mcp_tool.title or "",
+                    parameters=mcp_tool.input_schema,
+                    handler=functools.partial(connection.call, mcp_tool.name),
+                    source=f"mcp server {connection.name}",
+                    timeout_s=timeout_s,
                 )
+                for mcp_tool in listing
+            ]
+            # After the server's own: a server tool of the same name keeps it.
+            if (reader := resource_tool(connection, timeout_s)) is not None:
+                candidates.append(reader)
+            names = [mcp_tool.name for mcp_tool in listing] + [RESOURCE_TOOL]
+            for tool, server_name in zip(candidates, names, strict=False):
+                if (owner := offered.get(tool.name)) is not None:
+                    self._collision(tool.name, owner, (connection.name, server_name))
+                    continue
+                offered[tool.name] = (connection.name, server_name)
+                if not ready:
+                    tool = dataclasses.replace(
+                        tool, description=UNAVAILABLE_PREFIX + tool.description
+                    )
+                tools.append(tool)
         return tools
+
+    async def started(self) -> dict[str, ServerConnection]:
+        """The connections, every server started and its first attempt awaited (none once
+        the pool has stopped)."""
+        if self._stopped or not self.connections:
+            return {}
+        self.start()
+        await self.wait_settled()
+        return self.connections
 
     def _collision(self, name: str, owner: tuple[str, str], other: tuple[str, str]) -> None:
         line = (

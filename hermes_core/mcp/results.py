@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mcp_types import CallToolResult, ContentBlock
 
+#: The built-in tool per server that lists and reads its resources (``<server>__resources``).
+RESOURCE_TOOL = "resources"
 
-def _block_text(block: ContentBlock) -> str:
+
+def _block_text(block: ContentBlock, resource_tool: str | None) -> str:
     # The chat API takes text only: anything else is described, never dropped silently.
     from mcp_types import EmbeddedResource, ResourceLink, TextContent, TextResourceContents
 
@@ -21,13 +24,18 @@ def _block_text(block: ContentBlock) -> str:
             return resource.text
         return f"[binary resource {resource.uri} ({resource.mime_type or 'unknown type'})]"
     if isinstance(block, ResourceLink):
-        return f"[resource link {block.uri}]"
+        about = ", ".join(filter(None, (block.name, block.mime_type, block.description)))
+        link = f"[resource link {block.uri}" + (f" ({about})" if about else "")
+        if resource_tool is None:
+            return link + "]"
+        return link + f"; read it with tool {resource_tool} {json.dumps({'uri': block.uri})}]"
     return f"[{block.type} content ({block.mime_type})]"
 
 
-def result_text(result: CallToolResult) -> str:
-    """The result's content as text; an ``isError`` result is prefixed with ``error:``."""
-    parts = [_block_text(block) for block in result.content]
+def result_text(result: CallToolResult, resource_tool: str | None = None) -> str:
+    """The result's content as text; an ``isError`` result is prefixed with ``error:``.
+    Resource links say how to read them when the server's ``resource_tool`` is offered."""
+    parts = [_block_text(block, resource_tool) for block in result.content]
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, default=str))
     text = "\n".join(parts)

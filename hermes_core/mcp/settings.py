@@ -159,8 +159,8 @@ def _register_auth_settings(add: RegisterSetting, server: dict[str, Any]) -> Non
 
 
 def _register_capability_settings(add: RegisterSetting, server: dict[str, Any]) -> None:
-    """What a server may use of the client: roots, sampling, elicitation (read by
-    :mod:`hermes_core.mcp.features`)."""
+    """What a server may use of the client: roots, resources, prompts, sampling, elicitation
+    (read by :mod:`hermes_core.mcp.features`)."""
     add(
         f"{SERVER}.roots",
         list,
@@ -168,6 +168,17 @@ def _register_capability_settings(add: RegisterSetting, server: dict[str, Any]) 
         rules=(_roots,),
         **server,
     )
+    add(f"{SERVER}.resources", bool, True, "Offer a tool to list and read its resources.", **server)
+    add(
+        f"{SERVER}.resource_max_chars",
+        int,
+        20_000,
+        "Longest resource text that tool returns; longer is cut.",
+        minimum=100,
+        maximum=1_000_000,
+        **server,
+    )
+    add(f"{SERVER}.prompts", bool, True, "Offer its prompts as /prompt commands.", **server)
     add(f"{SERVER}.sampling", dict, description="Its sampling/createMessage requests.", **server)
     add(
         f"{SERVER}.sampling.enabled",

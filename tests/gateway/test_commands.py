@@ -8,7 +8,7 @@ from hermes_core import hookimpl
 from hermes_core.commands import CommandContext, RegisterCommand
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
 
-BUILTINS = ("/reset", "/new", "/model", "/status", "/help")
+BUILTINS = ("/reset", "/new", "/model", "/status", "/prompt", "/help")
 
 
 async def test_help_lists_every_command(make_gateway) -> None:

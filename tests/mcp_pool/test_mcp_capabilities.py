@@ -57,6 +57,22 @@ def offered(fake_openai: FakeOpenAI, index: int = -1) -> list[str]:
     return [tool["function"]["name"] for tool in tools]
 
 
+def mcp_test(tmp_path: Path, extra_keys: str = "") -> subprocess.CompletedProcess[str]:
+    """``hermes-core mcp test caps`` with the server's settings plus ``extra_keys`` (TOML)."""
+    path = tmp_path / "settings.toml"
+    args = ", ".join(f'"{arg}"' for arg in server_spec()["args"])
+    path.write_text(
+        f'[mcp.servers.caps]\ncommand = "{sys.executable}"\nargs = [{args}]\n'
+        f'env = {{ {MARKER_ENV} = "{MARKER}" }}\n{extra_keys}'
+    )
+    return subprocess.run(
+        [HERMES_CORE, "mcp", "test", "caps", "--settings", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 # --- tools/list_changed ----------------------------------------------------------------
 
 
@@ -92,18 +108,7 @@ async def test_task_only_tool_is_not_offered_and_said_so_once(
 
 
 def test_mcp_test_names_the_task_only_tool(tmp_path: Path) -> None:
-    path = tmp_path / "settings.toml"
-    args = ", ".join(f'"{arg}"' for arg in server_spec()["args"])
-    path.write_text(
-        f'[mcp.servers.caps]\ncommand = "{sys.executable}"\nargs = [{args}]\n'
-        f'env = {{ {MARKER_ENV} = "{MARKER}" }}\n'
-    )
-    result = subprocess.run(
-        [HERMES_CORE, "mcp", "test", "caps", "--settings", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = mcp_test(tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"  background {TASK_REQUIRED}" in result.stdout
     assert "  summarize: Ask the client's model" in result.stdout
@@ -241,19 +246,139 @@ async def test_unanswered_question_is_cancelled_after_the_timeout(
 
 
 def test_mcp_test_shows_the_capabilities_the_client_declares(tmp_path: Path) -> None:
-    path = tmp_path / "settings.toml"
-    args = ", ".join(f'"{arg}"' for arg in server_spec()["args"])
-    path.write_text(
-        f'[mcp.servers.caps]\ncommand = "{sys.executable}"\nargs = [{args}]\n'
-        f'env = {{ {MARKER_ENV} = "{MARKER}" }}\nroots = ["{tmp_path}"]\n'
-        "sampling = { enabled = true }\nelicitation = { enabled = false }\n"
-    )
-    result = subprocess.run(
-        [HERMES_CORE, "mcp", "test", "caps", "--settings", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = mcp_test(
+        tmp_path,
+        f'roots = ["{tmp_path}"]\n'
+        "sampling = { enabled = true }\nelicitation = { enabled = false }\n",
     )
     assert result.returncode == 0, result.stderr
     assert "; capabilities: sampling, roots (listChanged)\n" in result.stdout
     assert "server: capabilities " in result.stdout
+
+
+# --- resources -------------------------------------------------------------------------
+
+
+async def test_resource_tool_lists_reads_and_follows_links(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary"))
+
+    listing = await send(gateway, "call caps__resources")
+    link = await send(gateway, "call linked")
+    read = await send(gateway, 'call caps__resources {"uri": "note://readme"}')
+
+    assert "caps__resources" in offered(fake_openai)
+    assert listing.text == (
+        "tool results: note://readme (readme, text/plain)\nnote://big (big, text/plain)"
+    )
+    assert link.text == (
+        "tool results: [resource link note://readme (readme, text/plain); read it with tool "
+        'caps__resources {"uri": "note://readme"}]'
+    )
+    assert read.text == "tool results: hermes-core reads resources through a built-in tool."
+
+
+async def test_resource_text_is_cut_at_the_setting(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary", resource_max_chars=100))
+
+    reply = await send(gateway, 'call caps__resources {"uri": "note://big"}')
+
+    assert reply.text == (
+        "tool results: " + "x" * 100 + "\n[cut at 100 of 10000 characters (resource_max_chars)]"
+    )
+
+
+async def test_resources_switched_off_offer_no_tool_and_links_no_hint(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "tool-primary", resources=False))
+
+    reply = await send(gateway, "call linked")
+
+    assert "caps__resources" not in offered(fake_openai)
+    assert reply.text == "tool results: [resource link note://readme (readme, text/plain)]"
+
+
+# --- prompts ---------------------------------------------------------------------------
+
+
+async def test_prompt_command_lists_and_runs_a_prompt(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "ok-primary"))
+
+    listing = await send(gateway, "/prompt")
+    ran = await send(gateway, '/prompt caps.greet "Ann Lee" mood=grumpy')
+
+    assert listing.text == "/prompt caps.greet name [mood]: Greet someone."
+    assert ran.text == "[ok-primary] Write a grumpy greeting for Ann Lee. (user messages: 1)"
+    assert fake_openai.requests[-1].messages[-1] == {
+        "role": "user",
+        "content": "Write a grumpy greeting for Ann Lee.",
+    }
+
+
+async def test_prompt_command_names_what_is_wrong(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "ok-primary"))
+
+    missing = await send(gateway, "/prompt caps.greet")
+    unknown = await send(gateway, "/prompt caps.nope")
+    no_server = await send(gateway, "/prompt other.greet")
+
+    assert missing.text == "/prompt caps.greet: missing argument(s): name"
+    assert unknown.text == (
+        "/prompt caps.nope: MCP server 'caps' has no prompt 'nope' (known: greet)"
+    )
+    assert no_server.text == "Usage: /prompt <server>.<name> args… (MCP servers: caps)"
+    assert not fake_openai.requests  # nothing was run
+
+
+async def test_prompts_switched_off_are_not_offered(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "ok-primary", prompts=False))
+
+    listing = await send(gateway, "/prompt")
+    ran = await send(gateway, "/prompt caps.greet Ann")
+
+    assert listing.text == "No MCP server offers prompts."
+    assert ran.text == "/prompt caps.greet: MCP server 'caps' has no prompt 'greet' (known: none)"
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ('roots = ["https://example.com/x"]', "mcp.servers.caps.roots: expected a path or a file"),
+        (
+            "sampling = { enabled = true, max_per_minute = 0 }",
+            "mcp.servers.caps.sampling.max_per_minute: must be >= 1, got 0",
+        ),
+        ('sampling = { models = ["nocolon"] }', "mcp.servers.caps.sampling.models: expected"),
+        ("elicitation = { timeout_s = 0 }", "mcp.servers.caps.elicitation.timeout_s: must be > 0"),
+        ("resource_max_chars = 10", "mcp.servers.caps.resource_max_chars: must be >= 100"),
+        ("prompts = 1", "mcp.servers.caps.prompts: wrong type"),
+    ],
+)
+def test_config_check_names_a_bad_capability_key(tmp_path: Path, keys: str, problem: str) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        '[agent]\nmodel = "local:m"\n[providers.local]\nbase_url = "http://127.0.0.1:9/v1"\n'
+        f'[mcp.servers.caps]\ncommand = "x"\n{keys}\n'
+    )
+    result = subprocess.run(
+        [HERMES_CORE, "config", "check", "--settings", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert problem in result.stderr
+    assert "Traceback" not in result.stderr
