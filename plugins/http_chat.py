@@ -18,7 +18,7 @@ from typing import Any
 from hermes_core.client_tools import SuspendedRuns, name_clash
 from hermes_core.events import Fallback, RunEvent, RunFinished, RunStarted, TextDelta
 from hermes_core.gateway import Gateway
-from hermes_core.platforms import session_key
+from hermes_core.platforms import session_key, session_owner
 from hermes_core.plugins import openai_wire as wire
 from hermes_core.plugins.http_params import ParamProblem
 from hermes_core.plugins.http_settings import NAME, HttpSettings
@@ -39,9 +39,10 @@ class ChatRun:
     session_id: str | None
 
 
-def _calls_key(ids: Iterable[str]) -> str:
-    """Where a stateless run waits: under the ids of the calls the client answers."""
-    return "calls:" + "\x00".join(sorted(ids))
+def _calls_key(owner: str | None, ids: Iterable[str]) -> str:
+    """Where a stateless run waits: under the API key's name and the ids of the calls the
+    client answers, so no other key's client can resume it."""
+    return f"calls:{owner or ''}:" + "\x00".join(sorted(ids))
 
 
 def _ordered_results(resume: Suspension, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,7 +102,7 @@ class ChatRuns:
         """Set up ``request`` for a stateless conversation; returns its session key."""
         request.stateless, request.record = True, self.settings.record_stateless
         ids = [result["tool_call_id"] for result in chat.tool_results]
-        resume = self.suspended.take(_calls_key(ids)) if ids else None
+        resume = self.suspended.take(_calls_key(owner, ids)) if ids else None
         if resume is None:  # the messages sent are the whole conversation
             request.conversation = chat.messages
             return session_key(NAME, f"{STATELESS}{uuid.uuid4().hex}", owner)
@@ -133,7 +134,10 @@ class ChatRuns:
         suspension = request.outcome.suspension
         if suspension is None:
             return
-        key = _calls_key(suspension.call_ids) if request.stateless else suspension.session_key
+        if request.stateless:
+            key = _calls_key(session_owner(suspension.session_key), suspension.call_ids)
+        else:
+            key = suspension.session_key
         self.suspended.put(key, suspension)
 
 

@@ -309,3 +309,30 @@ async def test_a_stateless_run_no_longer_kept_continues_from_the_messages_sent(
         )
     assert answered.choices[0].message.content == "tool results: hail"
     assert [m["role"] for m in fake_openai.requests[-1].messages] == ["user", "assistant", "tool"]
+
+
+async def test_a_stateless_run_is_resumed_only_by_the_api_key_that_started_it(
+    serve_http: ServeHttp, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERMES_TEST_ALICE_KEY", "sk-alice")
+    monkeypatch.setenv("HERMES_TEST_BOB_KEY", "sk-bob")
+    keys = [
+        {"name": "alice", "key_env": "HERMES_TEST_ALICE_KEY"},
+        {"name": "bob", "key_env": "HERMES_TEST_BOB_KEY"},
+    ]
+    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"), api_keys=keys)
+    async with client_for(platform, "sk-alice") as alice, client_for(platform, "sk-bob") as bob:
+        called = await alice.chat.completions.create(
+            model="any", messages=user("call get_weather"), tools=[WEATHER]
+        )
+        message = called.choices[0].message
+        [call] = message.tool_calls or []
+        answer = [
+            *user("call get_weather"),
+            message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "sun"},
+        ]
+        await bob.chat.completions.create(model="any", messages=answer, tools=[WEATHER])
+        assert len(platform.chats.suspended) == 1, "bob's results did not resume alice's run"
+        await alice.chat.completions.create(model="any", messages=answer, tools=[WEATHER])
+    assert len(platform.chats.suspended) == 0
