@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) servers
 
 # Real servers and tools the tests run against: ngircd for the IRC adapter, wrk for the load
-# benchmark (bench/http_load.py), PostgreSQL for the PostgreSQL store (a throw-away cluster per
+# benchmark (bench/http_load.py), haproxy for the deployment page's test, PostgreSQL for the PostgreSQL store (a throw-away cluster per
 # test session, see hermes_core/testing/postgres.py); the tests that need them skip without them.
 servers:
 	@command -v ngircd >/dev/null || [ -x /usr/sbin/ngircd ] || \
@@ -29,6 +29,10 @@ servers:
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
 	  echo "note: PostgreSQL is not installed (apt-get install postgresql); the PostgreSQL store tests will be skipped"
+	@command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; } || \
+	  echo "note: haproxy is not installed (apt-get install haproxy); its deployment test will be skipped"
 
 demo: setup
 	$(BIN)/hermes-core demo

@@ -169,7 +169,7 @@ class Served:
 def hermes_process(
     server_url: str,
     *,
-    store_path: str = ":memory:",
+    store_path: str | None = ":memory:",
     python: str = sys.executable,
     extra_settings: str = "",
     model: str = MODEL,
@@ -179,8 +179,10 @@ def hermes_process(
 
     No third-party plugins are loaded (``HERMES_LOAD_PLUGINS=""``), logging stays at the
     default level, and the log goes to a file so a full pipe can never stall the process.
-    ``extra_settings`` is TOML appended to the settings file.
+    ``extra_settings`` is TOML appended to the settings file; with ``store_path=None`` it
+    holds the ``[store]`` table.
     """
+    store = "" if store_path is None else f'[store]\npath = "{store_path}"'
     with tempfile.TemporaryDirectory(prefix="hermes-bench-") as work:
         settings = Path(work) / "settings.toml"
         settings.write_text(
@@ -192,8 +194,7 @@ model = "local:{model}"
 base_url = "{server_url}"
 max_retries = 0
 
-[store]
-path = "{store_path}"
+{store}
 
 [platforms.http]
 enabled = true

@@ -7,123 +7,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import random
-import re
-import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
+from helpers_scale import GatewayProcess, write_settings
 
 from hermes_core.pg_store import KEEPALIVE_BOUND_S, PostgresStore
-from hermes_core.testing import FakeOpenAI, RecordedRequest, cli_env, hermes_run_process
+from hermes_core.testing import FakeOpenAI, RecordedRequest
 from hermes_core.testing.postgres import free_port
 
-LISTENING = re.compile(r"http platform listening on (http://\S+)")
 SESSIONS = 50
 MESSAGES = 6
-#: Each upstream answer takes this long: runs last long enough to overlap if they could.
-MODEL = "slow-0.05-primary"
-
-
-def write_settings(path: Path, base_url: str, database_url: str, port: int) -> Path:
-    path.write_text(
-        f"""
-[logging]
-level = "INFO"
-
-[agent]
-model = "local:{MODEL}"
-
-[providers.local]
-base_url = "{base_url}"
-max_retries = 0
-timeout_s = 30
-
-[store]
-url = "{database_url}"
-
-[platforms.http]
-enabled = true
-host = "127.0.0.1"
-port = {port}
-"""
-    )
-    return path
-
-
-@dataclass
-class Gateway:
-    """One ``hermes-core run`` process of the test, restartable on its port."""
-
-    settings: Path
-    url: str
-    stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
-    process: asyncio.subprocess.Process | None = None
-    logs: list[str] = field(default_factory=list)
-
-    async def start(self) -> None:
-        self.stack = contextlib.AsyncExitStack()
-        env = cli_env(HERMES_LOAD_PLUGINS="")
-        self.process = await self.stack.enter_async_context(hermes_run_process(self.settings, env))
-        stderr = self.process.stderr
-        assert stderr is not None
-
-        async def listening() -> None:
-            while line := (await stderr.readline()).decode():
-                self.logs.append(line)
-                if LISTENING.search(line):
-                    return
-            raise AssertionError("hermes-core run ended before listening:\n" + "".join(self.logs))
-
-        await asyncio.wait_for(listening(), 60)
-        drain = asyncio.create_task(self._drain(stderr))
-        self.stack.push_async_callback(self._stop_draining, drain)
-
-    async def _drain(self, stream: asyncio.StreamReader) -> None:
-        while line := (await stream.readline()).decode():
-            self.logs.append(line)
-
-    @staticmethod
-    async def _stop_draining(drain: asyncio.Task[None]) -> None:
-        await asyncio.wait({drain}, timeout=30)
-        drain.cancel()
-
-    async def stop(self) -> None:
-        """SIGTERM: finish what is in flight, exit 0."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(self.process.wait(), 60) == 0, "".join(self.logs)
-        await self.stack.aclose()
-
-    async def restart_elsewhere(self) -> None:
-        """Start again, on a new port: the killed one's may not be free yet."""
-        port = free_port()
-        text = re.sub(r"port = \d+", f"port = {port}", self.settings.read_text())
-        self.settings.write_text(text)
-        self.url = f"http://127.0.0.1:{port}"
-        await self.start()
-
-    async def kill(self) -> None:
-        """SIGKILL to its process group (a no-op once it has exited), then clean up."""
-        if self.process is not None and self.process.returncode is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            await self.process.wait()
-        await self.stack.aclose()
 
 
 @contextlib.asynccontextmanager
 async def three_gateways(
     tmp_path: Path, fake_openai: FakeOpenAI, database_url: str
-) -> AsyncIterator[list[Gateway]]:
+) -> AsyncIterator[list[GatewayProcess]]:
     gateways = []
     for number in range(3):
         port = free_port()
         settings = write_settings(tmp_path / f"g{number}.toml", fake_openai.url, database_url, port)
-        gateways.append(Gateway(settings, f"http://127.0.0.1:{port}"))
+        gateways.append(GatewayProcess(settings, f"http://127.0.0.1:{port}"))
     try:
         await asyncio.gather(*(g.start() for g in gateways))
         yield gateways
@@ -148,7 +57,7 @@ class Ack:
 class Load:
     """Sends each session's messages, two at a time, each to a random live gateway."""
 
-    gateways: list[Gateway]
+    gateways: list[GatewayProcess]
     http: httpx2.AsyncClient
     prefix: str
     acks: list[Ack] = field(default_factory=list)
@@ -288,7 +197,7 @@ async def test_lock_hand_over_after_kill_9_mid_run(
 ) -> None:
     port = free_port()
     settings = write_settings(tmp_path / "g.toml", fake_openai.url, postgres_url, port)
-    gateway = Gateway(settings, f"http://127.0.0.1:{port}")
+    gateway = GatewayProcess(settings, f"http://127.0.0.1:{port}")
     store = PostgresStore(postgres_url)
     await store.open()
     try:
