@@ -137,7 +137,7 @@ class Hooks:
     async def on_health_change(
         self, provider: str, model: str | None, state: str, reason: str, retry_at: float | None
     ) -> None:
-        await self._hook.on_health_change(**self._run_args(locals()))
+        await self._call_run_hook("on_health_change", locals())
 
     # --- tools ---------------------------------------------------------------------------
 
