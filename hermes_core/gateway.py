@@ -207,7 +207,7 @@ class Gateway:
                 contextlib.nullcontext() if stateless else self.sessions.hold(message.session_key)
             ):
                 try:
-                    session = await self._session_for(message)
+                    session = await self.sessions.for_message(message)
                 except Exception as error:  # the store failed: answer, never raise
                     logger.opt(exception=error).error(
                         "cannot load session {!r}: {}", message.session_key, error
@@ -221,17 +221,6 @@ class Gateway:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
-
-    async def _session_for(self, message: Message) -> Session:
-        request = message.request
-        if request is None or not request.stateless:
-            return await self.sessions.get(message.session_key, message.platform)
-        # Never kept, so nothing of it outlives the reply; a resumed run's is read back, as
-        # its version fences the store's writes.
-        stored = None
-        if request.resume is not None and request.record:
-            stored = await self.store.load_session(message.session_key)
-        return stored or Session(key=message.session_key, platform=message.platform)
 
     async def _serve(self, session: Session, message: Message, *, save: bool) -> Reply:
         session.user_id = message.user_id

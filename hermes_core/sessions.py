@@ -27,7 +27,7 @@ from loguru import logger
 
 from hermes_core.cache import idle_keys
 from hermes_core.store import StaleSession, Store
-from hermes_core.types import Session
+from hermes_core.types import Message, Session
 
 T = TypeVar("T")
 
@@ -90,6 +90,18 @@ class Sessions:
         self._loaded.move_to_end(key)
         self._used[key] = time.monotonic()
         return session
+
+    async def for_message(self, message: Message) -> Session:
+        """The session ``message`` belongs to: :meth:`get`'s, or a stateless run's own, which
+        is never kept, so nothing of it outlives the reply (a resumed one is read back from the
+        store, as its version fences the store's writes)."""
+        request = message.request
+        if request is None or not request.stateless:
+            return await self.get(message.session_key, message.platform)
+        stored = None
+        if request.resume is not None and request.record:
+            stored = await self.store.load_session(message.session_key)
+        return stored or Session(key=message.session_key, platform=message.platform)
 
     def _shrink(self) -> None:
         excess = len(self._loaded) - self.max_sessions
