@@ -235,7 +235,9 @@ class Agent:
             else:
                 reason = str(skip)
             from_model, to_model = state.model, state.chain[state.index + 1]
-            logger.warning("{}: {}; falling back to {}", from_model, reason, to_model)
+            # A skip was logged once, when the breaker opened: not again for every message.
+            log = logger.debug if skip else logger.warning
+            log("{}: {}; falling back to {}", from_model, reason, to_model)
             state.index += 1
             emit(Fallback(str(from_model), str(to_model), reason))
             await self.services.hooks.on_fallback(

@@ -19,7 +19,7 @@ from typing import Any
 from loguru import logger
 
 from hermes_core.health.breaker import Breaker, BreakerPolicy, State, Transition, Verdict
-from hermes_core.health.outcomes import NEUTRAL, judge
+from hermes_core.health.outcomes import judge
 from hermes_core.providers import ProviderError
 from hermes_core.settings import ModelRef
 
@@ -147,7 +147,7 @@ class ModelHealth:
         """A request to ``ref`` ended without an answer (cancelled): a probe it was goes back."""
         now = self._clock()
         for key, found in self._targets(ref):
-            await self._changed(key, found.record(NEUTRAL.model, now, "abandoned"))
+            await self._changed(key, found.record(Verdict.NEUTRAL, now, "abandoned"))
 
     # --- the gateway's own probes --------------------------------------------------------
 

@@ -36,6 +36,7 @@ def bench() -> Iterator[dict[str, ModuleType]]:
             "startup",
             "http_load",
             "sse_latency",
+            "model_health",
         )
         yield {name: importlib.import_module(name) for name in names}
     finally:
@@ -91,6 +92,24 @@ async def test_throughput_rows(bench: dict[str, ModuleType], server_url: str) ->
     rows = await bench["throughput"].rows(server_url, sessions=3, per_session=2, connections=2)
     check_rows(rows, 1)
     assert rows[0].value > 0
+
+
+async def test_model_health_counts_the_primarys_requests_with_health_on_and_off(
+    bench: dict[str, ModuleType], server_url: str
+) -> None:
+    model_health = bench["model_health"]
+    results = await model_health.measure_all(
+        server_url, sessions=2, messages=2, stagger_s=0.01, latency_messages=3
+    )
+    assert [name for name, *_ in results] == ["connection refused", "HTTP 500", "HTTP 404"]
+    for name, on, off, healthy in results:
+        assert on.failed_runs == off.failed_runs == 0, name  # the fallback answered every one
+        assert on.primary_requests < off.primary_requests, name
+        assert on.median_s > 0 and healthy.median_s > 0, name
+    _, not_found_on, not_found_off, _ = results[-1]
+    assert (not_found_on.primary_requests, not_found_off.primary_requests) == (1, 4)
+    check_rows(model_health.rows(results), 6)
+    assert len(model_health.table(results, 2, 2).splitlines()) == 4 + 3
 
 
 async def test_agent_memory_rows(bench: dict[str, ModuleType], server_url: str) -> None:
