@@ -1,6 +1,7 @@
 """Resident memory against distinct sessions: RSS after 1,000 and after 30,000 sessions.
 
-Every header-less HTTP request is a session of its own, so a gateway's memory must be bounded
+Every new session name (an HTTP client's ``X-Hermes-Session`` or ``user``, an IRC nick) is a
+session of its own, so a gateway's memory must be bounded
 by its settings (``cache.max_sessions``, ``cache.max_agents``), not by how many sessions have
 ever written. A fresh process (so nothing earlier inflates or hides the growth) starts a
 gateway with the default settings and a SQLite store in a temporary directory, sends one
