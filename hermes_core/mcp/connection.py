@@ -382,6 +382,8 @@ class ServerConnection:
         capabilities = self.initialized.capabilities if self.initialized is not None else None
         if not self.spec.features.resources or capabilities is None or not capabilities.resources:
             return None
+        if self.spec.tools is not None and RESOURCE_TOOL not in self.spec.tools:
+            return None  # an allowlist offers only what it names
         return offered_name(self.name, RESOURCE_TOOL)
 
     def status(self) -> dict[str, Any]:

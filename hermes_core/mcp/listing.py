@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from hermes_core.mcp import MCPServerSpec
+from hermes_core.mcp.results import RESOURCE_TOOL
 
 if TYPE_CHECKING:
     from mcp_types import PaginatedRequestParams
@@ -51,7 +52,8 @@ def offered_tools(
     allow = spec.tools
     if allow is None:
         return offerable
-    missing = set(allow) - {tool.name for tool in tools}
+    # The built-in resource tool is allowlisted by name, but not one the server lists.
+    missing = set(allow) - {tool.name for tool in tools} - {RESOURCE_TOOL}
     if missing:
         logger.warning(
             "mcp server {!r}: allowlisted tool(s) not offered by the server: {}",

@@ -382,3 +382,16 @@ def test_config_check_names_a_bad_capability_key(tmp_path: Path, keys: str, prob
     assert result.returncode == 2
     assert problem in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_an_allowlist_offers_the_resource_tool_only_when_it_names_it(
+    make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
+) -> None:
+    gateway = await make_gateway(settings(fake_openai, "ok-primary", tools=["linked"]))
+    await send(gateway, "hello")
+    assert offered(fake_openai) == ["caps__linked"]
+    await gateway.stop()
+
+    gateway = await make_gateway(settings(fake_openai, "ok-primary", tools=["linked", "resources"]))
+    await send(gateway, "hello")
+    assert offered(fake_openai) == ["caps__linked", "caps__resources"]
