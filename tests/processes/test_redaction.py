@@ -129,7 +129,8 @@ api_keys = ["{HTTP_KEY}"]
 command = "{sys.executable}"
 args = ["{server}", "--api-key={ARG_VALUE}", "--token", "{FLAG_VALUE}"]
 env = {{ LEAKY_VALUE = "{ENV_VALUE}", {MARKER_ENV} = "{MARKER}" }}
-startup_timeout_s = 1
+# Long enough for its greeting to arrive on a loaded machine: the greeting is what is checked.
+startup_timeout_s = 4
 
 [mcp.servers.remote]
 url = "http://mcp-user:{URL_PASSWORD}@127.0.0.1:{closed}/mcp?region=eu&token={QUERY_VALUE}"
