@@ -55,10 +55,24 @@ async def test_documented_haproxy_spreads_one_session_over_two_processes(
     try:
         await asyncio.gather(*(g.start() for g in gateways))
         async with httpx2.AsyncClient(timeout=60) as http:
-            for _ in range(100):  # haproxy's first health checks
-                if (await http.get(f"http://127.0.0.1:{front}/health")).status_code == 200:
+            # haproxy's health checks mark each backend up in its own time: until both
+            # have answered another session, the round-robin below may see only one.
+            seen: set[str] = set()
+            for number in range(200):
+                if seen == {"g0", "g1"}:
                     break
-                await asyncio.sleep(0.1)
+                warm_up = {"model": "any", "messages": [{"role": "user", "content": "hi"}]}
+                response = await http.post(
+                    f"http://127.0.0.1:{front}/v1/chat/completions",
+                    json=warm_up,
+                    headers={"X-Hermes-Session": f"warm-up-{number}"},
+                )
+                if response.status_code == 200:
+                    content = response.json()["choices"][0]["message"]["content"]
+                    seen |= set(re.findall(r"\[slow-0\.05-(g\d)\]", content))
+                else:
+                    await asyncio.sleep(0.1)
+            assert seen == {"g0", "g1"}, "haproxy never sent to both backends"
             replies = []
             for number in range(6):
                 body = {"model": "any", "messages": [{"role": "user", "content": f"m{number}"}]}
