@@ -412,10 +412,12 @@ async def test_missing_command_fails_in_one_line_and_others_keep_serving(
     fake_openai: FakeOpenAI,
     log_lines: list[str],
 ) -> None:
+    # Not MARKER: it goes to servers' env, and env values are secrets that logs mask.
+    missing = f"no-such-command-{uuid.uuid4().hex}"
     gateway = await pool_gateway(
         "tool-primary",
         servers={
-            "broken": {"command": f"no-such-command-{MARKER}"},
+            "broken": {"command": missing},
             "toolbox": toolbox_spec(MARKER),
         },
     )
@@ -427,11 +429,11 @@ async def test_missing_command_fails_in_one_line_and_others_keep_serving(
     assert plain.result is not None and not plain.result["failed"]
     broken = gateway.mcp_pool.connections["broken"]
     assert broken.state is ServerState.FAILED
-    assert broken.last_error == f"command not found: 'no-such-command-{MARKER}'"
+    assert broken.last_error == f"command not found: '{missing}'"
     assert broken.starts == 1
     about_broken = [line for line in log_lines if "'broken'" in line]
     assert about_broken == [
-        f"mcp server 'broken' failed: command not found: 'no-such-command-{MARKER}' (not retried)"
+        f"mcp server 'broken' failed: command not found: '{missing}' (not retried)"
     ]
     assert not any(name.startswith("broken__") for name in offered(fake_openai))
 
