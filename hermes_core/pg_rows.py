@@ -1,14 +1,8 @@
-"""The PostgreSQL store's statements, and how sessions map to its rows (see
+"""The PostgreSQL store's statements (see
 :mod:`hermes_core.pg_schema` for the tables). Each statement is one round trip."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from hermes_core.types import Session
-
-SESSION_COLUMNS = "platform, user_id, model, data, conversation, created_at, last_active, version"
 # The version fence: an existing row is updated only from the version the writer read.
 UPSERT_SESSION = """
     INSERT INTO hermes_sessions (key, platform, user_id, model, data, conversation, created_at,
@@ -51,34 +45,3 @@ IMPORT_SESSION = """
                                  last_active, version)
     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)
 """
-
-
-def session_args(session: Session) -> tuple[Any, ...]:
-    # default=str: plugin state that is not JSON is stored as text rather than failing a run.
-    return (
-        session.key,
-        session.platform,
-        session.user_id,
-        session.model,
-        json.dumps(session.data, default=str),
-        session.conversation,
-        session.created_at,
-        session.last_active,
-        session.version + 1,
-    )
-
-
-def session_from_row(key: str, row: Any) -> Session:
-    """A :class:`Session` from the ``SESSION_COLUMNS`` of a ``hermes_sessions`` row."""
-    platform, user_id, model, data, conversation, created_at, last_active, version = row
-    return Session(
-        key=key,
-        platform=platform,
-        user_id=user_id,
-        model=model,
-        data=json.loads(data),
-        conversation=conversation,
-        created_at=created_at,
-        last_active=last_active,
-        version=version,
-    )

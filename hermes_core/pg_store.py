@@ -37,10 +37,7 @@ from hermes_core.pg_rows import (
     BEGIN_RUN,
     FINISH_RUN,
     IMPORT_SESSION,
-    SESSION_COLUMNS,
     UPSERT_SESSION,
-    session_args,
-    session_from_row,
 )
 from hermes_core.pg_schema import (
     SCHEMA_VERSION,
@@ -52,6 +49,7 @@ from hermes_core.pg_schema import (
     shown,
     stored_version,
 )
+from hermes_core.session_rows import SESSION_COLUMNS, session_from_row, session_row
 from hermes_core.store import (
     SECONDS_PER_DAY,
     RunStatus,
@@ -220,7 +218,7 @@ class PostgresStore:
                 )
 
             async def put(session: Session, lines: list[StoredMessage]) -> None:
-                await db.execute(IMPORT_SESSION, *session_args(session)[:-1], session.version)
+                await db.execute(IMPORT_SESSION, *session_row(session)[:-1], session.version)
                 await db.executemany(
                     "INSERT INTO hermes_messages (session_key, conversation, run_id, message, "
                     "model, status, created_at) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)",
@@ -289,7 +287,7 @@ class PostgresStore:
         return StaleSession(session.key, session.version, stored)
 
     async def save_session(self, session: Session) -> None:
-        args = session_args(session)
+        args = session_row(session)
         async with self._connection(session.key) as db:
             if await db.fetchval(UPSERT_SESSION, *args) is None:
                 raise await self._stale(db, session)
@@ -321,7 +319,7 @@ class PostgresStore:
 
     async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
         # The session row goes in with the message: a crash mid-run must not orphan it.
-        args = session_args(session)
+        args = session_row(session)
         async with self._connection(session.key) as db:
             inserted = await db.fetchval(
                 BEGIN_RUN, *args, run_id, json.dumps(user_message), time.time()

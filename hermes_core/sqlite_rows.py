@@ -1,4 +1,4 @@
-"""How sessions and transcript lines map to the SQLite store's rows (see
+"""How transcript lines map to the SQLite store's rows, and the fenced session upsert (see
 :mod:`hermes_core.sqlite_schema` for the tables)."""
 
 from __future__ import annotations
@@ -71,24 +71,8 @@ def message_row(
     )
 
 
-def session_row(session: Session) -> tuple[Any, ...]:
-    """The row that :func:`write_session` stores: the session as it is now, version bumped."""
-    # default=str: plugin state that is not JSON is stored as text rather than failing a run.
-    return (
-        session.key,
-        session.platform,
-        session.user_id,
-        session.model,
-        json.dumps(session.data, default=str),
-        session.conversation,
-        session.created_at,
-        session.last_active,
-        session.version + 1,
-    )
-
-
 def write_session(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
-    """Upsert a :func:`session_row`, or raise :class:`StaleSession` when the stored row has
+    """Upsert a :func:`~hermes_core.session_rows.session_row`, or raise :class:`StaleSession` when the stored row has
     another version than the one the row was made from."""
     if db.execute(UPSERT_SESSION, row).fetchone() is None:
         [stored] = db.execute("SELECT version FROM sessions WHERE key = ?", (row[0],)).fetchone()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import os
 import sqlite3
 import time
@@ -39,13 +38,13 @@ from loguru import logger
 
 from hermes_core.errors import ConfigError
 from hermes_core.pidlock import LockHeld, PidLock
+from hermes_core.session_rows import SESSION_COLUMNS, session_from_row, session_row
 from hermes_core.sqlite_rows import (
     INSERT_MESSAGE,
     MESSAGE_COLUMNS,
     check_version,
     decode,
     message_row,
-    session_row,
     write_session,
 )
 from hermes_core.sqlite_schema import (
@@ -206,27 +205,11 @@ class SQLiteStore:
     async def load_session(self, key: str) -> Session | None:
         def load(db: sqlite3.Connection) -> Any:
             return db.execute(
-                "SELECT platform, user_id, model, data, conversation, created_at, last_active, "
-                "version "
-                "FROM sessions WHERE key = ?",
-                (key,),
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE key = ?", (key,)
             ).fetchone()
 
         row = await self._read(load)
-        if row is None:
-            return None
-        platform, user_id, model, data, conversation, created_at, last_active, version = row
-        return Session(
-            key=key,
-            platform=platform,
-            user_id=user_id,
-            model=model,
-            data=json.loads(data),
-            conversation=conversation,
-            created_at=created_at,
-            last_active=last_active,
-            version=version,
-        )
+        return None if row is None else session_from_row(key, row)
 
     async def save_session(self, session: Session) -> None:
         row = session_row(session)  # now: the session may change while the write is queued
