@@ -72,8 +72,9 @@ def message_row(
 
 
 def write_session(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
-    """Upsert a :func:`~hermes_core.session_rows.session_row`, or raise :class:`StaleSession` when the stored row has
-    another version than the one the row was made from."""
+    """Upsert a :func:`~hermes_core.session_rows.session_row`, or raise
+    :class:`StaleSession` when the stored row has another version than the one the row was made
+    from."""
     if db.execute(UPSERT_SESSION, row).fetchone() is None:
         [stored] = db.execute("SELECT version FROM sessions WHERE key = ?", (row[0],)).fetchone()
         raise StaleSession(row[0], row[-1] - 1, stored)
