@@ -11,12 +11,12 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from hermes_core.cli.mcp import mcp_app
+from hermes_core.cli.options import EXIT_CONFIG, SettingsOption
 from hermes_core.cli.sessions import sessions_app
 from hermes_core.cli.store import store_app
 from hermes_core.errors import HermesError
@@ -36,11 +36,6 @@ app.add_typer(sessions_app, name="sessions")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(store_app, name="store")
 
-SettingsOption = Annotated[
-    Path | None,
-    typer.Option("--settings", help="Settings file (default: ./settings.toml, $HERMES_SETTINGS)."),
-]
-EXIT_CONFIG = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
 

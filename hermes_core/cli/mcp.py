@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hermes_core.cli.options import EXIT_CONFIG, SettingsOption
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.log import configure_logging
 from hermes_core.mcp.identity import describe_capabilities
@@ -25,12 +26,7 @@ mcp_app = typer.Typer(
     no_args_is_help=True,
 )
 
-SettingsOption = Annotated[
-    Path | None,
-    typer.Option("--settings", help="Settings file (default: ./settings.toml, $HERMES_SETTINGS)."),
-]
 EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 
 def _fail(message: str, code: int) -> typer.Exit:

@@ -24,6 +24,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from hermes_core.cli.options import EXIT_CONFIG, SettingsOption
 from hermes_core.cli.store import postgres_store, sqlite_path, store_settings
 from hermes_core.errors import HermesError
 from hermes_core.pg_store import NoStore
@@ -43,12 +44,7 @@ sessions_app = typer.Typer(
     help="List, show, export and prune stored sessions.", no_args_is_help=True
 )
 
-SettingsOption = Annotated[
-    Path | None,
-    typer.Option("--settings", help="Settings file (default: ./settings.toml, $HERMES_SETTINGS)."),
-]
 EXIT_NOT_FOUND = 1
-EXIT_CONFIG = 2
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": SECONDS_PER_DAY, "w": 7 * SECONDS_PER_DAY}
 DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 #: How ``show`` and ``export md`` mark a user message whose run has no stored answer.

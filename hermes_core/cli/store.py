@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from hermes_core.cli.options import EXIT_CONFIG, SettingsOption
 from hermes_core.errors import ConfigError, HermesError
 from hermes_core.pg_schema import shown
 from hermes_core.pg_store import PostgresStore
@@ -23,12 +24,6 @@ from hermes_core.store_config import password_from_env
 store_app = typer.Typer(
     help="Migrate a PostgreSQL store, or copy a SQLite store into one.", no_args_is_help=True
 )
-
-SettingsOption = Annotated[
-    Path | None,
-    typer.Option("--settings", help="Settings file (default: ./settings.toml, $HERMES_SETTINGS)."),
-]
-EXIT_CONFIG = 2
 
 
 def store_settings(settings: Path | None) -> dict[str, Any]:
