@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from hermes_core.gateway import Gateway
+from hermes_core.health.shared import CHANNEL
 from hermes_core.pg_store import PostgresStore
 from hermes_core.settings import ModelRef
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
@@ -83,3 +84,22 @@ async def test_a_gateway_on_an_unshared_store_publishes_nothing(
     assert all(r is not None and r["fallback_used"] for r in results)
     assert primary_requests(fake_openai) == 1
     assert errors_logged == []
+
+
+async def test_a_malformed_notification_is_logged_and_ignored(
+    make_gateway: MakeGateway,
+    fake_openai: FakeOpenAI,
+    postgres_url: str,
+    warnings_logged: list[str],
+) -> None:
+    settings = settings_for(fake_openai.url, PRIMARY.model, [FALLBACK])
+    a = await make_gateway(settings, PostgresStore(postgres_url))
+    b = await make_gateway(settings, PostgresStore(postgres_url))
+    store = a.store
+    assert isinstance(store, PostgresStore)
+
+    await store.notify(CHANNEL, "not json")
+    await send(a, "on a", "test:a")  # a well-formed one after it still arrives
+    await reaches(b, "open")
+
+    assert any("malformed notification on hermes_health" in line for line in warnings_logged)
