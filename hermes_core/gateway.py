@@ -35,6 +35,7 @@ from hermes_core.events import (
 )
 from hermes_core.health import ModelHealth
 from hermes_core.health.prober import ActiveProber
+from hermes_core.health.shared import SharedHealth
 from hermes_core.hooks import Hooks
 from hermes_core.manager import PluginHost
 from hermes_core.mcp import MCPRegistry
@@ -83,6 +84,7 @@ class Gateway:
         self.health = ModelHealth(self.hooks.on_health_change)
         self._prober = ActiveProber(self.health, self.providers)
         self.health.on_open = self._prober.schedule
+        self.shared_health = SharedHealth(self.health)  # active on a store several share
         self.tools = ToolRegistry()
         self.commands = CommandRegistry()
         self.platforms = PlatformRegistry()
@@ -150,6 +152,7 @@ class Gateway:
         """Configure, open the store, start what is eager, and fire ``startup``."""
         await self.configure()
         await self.store.open()
+        await self.shared_health.start(self.store)
         await self.mcp_pool.open(state_dir(self.config))
         if self.mcp_pool.settings.eager:
             self.mcp_pool.start()
@@ -176,6 +179,7 @@ class Gateway:
         await self.mcp_pool.stop()
         await self._prober.aclose()  # before the providers its probes use are closed
         await self.providers.aclose()
+        await self.shared_health.stop()
         await self.store.close()
 
     async def __aenter__(self) -> Gateway:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from hermes_core.errors import ConfigError
+from hermes_core.pg_channels import Listener, OnPayload
 from hermes_core.pg_rows import (
     BEGIN_RUN,
     FINISH_RUN,
@@ -118,6 +119,7 @@ class PostgresStore:
         self.retention_days = retention_days
         self.migrate = migrate
         self._pool: asyncpg.Pool | None = None
+        self._listener = Listener(url, password, KEEPALIVE, CONNECT_TIMEOUT_S)
 
     def __repr__(self) -> str:
         return f"<PostgresStore {shown(self.url)}>"
@@ -188,6 +190,7 @@ class PostgresStore:
             )
 
     async def close(self) -> None:
+        await self._listener.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -237,6 +240,15 @@ class PostgresStore:
                 )
 
             yield put
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Send ``payload`` to every connection listening on ``channel`` (other processes')."""
+        async with self._connection("") as db:
+            await db.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+    async def listen(self, channel: str, callback: OnPayload) -> None:
+        """Call ``callback(payload)`` for each notification on ``channel`` until :meth:`close`."""
+        await self._listener.listen(channel, callback)
 
     # --- connections and the run lock ----------------------------------------------------
 

@@ -109,6 +109,16 @@ class Breaker:
             return self._open(now, f"{self.failures} consecutive failures, last: {reason}", None)
         return None
 
+    def force(self, state: State, reason: str, retry_at: float | None) -> Transition | None:
+        """Take the state another gateway decided (``retry_at`` on this breaker's clock); the
+        transition, or None when nothing changed."""
+        if state is State.CLOSED:
+            return self._close(reason)
+        if self.state is state and self.retry_at == retry_at:
+            return None
+        self.state, self.retry_at, self.last_reason = state, retry_at, reason
+        return self._transition(reason)
+
     def _open(self, now: float, reason: str, hold_s: float | None) -> Transition:
         self.state = State.OPEN
         self.retry_at = now + (self.cooldown_s if hold_s is None else hold_s)

@@ -70,7 +70,7 @@ class Skip:
         )
 
 
-async def _nobody(*args: Any) -> None:
+async def nobody(*args: Any) -> None:
     """The ``notify`` of a registry nobody listens to."""
 
 
@@ -79,7 +79,7 @@ class ModelHealth:
 
     def __init__(
         self,
-        notify: Notify = _nobody,
+        notify: Notify = nobody,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -92,6 +92,9 @@ class ModelHealth:
         self._last_model: dict[str, str] = {}
         #: Called with a breaker's key each time one opens (the active prober schedules there).
         self.on_open: Callable[[Key], None] = lambda key: None
+        #: Called with each transition decided here, not with those :meth:`apply` takes from
+        #: other gateways (:mod:`.shared` announces them there).
+        self.publish: Notify = nobody
 
     def configure(self, policies: Mapping[str, BreakerPolicy]) -> None:
         self.policies = dict(policies)
@@ -188,6 +191,15 @@ class ModelHealth:
             f"({detail})",
         )
 
+    async def apply(self, key: Key, state: State, reason: str, retry_at: float | None) -> None:
+        """Take a transition another gateway decided (``retry_at`` on the wall clock): logged
+        and notified as a local one, but not published again."""
+        found = self.breaker(key)
+        if found is None:
+            return
+        moment = None if retry_at is None else self._clock() + (retry_at - self._wall_clock())
+        await self._changed(key, found.force(state, reason, moment), publish=False)
+
     # --- reading ---------------------------------------------------------------------------
 
     def snapshot(self) -> list[dict[str, Any]]:
@@ -232,7 +244,9 @@ class ModelHealth:
             )
         return row
 
-    async def _changed(self, key: Key, transition: Transition | None) -> None:
+    async def _changed(
+        self, key: Key, transition: Transition | None, *, publish: bool = True
+    ) -> None:
         if transition is None:
             return
         provider, model = key
@@ -248,3 +262,5 @@ class ModelHealth:
         else:
             logger.info("health: {} closed ({})", name, transition.reason)
         await self._notify(provider, model, transition.state.value, transition.reason, retry_at)
+        if publish:
+            await self.publish(provider, model, transition.state.value, transition.reason, retry_at)

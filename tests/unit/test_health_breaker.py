@@ -121,3 +121,32 @@ async def test_a_retry_is_admitted_only_if_the_breaker_lets_it_through_within_th
     await health.report(REF, ProviderError("rate_limit", "HTTP 429", status=429, retry_after=2))
     assert await health.admit(REF, within_s=1) is not None
     assert await health.admit(REF, within_s=2) is None
+
+
+async def test_an_applied_transition_is_notified_and_admits_by_its_retry_at_but_not_published() -> (
+    None
+):
+    clock = Clock()
+    notified: list[tuple[Any, ...]] = []
+    published: list[tuple[Any, ...]] = []
+
+    async def notify(*args: Any) -> None:
+        notified.append(args)
+
+    async def publish(*args: Any) -> None:
+        published.append(args)
+
+    health = ModelHealth(notify, clock=clock, wall_clock=clock)
+    health.configure({"p": POLICY})
+    health.publish = publish
+    await health.apply(("p", "m"), State.OPEN, "HTTP 404 elsewhere", clock.now + 5)
+    assert await health.admit(REF) is not None
+    clock.now += 5
+    assert await health.admit(REF) is None  # its cooldown ended: this caller probes
+    await health.apply(("p", "m"), State.CLOSED, "answered", None)
+    assert [(a[2], a[3]) for a in notified] == [
+        ("open", "HTTP 404 elsewhere"),
+        ("half_open", "probing after HTTP 404 elsewhere"),
+        ("closed", "answered"),
+    ]
+    assert [a[2] for a in published] == ["half_open"]  # only the transition decided here
