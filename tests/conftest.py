@@ -7,7 +7,7 @@ import pytest
 pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
 
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
-#: the ``slow`` tier. ``pytest -m "not slow"`` is the inner loop.
+#: the ``slow`` tier. ``pytest -m "not slow" -n 2`` is the inner loop.
 SLOW_FOLDERS = frozenset({"cli", "mcp_pool", "processes"})
 SLOW_FILES = frozenset({"test_console.py", "test_bench.py"})
 #: Elsewhere, a test that starts a process (itself or through a fixture) is slow too.
