@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_core.doctor_providers import check_provider, configured_models, health_result
 from hermes_core.doctor_results import (
-    EXIT_CONFIG,
     CheckResult,
     Report,
     failed,
@@ -41,7 +40,7 @@ from hermes_core.doctor_results import (
     passed,
     skipped,
 )
-from hermes_core.errors import ConfigError, HermesError
+from hermes_core.errors import EXIT_CONFIG, ConfigError, HermesError
 from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.pg_schema import shown

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hermes_core.errors import EXIT_CONFIG
 from hermes_core.redaction import redact_text
 
 #: Exit codes: all checks passed, something is broken, the settings themselves are invalid.
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 @dataclass(frozen=True)

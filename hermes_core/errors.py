@@ -10,8 +10,12 @@ class HermesError(Exception):
     """Base class for every error hermes-core raises on purpose."""
 
 
+#: The exit code of every command that ends on a :class:`ConfigError`.
+EXIT_CONFIG = 2
+
+
 class ConfigError(HermesError):
-    """A setting is missing, malformed or inconsistent. The CLI exits with code 2."""
+    """A setting is missing, malformed or inconsistent. The CLI exits with :data:`EXIT_CONFIG`."""
 
     def __init__(self, key: str, problem: str) -> None:
         self.key = key

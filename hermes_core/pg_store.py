@@ -53,11 +53,11 @@ from hermes_core.pg_schema import (
 from hermes_core.session_rows import SESSION_COLUMNS, session_from_row, session_row
 from hermes_core.store import (
     SECONDS_PER_DAY,
-    RunStatus,
     SessionSummary,
     StaleSession,
     StoredMessage,
     bounded_history,
+    run_status,
 )
 from hermes_core.types import Session
 
@@ -347,7 +347,7 @@ class PostgresStore:
         added: list[dict[str, Any]] | None,
         model: str | None = None,
     ) -> None:
-        status: RunStatus = "failed" if added is None else "answered"
+        status = run_status(added)
         lines = [json.dumps(message) for message in added or []]
         async with self._connection(session.key) as db:
             fence = await db.fetchrow(

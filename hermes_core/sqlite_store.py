@@ -60,10 +60,10 @@ from hermes_core.sqlite_schema import (
 from hermes_core.sqlite_writer import Operation, StoreThread, T
 from hermes_core.store import (
     SECONDS_PER_DAY,
-    RunStatus,
     SessionSummary,
     StoredMessage,
     bounded_history,
+    run_status,
     unshared_hold,
 )
 from hermes_core.types import Session
@@ -265,7 +265,7 @@ class SQLiteStore:
         added: list[dict[str, Any]] | None,
         model: str | None = None,
     ) -> None:
-        status: RunStatus = "failed" if added is None else "answered"
+        status = run_status(added)
         lines = [message_row(session, run_id, m, model, status) for m in added or []]
         version = session.version
 

@@ -173,6 +173,11 @@ async def unshared_hold(key: str) -> AsyncIterator[int | None]:
     yield None
 
 
+def run_status(added: list[dict[str, Any]] | None) -> RunStatus:
+    """What :meth:`Store.finish_run` marks a run: ``added=None`` is a failed run."""
+    return "failed" if added is None else "answered"
+
+
 def bumped(session: Session, stored: int | None) -> None:
     """Check that ``stored`` (None: no row) is ``session``'s version, then bump it; the
     fencing rule of every write of a session's row."""
@@ -233,7 +238,7 @@ class MemoryStore:
     ) -> None:
         self._check(session)
         lines = self._messages.setdefault(session.key, [])
-        status: RunStatus = "failed" if added is None else "answered"
+        status = run_status(added)
         for line in lines:
             if line.run_id == run_id:
                 line.status = status

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
+from hermes_core.errors import EXIT_CONFIG
+
 SettingsOption = Annotated[
     Path | None,
     typer.Option("--settings", help="Settings file (default: ./settings.toml, $HERMES_SETTINGS)."),
 ]
-#: A wrong setting, an unreadable settings file, a store that cannot be used.
-EXIT_CONFIG = 2
+
+__all__ = ["EXIT_CONFIG", "SettingsOption"]
