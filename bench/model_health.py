@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from support import Row, scripted_server
+from support import Row, markdown_table, scripted_server
 
 from hermes_core import hookimpl
 from hermes_core.gateway import Gateway
@@ -213,21 +213,25 @@ def rows(results: Sequence[tuple[str, Outcome, Outcome, Outcome]]) -> list[Row]:
 def table(
     results: Sequence[tuple[str, Outcome, Outcome, Outcome]], sessions: int, messages: int
 ) -> str:
-    lines = [
-        f"{sessions} sessions x {messages} messages, primary down, fallback answers:",
-        "",
-        "| primary down | primary requests, health on | probes | health off "
-        "| median ms, health on | healthy primary | ratio | failed runs (on / off) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, on, off, healthy in results:
-        ratio = on.median_s / healthy.median_s
-        lines.append(
-            f"| {name} | {on.primary_requests} | {on.probes} | {off.primary_requests} | "
-            f"{on.median_s * 1000:.2f} | {healthy.median_s * 1000:.2f} | {ratio:.2f}x | "
-            f"{on.failed_runs} / {off.failed_runs} |"
+    header = (
+        "primary down | primary requests, health on | probes | health off "
+        "| median ms, health on | healthy primary | ratio | failed runs (on / off)"
+    )
+    rows = [
+        (
+            name,
+            str(on.primary_requests),
+            str(on.probes),
+            str(off.primary_requests),
+            f"{on.median_s * 1000:.2f}",
+            f"{healthy.median_s * 1000:.2f}",
+            f"{on.median_s / healthy.median_s:.2f}x",
+            f"{on.failed_runs} / {off.failed_runs}",
         )
-    return "\n".join(lines)
+        for name, on, off, healthy in results
+    ]
+    intro = f"{sessions} sessions x {messages} messages, primary down, fallback answers:"
+    return f"{intro}\n\n{markdown_table(header, rows)}"
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import overhead
 import startup
 import store_overhead
 import throughput
-from support import Row, scripted_server
+from support import Row, markdown_table, scripted_server
 
 from hermes_core.testing import FakeOpenAI
 
@@ -124,12 +124,17 @@ def _number(value: float | None) -> str:
 
 def table(rows: list[Row]) -> str:
     """The rows as a Markdown table."""
-    lines = ["| benchmark | value | unit | baseline | ratio |", "|---|--:|---|--:|--:|"]
-    for row in rows:
-        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
-        cells = (row.benchmark, _number(row.value), row.unit, _number(row.baseline), ratio)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    cells = [
+        (
+            row.benchmark,
+            _number(row.value),
+            row.unit,
+            _number(row.baseline),
+            f"{row.ratio:.2f}x" if row.ratio is not None else "",
+        )
+        for row in rows
+    ]
+    return markdown_table("benchmark | value | unit | baseline | ratio", cells, "lrlrr")
 
 
 async def main() -> None:

@@ -34,7 +34,13 @@ from urllib.parse import urlsplit
 import h11
 from http_load import machine
 from sse_tap import EVENT_END, carries_content
-from support import hermes_process, listening_process, percentile, scripted_process
+from support import (
+    hermes_process,
+    listening_process,
+    markdown_table,
+    percentile,
+    scripted_process,
+)
 
 BENCH = Path(__file__).resolve().parent
 MODEL = "stream-10-100-bench"
@@ -148,20 +154,24 @@ def median(samples: Sequence[float]) -> float:
 
 
 def table(measured: Sequence[Route]) -> str:
-    lines = [
-        "| path | runs | first content after the request, median ms "
+    header = (
+        "path | runs | first content after the request, median ms "
         "| first chunk after the upstream's, median / p95 ms "
-        "| each chunk after the upstream's, median / p95 / max ms |",
-        "|---|--:|--:|--:|--:|",
-    ]
+        "| each chunk after the upstream's, median / p95 / max ms"
+    )
+    rows = []
     for p in measured:
         first, each = p.first_delay_ms, p.chunk_delay_ms
-        lines.append(
-            f"| {p.name} | {len(p.first_ms)} | {median(p.first_ms):.1f} "
-            f"| {median(first):.2f} / {percentile(first, 95):.2f} "
-            f"| {median(each):.2f} / {percentile(each, 95):.2f} / {max(each):.2f} |"
+        rows.append(
+            (
+                p.name,
+                str(len(p.first_ms)),
+                f"{median(p.first_ms):.1f}",
+                f"{median(first):.2f} / {percentile(first, 95):.2f}",
+                f"{median(each):.2f} / {percentile(each, 95):.2f} / {max(each):.2f}",
+            )
         )
-    return "\n".join(lines)
+    return markdown_table(header, rows, "lrrrr")
 
 
 def run(runs: int) -> list[Route]:

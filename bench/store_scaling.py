@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from http_load import cpu_seconds, machine, wrk
-from support import Served, hermes_process, scripted_process
+from support import Served, hermes_process, markdown_table, scripted_process
 
 from hermes_core.testing.postgres import PostgresCluster
 
@@ -134,18 +134,24 @@ def run(seconds: float, connections: int) -> list[Result]:
 
 
 def table(results: list[Result]) -> str:
-    lines = [
-        "| store | processes | req/s | p50 ms | p99 ms | CPU ms/request "
-        "| DB round trips/message | errors |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        trips = f"{r.round_trips:.2f}" if r.round_trips is not None else "-"
-        lines.append(
-            f"| {r.store} | {r.processes} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-            f"{r.cpu_ms:.2f} | {trips} | {r.errors} |"
+    header = (
+        "store | processes | req/s | p50 ms | p99 ms | CPU ms/request "
+        "| DB round trips/message | errors"
+    )
+    rows = [
+        (
+            r.store,
+            str(r.processes),
+            f"{r.rps:.0f}",
+            f"{r.p50_ms:.1f}",
+            f"{r.p99_ms:.1f}",
+            f"{r.cpu_ms:.2f}",
+            f"{r.round_trips:.2f}" if r.round_trips is not None else "-",
+            str(r.errors),
         )
-    return "\n".join(lines)
+        for r in results
+    ]
+    return markdown_table(header, rows)
 
 
 def main() -> None:

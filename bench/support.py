@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,19 @@ async def fresh_process_main(
         return await rows(args.url, **chosen)
     with scripted_server() as url:
         return await rows(url, **chosen)
+
+
+def markdown_table(header: str, rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A Markdown table of ``rows`` (cells already formatted) under ``header`` (the column
+    titles, ``" | "`` between them); ``align`` has an ``r`` for each column to right-align
+    (numbers), ``l`` or nothing for the others."""
+    titles = header.split(" | ")
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    rule = "".join("--:|" if side == "r" else "---|" for side in align.ljust(len(titles), "l"))
+    return "\n".join([line(titles), "|" + rule, *map(line, rows)])
 
 
 def percentile(samples: Sequence[float], percent: float) -> float:

@@ -177,6 +177,15 @@ def test_table_has_one_line_per_row_and_the_machine(bench: dict[str, ModuleType]
     assert "cores" in description and "Python" in description
 
 
+def test_markdown_table_right_aligns_the_columns_it_is_told_to(
+    bench: dict[str, ModuleType],
+) -> None:
+    table = bench["support"].markdown_table("name | count", [("a", "1"), ("b", "22")], "lr")
+    assert table.splitlines() == ["| name | count |", "|---|--:|", "| a | 1 |", "| b | 22 |"]
+    plain = bench["support"].markdown_table("name | count", [])
+    assert plain.splitlines() == ["| name | count |", "|---|---|"]
+
+
 def test_sse_latency_times_every_chunk_on_both_routes(bench: dict[str, ModuleType]) -> None:
     sse_latency = bench["sse_latency"]
     routes = sse_latency.run(runs=2)
