@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-# Every test of this suite gets its own user data dir (the kit's fixture is opt-in).
-pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
+# Every test of this suite gets its own user data dir (the kit's fixture is opt-in);
+# mcp_servers.fixtures: no_leaked_servers, for the tests that start MCP servers.
+pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic", "mcp_servers.fixtures"]
 
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
 #: the ``slow`` tier. ``pytest -m "not slow" -n 2`` is the inner loop.

@@ -11,14 +11,13 @@ import socket
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers_dist import BROKEN_IMPORT
-from mcp_servers.helpers import marked_processes, time_spec, toolbox_spec, wait_until
+from mcp_servers.helpers import time_spec, toolbox_spec
 
 from hermes_core.doctor import (
     CheckResult,
@@ -41,10 +40,7 @@ KEY_ENV = "HERMES_DOCTOR_TEST_KEY"
 WIDE = {"COLUMNS": "300"}
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_servers() -> Iterator[None]:
-    yield
-    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=10)
+pytestmark = pytest.mark.usefixtures("no_leaked_servers")
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,7 @@ from mcp_servers.helpers import (
     accepts,
     eventually,
     free_port,
-    marked_processes,
     toolbox_spec,
-    wait_until,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -279,12 +276,6 @@ def test_bad_metrics_port_names_the_key(fake_openai: FakeOpenAI, port: Any) -> N
 
 
 # --- MCP servers, read from the pool at scrape time -----------------------------------------
-
-
-@pytest.fixture
-def no_leaked_servers() -> Iterator[None]:
-    yield
-    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=10)
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ line saying what is wrong, in the pool's status and in ``hermes-core mcp list``/
 plain chat and the toolbox's tools keep working meanwhile; a hung server is killed, whole
 process group, once its ``startup_timeout_s`` has passed; and every failed start is followed
 by a growing wait, never a tight restart loop. Every process started here carries this
-module's marker, and the autouse ``no_leaked_servers`` fixture checks ``/proc`` for them.
+module's marker, and the ``no_leaked_servers`` fixture, on every test, checks ``/proc`` for them.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ from mcp_servers.helpers import (
     MARKER_ENV,
     alive,
     eventually,
-    marked_processes,
     mcp_settings,
     pids,
     toolbox_spec,
-    wait_until,
 )
 
 from hermes_core.gateway import Gateway
@@ -57,11 +55,7 @@ NOT_JSON_RPC = (
 NO_HANDSHAKE = f"no MCP handshake within {STARTUP_TIMEOUT_S}s (startup_timeout_s)"
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_servers() -> Iterator[None]:
-    """After each test (its gateways stopped), none of the servers it started may run."""
-    yield
-    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=15)
+pytestmark = pytest.mark.usefixtures("no_leaked_servers")
 
 
 def garbage_spec(mode: str, pid_file: Path | None = None) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,7 @@ TIMEOUT_S = 120
 ENV = cli_env(HERMES_LOAD_PLUGINS="")
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_servers() -> Iterator[None]:
-    yield
-    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=10)
+pytestmark = pytest.mark.usefixtures("no_leaked_servers")
 
 
 def mcp(*args: str, settings: Path) -> subprocess.CompletedProcess[str]:

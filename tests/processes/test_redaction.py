@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx2
 import pytest
-from mcp_servers.helpers import MARKER_ENV, free_port, marked_processes, wait_until
+from mcp_servers.helpers import MARKER_ENV, free_port
 
 from hermes_core.platforms import session_key
 from hermes_core.plugins.http_settings import ApiKey
@@ -90,10 +89,7 @@ def assert_no_secret(text: str, where: str) -> None:
     assert not leaked, f"{where} shows {leaked}:\n{text}"
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_servers() -> Iterator[None]:
-    yield
-    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=30)
+pytestmark = pytest.mark.usefixtures("no_leaked_servers")
 
 
 def write_settings(where: Path, *, base_url: str, model: str, extra: str = "") -> Path:
