@@ -135,29 +135,32 @@ async def test_max_retry_wait_caps_a_long_retry_after(
     assert 0.1 <= result["duration_s"] < 10
 
 
-async def test_flaky_server_succeeds_within_the_retry_budget(
-    make_gateway, fake_openai: FakeOpenAI
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        pytest.param(
+            "flaky-2-x",
+            {
+                "failed": False,
+                "api_calls": 3,
+                "final_response": "[flaky-2-x] hello (user messages: 1)",
+                "fallback_used": False,
+            },
+            id="two 503s: answered by the last retry",
+        ),
+        pytest.param(
+            "flaky-3-x",
+            {"failed": True, "error_kind": "server", "api_calls": 3},
+            id="three 503s: beyond the budget, fails as server",
+        ),
+    ],
+)
+async def test_a_flaky_server_is_retried_max_retries_times(
+    make_gateway, fake_openai: FakeOpenAI, model: str, expected: dict[str, Any]
 ) -> None:
-    settings = local(
-        settings_for(fake_openai.url, "flaky-2-x"), max_retries=2, max_retry_wait_s=0.05
-    )
+    settings = local(settings_for(fake_openai.url, model), max_retries=2, max_retry_wait_s=0.05)
     result = await run(await make_gateway(settings))
-    assert result["failed"] is False
-    assert result["api_calls"] == 3
-    assert result["final_response"] == "[flaky-2-x] hello (user messages: 1)"
-    assert result["fallback_used"] is False
-
-
-async def test_flaky_server_beyond_the_budget_fails_as_server(
-    make_gateway, fake_openai: FakeOpenAI
-) -> None:
-    settings = local(
-        settings_for(fake_openai.url, "flaky-3-x"), max_retries=2, max_retry_wait_s=0.05
-    )
-    result = await run(await make_gateway(settings))
-    assert result["failed"] is True
-    assert result["error_kind"] == "server"
-    assert result["api_calls"] == 3
+    assert {key: result[key] for key in expected} == expected  # type: ignore[literal-required]
 
 
 async def test_max_retries_zero_means_a_single_call(make_gateway, fake_openai: FakeOpenAI) -> None:

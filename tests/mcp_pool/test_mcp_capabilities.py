@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_servers.helpers import MARKER_ENV, eventually, marked_processes, wait_until
+from helpers_console import piped_console
+from mcp_servers.helpers import MARKER_ENV, eventually
 
 from hermes_core.mcp.listing import TASK_REQUIRED
 from hermes_core.plugins.console import ConsolePlatform
@@ -29,10 +29,7 @@ MARKER = f"test-mcp-capabilities-{uuid.uuid4().hex}"
 PROVIDER_TIMEOUT_S = 60
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_servers() -> Iterator[None]:
-    yield
-    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=10)
+pytestmark = pytest.mark.usefixtures("no_leaked_servers")
 
 
 def server_spec(**keys: Any) -> dict[str, Any]:
@@ -229,20 +226,14 @@ async def test_unanswered_question_is_cancelled_after_the_timeout(
     gateway = await make_gateway(
         settings(fake_openai, "tool-primary", elicitation={"timeout_s": 0.5})
     )
-    read_fd, write_fd = os.pipe()
-    out = io.StringIO()
-    with open(read_fd) as stdin, open(write_fd, "w") as writer:
-        console = ConsolePlatform(gateway, {}, stdin=stdin, stdout=out)
-        await console.start()
-        writer.write('call confirm {"question": "Anyone there?"}\n')
-        writer.flush()
-        await eventually(lambda: "tool results:" in out.getvalue(), "the reply")
-        writer.close()
-        await asyncio.wait_for(console.wait_closed(), 30)
-        await console.stop()
+    async with piped_console(gateway) as piped:
+        piped.type('call confirm {"question": "Anyone there?"}\n')
+        await eventually(lambda: "tool results:" in piped.out.getvalue(), "the reply")
+        piped.writer.close()
+        await asyncio.wait_for(piped.console.wait_closed(), 30)
 
-    assert "tool results: cancel: None" in out.getvalue()
-    assert "did not answer within 0.5s, so it was cancelled" in out.getvalue()
+    assert "tool results: cancel: None" in piped.out.getvalue()
+    assert "did not answer within 0.5s, so it was cancelled" in piped.out.getvalue()
 
 
 def test_mcp_test_shows_the_capabilities_the_client_declares(tmp_path: Path) -> None:

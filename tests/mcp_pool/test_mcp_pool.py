@@ -1,7 +1,7 @@
 """The gateway-wide MCP pool, against real MCP servers (the toolbox, mcp-server-time).
 
-Every server started here carries this module's marker in its environment; the autouse
-``no_leaked_servers`` fixture fails a test that leaves any of them running.
+Every server started here carries this module's marker in its environment; the
+``no_leaked_servers`` fixture, on every test, fails one that leaves any of them running.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from mcp_servers.helpers import (
     stop_process,
     time_spec,
     toolbox_spec,
-    wait_until,
 )
 
 from hermes_core import hookimpl
@@ -34,18 +33,14 @@ from hermes_core.gateway import Gateway
 from hermes_core.mcp.connection import ServerState
 from hermes_core.mcp.pool import UNAVAILABLE_PREFIX
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
-from hermes_core.types import Session
+from hermes_core.types import Reply, Session
 
 MARKER = f"test-mcp-pool-{uuid.uuid4().hex}"
 #: Lets the fake model run long enough for any tool round trip, however loaded the machine.
 PROVIDER_TIMEOUT_S = 60
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_servers() -> Iterator[None]:
-    """After each test (its gateways stopped), no MCP server it started may be running."""
-    yield
-    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=10)
+pytestmark = pytest.mark.usefixtures("no_leaked_servers")
 
 
 @pytest.fixture
@@ -92,6 +87,16 @@ def pool_gateway(
         )
 
     return make
+
+
+def one_tool_result(reply: Reply) -> str:
+    """The tool result the scripted model quotes back, after checking that the run answered
+    with exactly one tool call."""
+    assert reply.result is not None
+    assert not reply.result["failed"]
+    assert reply.result["tool_calls"] == 1
+    assert reply.text.startswith("tool results: "), reply.text
+    return reply.text.removeprefix("tool results: ")
 
 
 def offered(fake_openai: FakeOpenAI, index: int = -1) -> list[str]:
@@ -190,11 +195,7 @@ async def test_round_trip_with_mcp_server_time(
 
     reply = await send(gateway, 'call get_current_time {"timezone": "UTC"}')
 
-    assert reply.result is not None
-    assert not reply.result["failed"]
-    assert reply.result["tool_calls"] == 1
-    assert reply.text.startswith("tool results: ")
-    assert '"timezone": "UTC"' in reply.text
+    assert '"timezone": "UTC"' in one_tool_result(reply)
     assert {"time__get_current_time", "time__convert_time"} <= set(offered(fake_openai, 0))
     tool_message = fake_openai.requests[-1].messages[-1]
     assert tool_message["role"] == "tool"
@@ -238,10 +239,7 @@ async def test_tool_error_result_is_text_for_the_model(
 
     reply = await send(gateway, 'call fail {"reason": "disk on fire"}')
 
-    assert reply.result is not None
-    assert not reply.result["failed"]
-    assert reply.result["tool_calls"] == 1
-    assert reply.text.startswith("tool results: error: ")
+    assert one_tool_result(reply).startswith("error: ")
     assert "disk on fire" in reply.text
 
 
@@ -254,14 +252,9 @@ async def test_tool_call_over_timeout_returns_a_timeout_result(
 
     reply = await send(gateway, 'call sleep {"seconds": 120}')
 
-    assert reply.result is not None
-    assert not reply.result["failed"]
-    assert reply.result["tool_calls"] == 1
-    assert (
-        reply.text
-        == "tool results: error: tool 'sleep' on MCP server 'toolbox' timed out after 0.5s"
-    )
-    assert reply.result["duration_s"] < 60
+    result = one_tool_result(reply)
+    assert result == "error: tool 'sleep' on MCP server 'toolbox' timed out after 0.5s"
+    assert reply.result is not None and reply.result["duration_s"] < 60
     # The connection survives a timed-out call.
     assert (await send(gateway, 'call add {"a": 1, "b": 1}')).text == "tool results: 2"
 

@@ -4,7 +4,7 @@ The server here (``forking_server.py``) starts a helper first, as ``sh -c 'helpe
 server'`` does; the helper stays in the server's process group, holds its stdout open, and
 would outlive a server that exits at the end of its stdin. Each start records whether the
 previous start's helper was still running at that moment, so the tests can prove it never was.
-Every process carries this module's marker; the autouse fixture checks ``/proc`` for them.
+Every process carries this module's marker; ``no_leaked_servers`` checks ``/proc`` for them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_servers.helpers import MARKER_ENV, alive, eventually, marked_processes, wait_until
+from mcp_servers.helpers import MARKER_ENV, alive, eventually
 
 from hermes_core.gateway import Gateway
 from hermes_core.mcp.connection import ServerState
@@ -35,10 +35,7 @@ FORKING = Path(__file__).resolve().parents[1] / "mcp_servers" / "forking_server.
 STOP_BOUND_S = 15
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_servers() -> Iterator[None]:
-    yield
-    wait_until(lambda: not marked_processes(MARKER), "MCP servers to be gone", timeout_s=15)
+pytestmark = pytest.mark.usefixtures("no_leaked_servers")
 
 
 def forking_spec(mode: str, pid_file: Path, **keys: Any) -> dict[str, Any]:
@@ -58,22 +55,37 @@ def starts(pid_file: Path) -> list[tuple[int, int, bool]]:
     return [(int(server), int(helper), flag == "1") for server, helper, flag in rows]
 
 
-def settings(fake_openai: FakeOpenAI, servers: dict[str, Any], **mcp: Any) -> dict[str, Any]:
-    return settings_for(
-        fake_openai.url,
-        "tool-primary",
-        mcp={"backoff_initial_s": 60, **mcp, "servers": servers},
-        store={"path": ":memory:"},
-    )
+StartForking = Callable[..., Awaitable[tuple[Gateway, Path]]]
+
+
+@pytest.fixture
+def start_forking(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+) -> StartForking:
+    """``gateway, pid_file = await start_forking(mode, server_keys, **mcp)``: a gateway whose
+    one MCP server, ``forking``, is ``forking_server.py`` in ``mode`` with ``server_keys``
+    added to its table, under ``mcp`` settings; ``pid_file`` records its starts."""
+
+    async def start(
+        mode: str, server_keys: dict[str, Any] | None = None, **mcp: Any
+    ) -> tuple[Gateway, Path]:
+        pid_file = tmp_path / "forking.pids"
+        servers = {"forking": forking_spec(mode, pid_file, **(server_keys or {}))}
+        settings = settings_for(
+            fake_openai.url,
+            "tool-primary",
+            mcp={"backoff_initial_s": 60, **mcp, "servers": servers},
+            store={"path": ":memory:"},
+        )
+        return await make_gateway(settings), pid_file
+
+    return start
 
 
 async def test_stopping_the_gateway_kills_the_helper_of_a_server_that_exits_on_eof(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+    start_forking: StartForking,
 ) -> None:
-    pid_file = tmp_path / "forking.pids"
-    gateway = await make_gateway(
-        settings(fake_openai, {"forking": forking_spec("serve", pid_file)})
-    )
+    gateway, pid_file = await start_forking("serve")
 
     reply = await send(gateway, "call pid")
     ((server, helper, _),) = starts(pid_file)
@@ -85,57 +97,63 @@ async def test_stopping_the_gateway_kills_the_helper_of_a_server_that_exits_on_e
     assert not alive(server) and not alive(helper)
 
 
-async def test_twenty_restarts_of_a_crashing_server_leave_no_helper_behind(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+@pytest.mark.parametrize(
+    ("mode", "startup_timeout_s", "backoff_s", "restarts", "last_error"),
+    [
+        # Far below 20 start-up timeouts: the exit is seen though the helper holds stdout open.
+        pytest.param(
+            "crash",
+            30,
+            (0.01, 0.02),
+            20,
+            "the server closed the connection during startup (see its stderr)",
+            id="twenty restarts of a crashing server",
+        ),
+        pytest.param(
+            "silent",
+            0.3,
+            (0.05, 0.05),
+            2,
+            "no MCP handshake within 0.3s (startup_timeout_s)",
+            id="a start-up timeout kills the helper before the retry",
+        ),
+    ],
+)
+async def test_a_server_that_never_starts_is_retried_and_leaves_no_helper_behind(
+    start_forking: StartForking,
+    mode: str,
+    startup_timeout_s: float,
+    backoff_s: tuple[float, float],
+    restarts: int,
+    last_error: str,
 ) -> None:
-    pid_file = tmp_path / "forking.pids"
-    servers = {"forking": forking_spec("crash", pid_file, startup_timeout_s=30)}
-    gateway = await make_gateway(
-        settings(fake_openai, servers, eager=True, backoff_initial_s=0.01, backoff_max_s=0.02)
+    initial_s, max_s = backoff_s
+    gateway, pid_file = await start_forking(
+        mode,
+        {"startup_timeout_s": startup_timeout_s},
+        eager=True,
+        backoff_initial_s=initial_s,
+        backoff_max_s=max_s,
     )
     connection = gateway.mcp_pool.connections["forking"]
 
-    # Far below 20 start-up timeouts: the exit is seen though the helper holds stdout open.
-    await eventually(lambda: len(starts(pid_file)) >= 21, "20 restarts", timeout_s=120)
+    await eventually(lambda: len(starts(pid_file)) > restarts, "the restarts", timeout_s=120)
 
     recorded = starts(pid_file)
-    assert connection.restarts >= 20
+    assert connection.restarts >= restarts
     # Each helper was gone before the next server started...
     assert [previous_alive for _, _, previous_alive in recorded] == [False] * len(recorded)
     # ...so at most the latest start's helper can still be running now.
     assert not any(alive(helper) for _, helper, _ in recorded[:-1])
-    assert (
-        connection.last_error == "the server closed the connection during startup (see its stderr)"
-    )
-    await asyncio.wait_for(gateway.stop(), STOP_BOUND_S)
-    assert not any(alive(helper) for _, helper, _ in starts(pid_file))
-
-
-async def test_a_start_up_timeout_kills_the_helper_before_the_retry(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
-) -> None:
-    pid_file = tmp_path / "forking.pids"
-    servers = {"forking": forking_spec("silent", pid_file, startup_timeout_s=0.3)}
-    gateway = await make_gateway(
-        settings(fake_openai, servers, eager=True, backoff_initial_s=0.05, backoff_max_s=0.05)
-    )
-    connection = gateway.mcp_pool.connections["forking"]
-
-    await eventually(lambda: len(starts(pid_file)) >= 3, "three starts")
-
-    assert connection.last_error == "no MCP handshake within 0.3s (startup_timeout_s)"
-    recorded = starts(pid_file)
-    assert [previous_alive for _, _, previous_alive in recorded] == [False] * len(recorded)
+    assert connection.last_error == last_error
     await asyncio.wait_for(gateway.stop(), STOP_BOUND_S)
     assert not any(alive(helper) for _, helper, _ in starts(pid_file))
 
 
 async def test_stopping_during_the_handshake_kills_the_helper(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+    start_forking: StartForking,
 ) -> None:
-    pid_file = tmp_path / "forking.pids"
-    servers = {"forking": forking_spec("silent", pid_file, startup_timeout_s=120)}
-    gateway = await make_gateway(settings(fake_openai, servers, eager=True))
+    gateway, pid_file = await start_forking("silent", {"startup_timeout_s": 120}, eager=True)
     connection = gateway.mcp_pool.connections["forking"]
     await eventually(lambda: len(starts(pid_file)) == 1, "the start")
     assert connection.state is ServerState.STARTING

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers_console import piped_console
 
 from hermes_core.plugins.console import ConsolePlatform
 from hermes_core.testing import FakeOpenAI, settings_for, write_settings
@@ -65,23 +66,18 @@ async def test_stop_finishes_the_line_in_flight_and_drops_the_rest(
     make_gateway, fake_openai: FakeOpenAI
 ) -> None:
     gateway = await make_gateway()
-    read_fd, write_fd = os.pipe()
-    out = io.StringIO()
-    with open(read_fd) as stdin, open(write_fd, "w") as writer:
-        console = ConsolePlatform(gateway, {}, stdin=stdin, stdout=out)
-        await console.start()
+    async with piped_console(gateway) as piped:
         # Input stays open: only stop() can end this console.
-        writer.write("/model local:slow-0.5-x\nin flight\nnot started\n")
-        writer.flush()
+        piped.type("/model local:slow-0.5-x\nin flight\nnot started\n")
         await wait_for(lambda: fake_openai.requests_for("slow-"))
-        await asyncio.wait_for(console.stop(), 10)
-        assert out.getvalue().splitlines() == [
+        await asyncio.wait_for(piped.console.stop(), 10)
+        assert piped.out.getvalue().splitlines() == [
             "Model set to local:slow-0.5-x for this session.",
             "[slow-0.5-x] in flight (user messages: 1)",
         ]
         assert len(fake_openai.snapshot()) == 1
-        await asyncio.wait_for(console.wait_closed(), 1)
-        writer.close()  # end of input lets the reader thread finish
+        await asyncio.wait_for(piped.console.wait_closed(), 1)
+        piped.writer.close()  # end of input lets the reader thread finish
         reader = [t for t in threading.enumerate() if t.name == "hermes-core console reader"]
         await asyncio.to_thread(lambda: [t.join(10) for t in reader])
 

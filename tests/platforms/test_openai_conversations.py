@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -23,6 +24,13 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     },
 }
+
+
+@pytest.fixture
+def serve_tools(serve_http: ServeHttp, fake_openai: FakeOpenAI) -> ServeHttp:
+    """``await serve_tools(**platforms_http)``: ``serve_http`` over the scripted model
+    ``tool-model``, which calls the tool a message names (``call get_weather``)."""
+    return functools.partial(serve_http, settings_for(fake_openai.url, "tool-model"))
 
 
 class Stamp:
@@ -102,9 +110,9 @@ async def test_a_session_id_cannot_pose_as_a_stateless_one(serve_http: ServeHttp
 
 
 async def test_client_tool_round_trip_in_a_session(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI
+    serve_tools: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+    gateway, platform = await serve_tools()
     headers = {"X-Hermes-Session": "tools"}
     async with client_for(platform) as client:
         called = await client.chat.completions.create(
@@ -135,10 +143,8 @@ async def test_client_tool_round_trip_in_a_session(
     assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
 
 
-async def test_client_tool_round_trip_stateless_and_streamed(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI
-) -> None:
-    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+async def test_client_tool_round_trip_stateless_and_streamed(serve_tools: ServeHttp) -> None:
+    gateway, platform = await serve_tools()
     messages: list[Any] = user("call get_weather")
 
     def streamed(messages: list[Any]) -> list[Any]:
@@ -170,10 +176,10 @@ async def test_client_tool_round_trip_stateless_and_streamed(
 
 
 async def test_gateway_and_client_calls_of_one_turn_are_joined_before_the_next_request(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
+    serve_tools: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
 ) -> None:
     register_plugin(Stamp())
-    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+    _, platform = await serve_tools()
     async with client_for(platform) as client:
         called = await client.chat.completions.create(
             model="any", messages=user("call-many stamp get_weather"), tools=[WEATHER]
@@ -195,10 +201,10 @@ async def test_gateway_and_client_calls_of_one_turn_are_joined_before_the_next_r
 
 
 async def test_a_client_tool_named_like_a_gateway_tool_is_a_400(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
+    serve_tools: ServeHttp, fake_openai: FakeOpenAI, register_plugin: Any
 ) -> None:
     register_plugin(Stamp())
-    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+    _, platform = await serve_tools()
     clash = {"type": "function", "function": {"name": "stamp"}}
     async with client_for(platform) as client:
         with pytest.raises(openai.BadRequestError) as refused:
@@ -208,10 +214,8 @@ async def test_a_client_tool_named_like_a_gateway_tool_is_a_400(
     assert fake_openai.requests == []
 
 
-async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI
-) -> None:
-    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(serve_tools: ServeHttp) -> None:
+    _, platform = await serve_tools()
     body = {"messages": [{"role": "tool", "tool_call_id": "call_1", "content": "x"}]}
     async with httpx2.AsyncClient(base_url=platform.url) as http:
         response = await http.post(
@@ -222,9 +226,9 @@ async def test_tool_results_no_run_waits_for_are_a_400_in_a_session(
 
 
 async def test_a_new_user_message_abandons_a_suspended_run_without_poisoning_the_history(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI
+    serve_tools: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    gateway, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+    gateway, platform = await serve_tools()
     headers = {"X-Hermes-Session": "abandon"}
     async with client_for(platform) as client:
         called = await client.chat.completions.create(
@@ -250,10 +254,9 @@ async def test_a_new_user_message_abandons_a_suspended_run_without_poisoning_the
 
 
 async def test_results_for_only_some_calls_are_a_400_and_the_run_still_waits(
-    serve_http: ServeHttp,
-    fake_openai: FakeOpenAI,
+    serve_tools: ServeHttp,
 ) -> None:
-    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"))
+    _, platform = await serve_tools()
     other = {"type": "function", "function": {"name": "get_time"}}
     headers = {"X-Hermes-Session": "partial"}
     async with client_for(platform) as client:
@@ -283,11 +286,9 @@ async def test_results_for_only_some_calls_are_a_400_and_the_run_still_waits(
 
 
 async def test_a_stateless_run_no_longer_kept_continues_from_the_messages_sent(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI
+    serve_tools: ServeHttp, fake_openai: FakeOpenAI
 ) -> None:
-    _, platform = await serve_http(
-        settings_for(fake_openai.url, "tool-model"), max_suspended_runs=1
-    )
+    _, platform = await serve_tools(max_suspended_runs=1)
     async with client_for(platform) as client:
         first = await client.chat.completions.create(
             model="any", messages=user("call get_weather"), tools=[WEATHER]
@@ -312,7 +313,7 @@ async def test_a_stateless_run_no_longer_kept_continues_from_the_messages_sent(
 
 
 async def test_a_stateless_run_is_resumed_only_by_the_api_key_that_started_it(
-    serve_http: ServeHttp, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+    serve_tools: ServeHttp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HERMES_TEST_ALICE_KEY", "sk-alice")
     monkeypatch.setenv("HERMES_TEST_BOB_KEY", "sk-bob")
@@ -320,7 +321,7 @@ async def test_a_stateless_run_is_resumed_only_by_the_api_key_that_started_it(
         {"name": "alice", "key_env": "HERMES_TEST_ALICE_KEY"},
         {"name": "bob", "key_env": "HERMES_TEST_BOB_KEY"},
     ]
-    _, platform = await serve_http(settings_for(fake_openai.url, "tool-model"), api_keys=keys)
+    _, platform = await serve_tools(api_keys=keys)
     async with client_for(platform, "sk-alice") as alice, client_for(platform, "sk-bob") as bob:
         called = await alice.chat.completions.create(
             model="any", messages=user("call get_weather"), tools=[WEATHER]

@@ -24,25 +24,6 @@ SESSIONS = 50
 MESSAGES = 6
 
 
-@contextlib.asynccontextmanager
-async def three_gateways(
-    tmp_path: Path, fake_openai: FakeOpenAI, database_url: str
-) -> AsyncIterator[list[GatewayProcess]]:
-    gateways = []
-    for number in range(3):
-        port = free_port()
-        settings = write_settings(tmp_path / f"g{number}.toml", fake_openai.url, database_url, port)
-        gateways.append(GatewayProcess(settings, f"http://127.0.0.1:{port}"))
-    try:
-        await asyncio.gather(*(g.start() for g in gateways))
-        yield gateways
-    finally:
-        for gateway in gateways:
-            await gateway.kill()  # what a failed test left running
-    logs = "".join(line for g in gateways for line in g.logs)
-    assert "Traceback" not in logs, logs
-
-
 @dataclass
 class Ack:
     """An acknowledged reply: 200 with the run's answer."""
@@ -94,6 +75,31 @@ class Load:
         await asyncio.gather(*(self.session(n) for n in range(SESSIONS)))
 
 
+@contextlib.asynccontextmanager
+async def gateways_under_load(
+    tmp_path: Path, fake_openai: FakeOpenAI, database_url: str, prefix: str
+) -> AsyncIterator[Load]:
+    """Three started gateways on one database and the :class:`Load` for them (its sessions
+    named ``prefix``...); once the body has passed, each gateway must stop cleanly (SIGTERM,
+    exit 0), and none may have logged a traceback."""
+    gateways = []
+    for number in range(3):
+        port = free_port()
+        settings = write_settings(tmp_path / f"g{number}.toml", fake_openai.url, database_url, port)
+        gateways.append(GatewayProcess(settings, f"http://127.0.0.1:{port}"))
+    try:
+        await asyncio.gather(*(g.start() for g in gateways))
+        async with httpx2.AsyncClient(timeout=60) as http:
+            yield Load(gateways, http, prefix)
+        for gateway in gateways:
+            await gateway.stop()
+    finally:
+        for gateway in gateways:
+            await gateway.kill()  # what a failed test left running
+    logs = "".join(line for g in gateways for line in g.logs)
+    assert "Traceback" not in logs, logs
+
+
 def requests_of(fake_openai: FakeOpenAI, session: str) -> list[RecordedRequest]:
     """The session's upstream requests in arrival order (its texts start with its name)."""
     found = [r for r in fake_openai.snapshot() if r.messages[-1]["content"].startswith(session)]
@@ -138,26 +144,17 @@ async def check_sessions(load: Load, fake_openai: FakeOpenAI, database_url: str)
 async def test_three_processes_serve_50_sessions_without_loss_overlap_or_stale_history(
     tmp_path: Path, fake_openai: FakeOpenAI, postgres_url: str
 ) -> None:
-    async with (
-        three_gateways(tmp_path, fake_openai, postgres_url) as gateways,
-        httpx2.AsyncClient(timeout=60) as http,
-    ):
-        load = Load(gateways, http, "calm")
+    async with gateways_under_load(tmp_path, fake_openai, postgres_url, "calm") as load:
         await load.run()
         assert len(load.acks) == SESSIONS * MESSAGES and not load.broken
         await check_sessions(load, fake_openai, postgres_url)
-        for gateway in gateways:
-            await gateway.stop()
 
 
 async def test_killing_a_process_mid_run_loses_nothing_acknowledged_and_frees_its_sessions(
     tmp_path: Path, fake_openai: FakeOpenAI, postgres_url: str
 ) -> None:
-    async with (
-        three_gateways(tmp_path, fake_openai, postgres_url) as gateways,
-        httpx2.AsyncClient(timeout=60) as http,
-    ):
-        load = Load(gateways, http, "kill")
+    async with gateways_under_load(tmp_path, fake_openai, postgres_url, "kill") as load:
+        gateways = load.gateways
         traffic = asyncio.create_task(load.run())
         while len(load.acks) < SESSIONS * MESSAGES // 3:  # well into the load
             await asyncio.sleep(0.01)
@@ -188,8 +185,6 @@ async def test_killing_a_process_mid_run_loses_nothing_acknowledged_and_frees_it
             f"max {hand_overs[-1] * 1000:.0f} ms"
         )
         assert max(hand_overs) < KEEPALIVE_BOUND_S
-        for gateway in gateways:
-            await gateway.stop()
 
 
 async def test_lock_hand_over_after_kill_9_mid_run(
