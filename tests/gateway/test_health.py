@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -26,6 +27,22 @@ def health_settings(
     settings = settings_for(url, model, fallbacks)
     settings["providers"]["local"]["breaker"] = breaker
     return settings
+
+
+#: ``await make_gateway(settings)``, and ``await health_gateway(model, ...)``.
+MakeGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+def health_gateway(make_gateway: MakeGateway, fake_openai: FakeOpenAI) -> MakeGateway:
+    """``await health_gateway(model, fallbacks=[FALLBACK], **breaker)``: a started gateway
+    from :func:`health_settings`."""
+
+    async def make(model: str, fallbacks: list[str] | None = None, **breaker: Any) -> Gateway:
+        settings = health_settings(fake_openai.url, model, fallbacks or [FALLBACK], **breaker)
+        return await make_gateway(settings)
+
+    return make
 
 
 def closed_port() -> int:
@@ -83,11 +100,9 @@ async def test_a_dead_primary_costs_its_failures_then_is_skipped(
 
 
 async def test_hook_on_health_change(
-    make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+    health_gateway: MakeGateway, hook_recorder: HookRecorder
 ) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "notfound-x", [FALLBACK], cooldown_s=45)
-    )
+    gateway = await health_gateway("notfound-x", cooldown_s=45)
     before = time.time()
     await run(gateway)
     [call] = hook_recorder.of("on_health_change")
@@ -98,12 +113,10 @@ async def test_hook_on_health_change(
 
 
 async def test_the_primary_coming_back_is_probed_once_and_runs_return_to_it(
-    make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
     # flaky-3-*: its first three requests fail with 503, then it answers: down, then back.
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "flaky-3-primary", [FALLBACK], cooldown_s=0.2)
-    )
+    gateway = await health_gateway("flaky-3-primary", cooldown_s=0.2)
     results = [await run(gateway, f"during {n}", f"test:{n}") for n in range(6)]
     assert transitions(hook_recorder) == [("local", "flaky-3-primary", "open")]
     await asyncio.sleep(0.25)
@@ -119,11 +132,9 @@ async def test_the_primary_coming_back_is_probed_once_and_runs_return_to_it(
 
 
 async def test_a_failed_probe_doubles_the_cooldown(
-    make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "notfound-x", [FALLBACK], cooldown_s=0.2)
-    )
+    gateway = await health_gateway("notfound-x", cooldown_s=0.2)
     await run(gateway)
     await asyncio.sleep(0.25)
     probed_at = time.time()
@@ -135,11 +146,9 @@ async def test_a_failed_probe_doubles_the_cooldown(
 
 
 async def test_429_with_retry_after_opens_for_that_long(
-    make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "ratelimit-0.3-x", [FALLBACK], cooldown_s=60)
-    )
+    gateway = await health_gateway("ratelimit-0.3-x", cooldown_s=60)
     sent = time.time()
     assert (await run(gateway))["model"] == f"local:{FALLBACK}"
     [opened] = hook_recorder.of("on_health_change")
@@ -165,10 +174,10 @@ async def test_a_long_retry_after_falls_over_at_once_instead_of_waiting(
 
 
 async def test_a_plain_400_leaves_health_alone(
-    make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
     # bad-* answers 400 model_not_found: a 400 is about the request, whatever its code says.
-    gateway = await make_gateway(health_settings(fake_openai.url, "bad-x", [FALLBACK]))
+    gateway = await health_gateway("bad-x")
     for _ in range(5):
         await run(gateway)
     assert len(fake_openai.requests_for("bad-x")) == 5
@@ -177,11 +186,9 @@ async def test_a_plain_400_leaves_health_alone(
 
 
 async def test_every_model_open_fails_fast_as_unavailable_and_is_not_counted(
-    make_gateway, fake_openai: FakeOpenAI
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "notfound-a", ["notfound-b"], cooldown_s=60)
-    )
+    gateway = await health_gateway("notfound-a", ["notfound-b"], cooldown_s=60)
     first = await run(gateway)
     assert first["error_kind"] == "non_retryable"  # two real 404s: the session counts one
     later = [await run(gateway) for _ in range(5)]
@@ -195,11 +202,9 @@ async def test_every_model_open_fails_fast_as_unavailable_and_is_not_counted(
 
 
 async def test_a_rejected_key_opens_the_provider_and_its_probes_count_for_the_session(
-    make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "auth-x", [FALLBACK], cooldown_s=0.1)
-    )
+    gateway = await health_gateway("auth-x", cooldown_s=0.1)
     kinds = [(await run(gateway))["error_kind"]]
     # The 401 is the provider's: every model of it is skipped, the fallback too.
     kinds.append((await run(gateway))["error_kind"])
@@ -213,10 +218,10 @@ async def test_a_rejected_key_opens_the_provider_and_its_probes_count_for_the_se
     assert len(fake_openai.snapshot()) == 3
 
 
-async def test_health_off_sends_every_request(make_gateway, fake_openai: FakeOpenAI) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "notfound-x", [FALLBACK], enabled=False)
-    )
+async def test_health_off_sends_every_request(
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = await health_gateway("notfound-x", enabled=False)
     for _ in range(5):
         await run(gateway)
     assert len(fake_openai.requests_for("notfound-x")) == 5
@@ -224,13 +229,9 @@ async def test_health_off_sends_every_request(make_gateway, fake_openai: FakeOpe
 
 
 async def test_an_active_probe_brings_the_primary_back_without_a_user_waiting(
-    make_gateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
-    gateway = await make_gateway(
-        health_settings(
-            fake_openai.url, "flaky-3-primary", [FALLBACK], cooldown_s=0.2, probe="active"
-        )
-    )
+    gateway = await health_gateway("flaky-3-primary", cooldown_s=0.2, probe="active")
     for n in range(3):
         await run(gateway, f"during {n}")
     await asyncio.sleep(0.3)  # due now, but with active probes a run would still skip it
@@ -244,11 +245,9 @@ async def test_an_active_probe_brings_the_primary_back_without_a_user_waiting(
 
 
 async def test_active_probes_repeat_with_a_doubling_cooldown_and_stop_at_shutdown(
-    make_gateway, fake_openai: FakeOpenAI
+    health_gateway: MakeGateway, fake_openai: FakeOpenAI
 ) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "notfound-x", [FALLBACK], cooldown_s=0.1, probe="active")
-    )
+    gateway = await health_gateway("notfound-x", cooldown_s=0.1, probe="active")
     await run(gateway)
     await asyncio.sleep(0.38)  # probes at 0.1 s and 0.3 s (the cooldown doubled to 0.2)
     assert len(fake_openai.requests_for("notfound-x")) == 3
@@ -258,10 +257,8 @@ async def test_active_probes_repeat_with_a_doubling_cooldown_and_stop_at_shutdow
     assert probes == []
 
 
-async def test_status_shows_each_models_health(make_gateway, fake_openai: FakeOpenAI) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "notfound-x", [FALLBACK], cooldown_s=60)
-    )
+async def test_status_shows_each_models_health(health_gateway: MakeGateway) -> None:
+    gateway = await health_gateway("notfound-x", cooldown_s=60)
     assert "Health: local:notfound-x closed" in (await send(gateway, "/status")).text
     await run(gateway)
     status = (await send(gateway, "/status")).text
@@ -270,10 +267,8 @@ async def test_status_shows_each_models_health(make_gateway, fake_openai: FakeOp
     assert line.startswith("Health: local:notfound-x open until ") and "HTTP 404" in line
 
 
-async def test_metrics_gauge_each_models_state(make_gateway, fake_openai: FakeOpenAI) -> None:
-    gateway = await make_gateway(
-        health_settings(fake_openai.url, "notfound-x", [FALLBACK], cooldown_s=60)
-    )
+async def test_metrics_gauge_each_models_state(health_gateway: MakeGateway) -> None:
+    gateway = await health_gateway("notfound-x", cooldown_s=60)
     await run(gateway)
     metrics = metrics_for(gateway)
     assert metrics is not None

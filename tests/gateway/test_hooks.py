@@ -22,6 +22,7 @@ from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
 from hermes_core.providers import Completion, ProviderError
 from hermes_core.runner import serve
+from hermes_core.runs import KEPT_TEXT
 from hermes_core.settings import ProviderConfig, config_from_dict
 from hermes_core.store import MemoryStore
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
@@ -407,22 +408,44 @@ async def test_hook_pre_run(
     assert [r.model for r in fake_openai.requests] == ["ok-primary"]
 
 
-async def test_pre_run_exception_fails_the_run_without_an_llm_request(
-    make_gateway, register_plugin, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
-) -> None:
-    class Broken:
-        @hookimpl
-        def pre_run(self) -> None:
-            raise RuntimeError("gate is broken")
+class RaisingGate:
+    """A ``pre_run`` that raises as it is called."""
 
-    register_plugin(Broken(), "broken-gate")
+    @hookimpl
+    def pre_run(self) -> None:
+        raise RuntimeError("gate is broken")
+
+
+class AsyncRaisingGate:
+    """A ``pre_run`` whose awaitable raises once the core awaits it."""
+
+    @hookimpl
+    async def pre_run(self) -> None:
+        raise RuntimeError("gate is broken")
+
+
+@pytest.mark.parametrize(
+    "gate", [RaisingGate, AsyncRaisingGate], ids=["raising when called", "raising when awaited"]
+)
+async def test_pre_run_exception_fails_the_run_without_an_llm_request(
+    make_gateway,
+    register_plugin,
+    fake_openai: FakeOpenAI,
+    hook_recorder: HookRecorder,
+    errors_logged: list[str],
+    gate: type,
+) -> None:
+    register_plugin(gate(), "broken-gate")
     gateway = await make_gateway()
     reply = await send(gateway, "hi")
     assert reply.result is not None
     assert (reply.result["failed"], reply.result["error_kind"]) == (True, "internal")
     assert "broken-gate" in str(reply.result["error"])
+    assert reply.text.startswith(KEPT_TEXT)
+    assert "gate is broken" not in reply.text, "internals stay in the log, not in the reply"
     assert fake_openai.requests == []
     assert [c["result"]["error_kind"] for c in hook_recorder.of("post_run")] == ["internal"]
+    assert any("broken-gate" in line and "gate is broken" in line for line in errors_logged)
 
 
 async def test_hook_on_fallback(

@@ -7,6 +7,7 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,32 @@ from hermes_core.types import Session
 MakeGateway = Callable[..., Awaitable[Gateway]]
 
 
-async def restart(
-    make_gateway: MakeGateway, gateway: Gateway, settings: dict[str, Any], path: Path
-) -> Gateway:
-    """Stop ``gateway`` and start a new one (new store connection, empty caches) on ``path``."""
-    await gateway.stop()
-    return await make_gateway(settings, store=SQLiteStore(path))
+@dataclass
+class OnDisk:
+    """Gateways, one after another, over one SQLite file."""
+
+    make_gateway: MakeGateway
+    path: Path
+
+    async def start(self, settings: dict[str, Any]) -> Gateway:
+        return await self.make_gateway(settings, store=SQLiteStore(self.path))
+
+    async def restart(self, gateway: Gateway, settings: dict[str, Any]) -> Gateway:
+        """Stop ``gateway`` and start a new one (new store connection, empty caches)."""
+        await gateway.stop()
+        return await self.start(settings)
+
+
+@pytest.fixture
+def on_disk(make_gateway: MakeGateway, tmp_path: Path) -> OnDisk:
+    return OnDisk(make_gateway, tmp_path / "sessions.db")
 
 
 async def test_eviction_after_a_successful_fallback_keeps_the_full_history(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, hook_recorder: HookRecorder, tmp_path: Path
+    on_disk: OnDisk, fake_openai: FakeOpenAI, hook_recorder: HookRecorder
 ) -> None:
     settings = settings_for(fake_openai.url, "bad-primary", ["ok-fallback"])
-    gateway = await make_gateway(settings, store=SQLiteStore(tmp_path / "sessions.db"))
+    gateway = await on_disk.start(settings)
 
     replies = [(await send(gateway, text)).text for text in ("one", "two", "three")]
 
@@ -58,31 +72,25 @@ async def test_eviction_after_a_successful_fallback_keeps_the_full_history(
     ]
 
 
-async def test_model_override_survives_a_restart(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
-) -> None:
-    path = tmp_path / "sessions.db"
+async def test_model_override_survives_a_restart(on_disk: OnDisk, fake_openai: FakeOpenAI) -> None:
     settings = settings_for(fake_openai.url, "ok-primary")
-    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    gateway = await on_disk.start(settings)
     assert (await send(gateway, "/model local:ok-chosen")).text.startswith("Model set")
 
-    gateway = await restart(make_gateway, gateway, settings, path)
+    gateway = await on_disk.restart(gateway, settings)
     reply = await send(gateway, "hi")
 
     assert reply.text == "[ok-chosen] hi (user messages: 1)"
     assert [r.model for r in fake_openai.requests] == ["ok-chosen"]
 
 
-async def test_breaker_count_survives_a_restart(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
-) -> None:
-    path = tmp_path / "sessions.db"
+async def test_breaker_count_survives_a_restart(on_disk: OnDisk, fake_openai: FakeOpenAI) -> None:
     settings = settings_for(fake_openai.url, "bad-primary", circuit_breaker={"threshold": 3})
-    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    gateway = await on_disk.start(settings)
     for text in ("one", "two"):
         assert (await send(gateway, text)).failed
 
-    gateway = await restart(make_gateway, gateway, settings, path)
+    gateway = await on_disk.restart(gateway, settings)
     fake_openai.clear()
     third = await send(gateway, "three")
     fourth = await send(gateway, "four")
@@ -127,15 +135,14 @@ async def test_failed_run_is_kept_marked_and_out_of_the_reloaded_history(
 
 
 async def test_reset_starts_a_new_conversation_and_keeps_the_old_one(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+    on_disk: OnDisk, fake_openai: FakeOpenAI
 ) -> None:
-    path = tmp_path / "sessions.db"
     settings = settings_for(fake_openai.url)
-    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    gateway = await on_disk.start(settings)
     for text in ("a", "b", "/reset", "c"):
         await send(gateway, text)
 
-    gateway = await restart(make_gateway, gateway, settings, path)
+    gateway = await on_disk.restart(gateway, settings)
     reply = await send(gateway, "d")
 
     assert reply.text == "[ok-primary] d (user messages: 2)"
@@ -149,15 +156,14 @@ async def test_reset_starts_a_new_conversation_and_keeps_the_old_one(
 
 
 async def test_reloaded_history_is_bounded_by_max_history_messages(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+    on_disk: OnDisk, fake_openai: FakeOpenAI
 ) -> None:
-    path = tmp_path / "sessions.db"
     settings = settings_for(fake_openai.url, agent={"max_history_messages": 4})
-    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    gateway = await on_disk.start(settings)
     for text in ("one", "two", "three"):
         await send(gateway, text)
 
-    gateway = await restart(make_gateway, gateway, settings, path)
+    gateway = await on_disk.restart(gateway, settings)
     fake_openai.clear()
     await send(gateway, "four")
 
@@ -172,14 +178,13 @@ async def test_reloaded_history_is_bounded_by_max_history_messages(
 
 @pytest.mark.slow
 async def test_concurrent_sessions_through_the_gateway_keep_every_message_in_order(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+    on_disk: OnDisk, fake_openai: FakeOpenAI
 ) -> None:
     # The full 100 x 20 load runs directly on the store (test_store_sqlite.py): through the
     # gateway each run is an HTTP round trip, and 2,000 of them take 30-45 s on 2 busy cores.
-    path = tmp_path / "sessions.db"
     # Fewer cached agents than sessions: LRU evictions force reloads from the store mid-way.
     settings = settings_for(fake_openai.url, cache={"max_agents": 4})
-    gateway = await make_gateway(settings, store=SQLiteStore(path))
+    gateway = await on_disk.start(settings)
     sessions, messages = 25, 8
 
     async def converse(number: int) -> list[str]:
@@ -193,7 +198,7 @@ async def test_concurrent_sessions_through_the_gateway_keep_every_message_in_ord
         assert texts == [
             f"[ok-primary] s{number} m{i} (user messages: {i + 1})" for i in range(messages)
         ]
-    reopened = SQLiteStore(path)
+    reopened = SQLiteStore(on_disk.path)
     await reopened.open()
     try:
         for number in range(sessions):
@@ -249,10 +254,10 @@ def test_store_defaults_to_the_user_data_dir_and_memory_on_request(
 
 
 async def test_loaded_sessions_are_bounded_and_reload_from_the_store(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, tmp_path: Path
+    on_disk: OnDisk, fake_openai: FakeOpenAI
 ) -> None:
     settings = settings_for(fake_openai.url, "ok-primary", cache={"max_sessions": 5})
-    gateway = await make_gateway(settings, store=SQLiteStore(tmp_path / "sessions.db"))
+    gateway = await on_disk.start(settings)
     await send(gateway, "/model local:ok-chosen", "test:first")
     for index in range(40):
         await send(gateway, f"hello {index}", f"test:{index}")

@@ -42,14 +42,17 @@ def mcp(*args: str, settings: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def write_servers(where: Path, servers: dict[str, Any], **mcp: Any) -> Path:
+    """A settings file in ``where`` with ``servers`` as its MCP servers (see ``mcp_settings``)."""
+    return write_settings(where / "s.toml", mcp_settings(servers, **mcp))
+
+
 # --- mcp test ------------------------------------------------------------------------------
 
 
 def test_mcp_test_starts_lists_tools_and_stops(tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
-    settings = write_settings(
-        tmp_path / "s.toml", mcp_settings({"toolbox": toolbox_spec(MARKER, pid_file)})
-    )
+    settings = write_servers(tmp_path, {"toolbox": toolbox_spec(MARKER, pid_file)})
 
     done = mcp("test", "toolbox", settings=settings)
 
@@ -85,7 +88,7 @@ def test_mcp_test_starts_lists_tools_and_stops(tmp_path: Path) -> None:
 def test_mcp_test_fails_in_one_line(tmp_path: Path, spec: dict[str, Any], reason: str) -> None:
     port = str(free_port())  # nothing listens there
     spec = {k: v.replace("{port}", port) if isinstance(v, str) else v for k, v in spec.items()}
-    settings = write_settings(tmp_path / "s.toml", mcp_settings({"broken": spec}))
+    settings = write_servers(tmp_path, {"broken": spec})
 
     done = mcp("test", "broken", settings=settings)
 
@@ -96,7 +99,7 @@ def test_mcp_test_fails_in_one_line(tmp_path: Path, spec: dict[str, Any], reason
 
 
 def test_mcp_test_unknown_server_is_a_config_error(tmp_path: Path) -> None:
-    settings = write_settings(tmp_path / "s.toml", mcp_settings({"toolbox": toolbox_spec(MARKER)}))
+    settings = write_servers(tmp_path, {"toolbox": toolbox_spec(MARKER)})
 
     done = mcp("test", "nope", settings=settings)
 
@@ -107,9 +110,7 @@ def test_mcp_test_unknown_server_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_mcp_list_bad_setting_is_one_line(tmp_path: Path) -> None:
-    settings = write_settings(
-        tmp_path / "s.toml", mcp_settings({"x": {"command": "x", "timeout": 3}})
-    )
+    settings = write_servers(tmp_path, {"x": {"command": "x", "timeout": 3}})
 
     done = mcp("list", settings=settings)
 
@@ -123,9 +124,7 @@ def test_mcp_list_bad_setting_is_one_line(tmp_path: Path) -> None:
 
 def test_mcp_list_no_start_starts_nothing(tmp_path: Path) -> None:
     pid_file = tmp_path / "pids"
-    settings = write_settings(
-        tmp_path / "s.toml", mcp_settings({"toolbox": toolbox_spec(MARKER, pid_file)})
-    )
+    settings = write_servers(tmp_path, {"toolbox": toolbox_spec(MARKER, pid_file)})
 
     done = mcp("list", "--no-start", settings=settings)
 
@@ -143,7 +142,7 @@ def test_mcp_list_no_start_starts_nothing(tmp_path: Path) -> None:
 def test_run_stopped_by_signal_leaves_no_mcp_process(tmp_path: Path, signum: int) -> None:
     pid_file = tmp_path / "pids"
     servers = {"a": toolbox_spec(MARKER, pid_file), "b": toolbox_spec(MARKER, pid_file)}
-    settings = write_settings(tmp_path / "s.toml", mcp_settings(servers, eager=True))
+    settings = write_servers(tmp_path, servers, eager=True)
     process = subprocess.Popen(
         [HERMES_CORE, "run", "--settings", str(settings)],
         stdin=subprocess.PIPE,  # kept open: the console platform keeps running

@@ -12,6 +12,7 @@ import httpx2
 import openai
 import pytest
 from helpers_http import client_for, sync_client_for, user
+from openai.types.chat import ChatCompletion
 
 from hermes_core import hookimpl
 from hermes_core.testing import FakeOpenAI, HookRecorder, ServeHttp, settings_for
@@ -24,6 +25,15 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     },
 }
+
+
+async def offering_weather(
+    client: openai.AsyncOpenAI, messages: list[Any], **options: Any
+) -> ChatCompletion:
+    """A completion of ``messages`` whose request offers the client tool :data:`WEATHER`."""
+    return await client.chat.completions.create(
+        model="any", messages=messages, tools=[WEATHER], **options
+    )
 
 
 @pytest.fixture
@@ -115,11 +125,8 @@ async def test_client_tool_round_trip_in_a_session(
     gateway, platform = await serve_tools()
     headers = {"X-Hermes-Session": "tools"}
     async with client_for(platform) as client:
-        called = await client.chat.completions.create(
-            model="any",
-            messages=user('call get_weather {"city": "Oslo"}'),
-            tools=[WEATHER],
-            extra_headers=headers,
+        called = await offering_weather(
+            client, user('call get_weather {"city": "Oslo"}'), extra_headers=headers
         )
         choice = called.choices[0]
         assert choice.finish_reason == "tool_calls"
@@ -127,10 +134,9 @@ async def test_client_tool_round_trip_in_a_session(
         assert call.function.name == "get_weather"
         assert json.loads(call.function.arguments) == {"city": "Oslo"}
         assert await gateway.store.history(await gateway.session("http:tools", "http"), 50) == []
-        answered = await client.chat.completions.create(
-            model="any",
-            messages=[{"role": "tool", "tool_call_id": call.id, "content": "sunny"}],
-            tools=[WEATHER],
+        answered = await offering_weather(
+            client,
+            [{"role": "tool", "tool_call_id": call.id, "content": "sunny"}],
             extra_headers=headers,
         )
     assert answered.choices[0].message.content == "tool results: sunny"
@@ -181,19 +187,16 @@ async def test_gateway_and_client_calls_of_one_turn_are_joined_before_the_next_r
     register_plugin(Stamp())
     _, platform = await serve_tools()
     async with client_for(platform) as client:
-        called = await client.chat.completions.create(
-            model="any", messages=user("call-many stamp get_weather"), tools=[WEATHER]
-        )
+        called = await offering_weather(client, user("call-many stamp get_weather"))
         [call] = called.choices[0].message.tool_calls or []  # the gateway's call is its own
         assert call.function.name == "get_weather"
-        answered = await client.chat.completions.create(
-            model="any",
-            messages=[
+        answered = await offering_weather(
+            client,
+            [
                 *user("call-many stamp get_weather"),
                 called.choices[0].message.model_dump(exclude_none=True),
                 {"role": "tool", "tool_call_id": call.id, "content": "fog"},
             ],
-            tools=[WEATHER],
         )
     assert answered.choices[0].message.content == "tool results: stamped | fog"
     offered = {tool["function"]["name"] for tool in fake_openai.requests[0].tools or []}
@@ -231,9 +234,7 @@ async def test_a_new_user_message_abandons_a_suspended_run_without_poisoning_the
     gateway, platform = await serve_tools()
     headers = {"X-Hermes-Session": "abandon"}
     async with client_for(platform) as client:
-        called = await client.chat.completions.create(
-            model="any", messages=user("call get_weather"), tools=[WEATHER], extra_headers=headers
-        )
+        called = await offering_weather(client, user("call get_weather"), extra_headers=headers)
         assert called.choices[0].finish_reason == "tool_calls"
         moved_on = await client.chat.completions.create(
             model="any", messages=user("never mind"), extra_headers=headers
@@ -290,23 +291,19 @@ async def test_a_stateless_run_no_longer_kept_continues_from_the_messages_sent(
 ) -> None:
     _, platform = await serve_tools(max_suspended_runs=1)
     async with client_for(platform) as client:
-        first = await client.chat.completions.create(
-            model="any", messages=user("call get_weather"), tools=[WEATHER]
-        )
-        await client.chat.completions.create(  # suspends another run: the first is dropped
-            model="any", messages=user("call get_weather"), tools=[WEATHER]
-        )
+        first = await offering_weather(client, user("call get_weather"))
+        # A second suspended run: past max_suspended_runs, the first is dropped.
+        await offering_weather(client, user("call get_weather"))
         assert len(platform.chats.suspended) == 1
         message = first.choices[0].message
         [call] = message.tool_calls or []
-        answered = await client.chat.completions.create(
-            model="any",
-            messages=[
+        answered = await offering_weather(
+            client,
+            [
                 *user("call get_weather"),
                 message.model_dump(exclude_none=True),
                 {"role": "tool", "tool_call_id": call.id, "content": "hail"},
             ],
-            tools=[WEATHER],
         )
     assert answered.choices[0].message.content == "tool results: hail"
     assert [m["role"] for m in fake_openai.requests[-1].messages] == ["user", "assistant", "tool"]
@@ -323,9 +320,7 @@ async def test_a_stateless_run_is_resumed_only_by_the_api_key_that_started_it(
     ]
     _, platform = await serve_tools(api_keys=keys)
     async with client_for(platform, "sk-alice") as alice, client_for(platform, "sk-bob") as bob:
-        called = await alice.chat.completions.create(
-            model="any", messages=user("call get_weather"), tools=[WEATHER]
-        )
+        called = await offering_weather(alice, user("call get_weather"))
         message = called.choices[0].message
         [call] = message.tool_calls or []
         answer = [
@@ -333,7 +328,7 @@ async def test_a_stateless_run_is_resumed_only_by_the_api_key_that_started_it(
             message.model_dump(exclude_none=True),
             {"role": "tool", "tool_call_id": call.id, "content": "sun"},
         ]
-        await bob.chat.completions.create(model="any", messages=answer, tools=[WEATHER])
+        await offering_weather(bob, answer)
         assert len(platform.chats.suspended) == 1, "bob's results did not resume alice's run"
-        await alice.chat.completions.create(model="any", messages=answer, tools=[WEATHER])
+        await offering_weather(alice, answer)
     assert len(platform.chats.suspended) == 0

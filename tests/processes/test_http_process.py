@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from helpers_http import user
 
 from hermes_core.plugins.http_settings import ApiKey
 from hermes_core.testing import (
@@ -88,6 +89,13 @@ async def _drain(stream: asyncio.StreamReader, lines: list[str]) -> None:
         lines.append(line)
 
 
+async def ask(http: httpx2.AsyncClient, url: str, text: str) -> httpx2.Response:
+    """POST ``text``, one user message, to the chat completions endpoint at ``url``."""
+    return await http.post(
+        f"{url}/v1/chat/completions", json={"model": "any", "messages": user(text)}
+    )
+
+
 def group_is_gone(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -109,8 +117,7 @@ async def test_sigterm_during_a_run_delivers_the_reply_and_exits_0(
 ) -> None:
     settings = http_settings(tmp_path / "s.toml", fake_openai.url, "slow-2-primary", port=0)
     async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
-        body = {"model": "any", "messages": [{"role": "user", "content": "in flight"}]}
-        request = asyncio.create_task(http.post(f"{url}/v1/chat/completions", json=body))
+        request = asyncio.create_task(ask(http, url, "in flight"))
         await wait_for(lambda: len(fake_openai.requests) == 1)  # the run is at the model
         process.send_signal(signal.SIGTERM)
         response = await request
@@ -127,8 +134,7 @@ async def test_sigint_with_nothing_in_flight_exits_0_promptly(
 ) -> None:
     settings = http_settings(tmp_path / "s.toml", fake_openai.url, "ok-primary", port=0)
     async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
-        body = {"model": "any", "messages": [{"role": "user", "content": "hi"}]}
-        assert (await http.post(f"{url}/v1/chat/completions", json=body)).status_code == 200
+        assert (await ask(http, url, "hi")).status_code == 200
         process.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(process.wait(), 30)
     assert code == 0
@@ -179,8 +185,7 @@ async def test_a_bracketed_ipv6_host_passes_config_check_and_serves(
     assert check.returncode == 0, check.stderr
     async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
         assert url.startswith("http://[::1]:")
-        body = {"model": "any", "messages": [{"role": "user", "content": "over v6"}]}
-        response = await http.post(f"{url}/v1/chat/completions", json=body)
+        response = await ask(http, url, "over v6")
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     assert response.json()["choices"][0]["message"]["content"].startswith("[ok-primary] over v6")
