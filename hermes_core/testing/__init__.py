@@ -19,6 +19,7 @@ test). End-to-end helpers: :func:`write_settings` (a settings file), installed p
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +228,14 @@ def hermetic_data_dir(
     home = tmp_path_factory.mktemp("data-home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``HERMES_*`` variable for the test: settings exported in the developer's shell (or
+    CI) cannot leak into what it loads. Opt in per test or per module."""
+    for name in [name for name in os.environ if name.startswith("HERMES_")]:
+        monkeypatch.delenv(name)
 
 
 @contextlib.contextmanager

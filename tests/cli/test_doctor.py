@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sqlite3
 import threading
@@ -40,14 +39,7 @@ KEY_ENV = "HERMES_DOCTOR_TEST_KEY"
 WIDE = {"COLUMNS": "300"}
 
 
-pytestmark = pytest.mark.usefixtures("no_leaked_servers")
-
-
-@pytest.fixture(autouse=True)
-def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process checks read ``HERMES_*`` variables like ``run`` does: start from none."""
-    for name in [name for name in os.environ if name.startswith("HERMES_")]:
-        monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_hermes_env", "no_leaked_servers")
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ real package is tested with ``contrib/hermes-evict-always``, in its own ``tests/
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,13 +28,7 @@ from hermes_core.settings import config_from_dict, load_config
 from hermes_core.store import MemoryStore
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for, write_dist
 
-
-@pytest.fixture(autouse=True)
-def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings from the developer's shell must not leak into these tests."""
-    for name in list(os.environ):
-        if name.startswith("HERMES_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_hermes_env")
 
 
 @pytest.fixture

@@ -262,12 +262,7 @@ BAD = [
 CLI_CASES = [case for case in BAD if case.cli]
 
 
-@pytest.fixture(autouse=True)
-def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings from the developer's shell must not leak into these tests."""
-    for name in list(os.environ):
-        if name.startswith("HERMES_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_hermes_env")
 
 
 def write_case(case: Case, where: Path) -> None:

@@ -8,7 +8,6 @@ the ``hermes-core config check`` subprocesses, which are started together to kee
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tomllib
 from collections.abc import Callable
@@ -195,11 +194,9 @@ GITHUB_TOKEN = "ghp-value"
 
 
 @pytest.fixture(autouse=True)
-def no_hermes_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings from the developer's shell must not leak into these tests."""
-    for name in list(os.environ):
-        if name.startswith("HERMES_") or name == KEY_ENV:
-            monkeypatch.delenv(name)
+def no_key_env(no_hermes_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither ``HERMES_*`` settings nor the provider's key from the developer's shell."""
+    monkeypatch.delenv(KEY_ENV, raising=False)
 
 
 def write_case(case: Case, where: Path) -> None:
