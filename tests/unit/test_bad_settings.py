@@ -7,14 +7,15 @@ collects its plugins (provider types, MCP servers) or while a platform is built 
 table): :func:`check_settings` goes as far as ``hermes-core config check`` does. A few cases
 also run the real ``hermes-core config check`` (exit code 2, one line, no traceback).
 
-``tests/test_settings.py`` holds the first mistakes (malformed model, unknown provider, invalid
-TOML, missing files...); none is repeated here.
+Cases marked ``as_dict`` are given to ``config_from_dict`` as a plain dict too. Good settings,
+and how the other commands stop on a bad file, are in ``test_settings.py``.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.platform_settings import build_platform
-from hermes_core.settings import load_config
+from hermes_core.settings import config_from_dict, load_config
 from hermes_core.store import MemoryStore
 from hermes_core.testing import cli_env, hermes_core, hermes_core_together
 from hermes_core.testing.processes import Command
@@ -38,6 +39,8 @@ base_url = "http://127.0.0.1:9/v1"
 """
 #: Not ``HERMES_``-prefixed: dynaconf would read that as a setting.
 EMPTY_KEY_ENV = "BAD_SETTINGS_EMPTY_KEY"
+#: Set nowhere: the name of a key variable that does not exist.
+MISSING_KEY_ENV = "BAD_SETTINGS_MISSING_KEY"
 
 
 def model(value: str) -> str:
@@ -81,12 +84,16 @@ class Case:
     id: str
     key: str
     says: str
-    settings: str | bytes = GOOD
+    settings: str | bytes | None = GOOD
     env: dict[str, str] = field(default_factory=dict)
     argument: str | None = "settings.toml"
     secrets: str | bytes | None = None
     #: Make ``settings.toml`` a FIFO (nothing ever writes to it) instead of a file.
     fifo: bool = False
+    #: More files written beside ``settings.toml``, by name.
+    files: dict[str, str] = field(default_factory=dict)
+    #: The mistake is expressible as a plain dict, so ``config_from_dict`` must reject it too.
+    as_dict: bool = False
     #: Also run through ``hermes-core config check`` (each costs a process start).
     cli: bool = False
 
@@ -94,6 +101,16 @@ class Case:
 # fmt: off
 BAD = [
     # --- agent: the model chain and the run loop's bounds --------------------------------------
+    Case("malformed model", "agent.model", "got 'gpt-4o'", model('"gpt-4o"'), as_dict=True,
+         cli=True),
+    Case("malformed fallback", "agent.fallbacks[1]", "got 'no-colon'",
+         agent('fallbacks = ["local:ok", "no-colon"]'), as_dict=True),
+    Case("unknown provider", "agent.model", "unknown provider 'nope'", model('"nope:gpt-4o"'),
+         as_dict=True, cli=True),
+    Case("unknown fallback provider", "agent.fallbacks[0]", "unknown provider 'other'",
+         agent('fallbacks = ["other:x"]'), as_dict=True),
+    Case("missing model", "agent.model", "required", settings=None, argument=None,
+         as_dict=True, cli=True),
     Case("model with spaces", "agent.model", "<provider>:<model>", model('"local: ok primary"')),
     Case("model without a provider", "agent.model", "got ':ok'", model('":ok"')),
     Case("model without a model name", "agent.model", "got 'local:'", model('"local:"')),
@@ -115,6 +132,15 @@ BAD = [
     Case("negative history", "agent.max_history_messages", "must be >= 1",
          agent("max_history_messages = -1")),
     # --- cache, circuit breaker, store, logging, plugins ----------------------------------------
+    Case("wrong type in file", "cache.max_agents", "expected an integer, got 'many'",
+         section('[cache]\nmax_agents = "many"'), as_dict=True, cli=True),
+    Case("boolean for a number", "cache.max_agents", "expected an integer, got True",
+         section("[cache]\nmax_agents = true"), as_dict=True),
+    Case("section not a table", "cache", "expected a table", "cache = 3\n" + GOOD, as_dict=True),
+    Case("bad log level", "logging.level", "'loud'", section('[logging]\nlevel = "loud"'),
+         as_dict=True),
+    Case("string for a list", "plugins.disabled", "expected a list",
+         section('[plugins]\ndisabled = "eviction"'), as_dict=True),
     Case("no agent may be cached", "cache.max_agents", "must be >= 1",
          section("[cache]\nmax_agents = 0")),
     Case("a billion cached agents", "cache.max_agents", "must be <= 1000000",
@@ -142,6 +168,11 @@ BAD = [
          section("[plugins]\ndisabled = [1]")),
     Case("plugins a list", "plugins", "expected a table", 'plugins = ["eviction"]\n' + GOOD),
     # --- providers ------------------------------------------------------------------------------
+    Case("wrong provider type", "providers.local.timeout_s", "expected a number",
+         provider('timeout_s = "fast"'), as_dict=True),
+    Case("missing key env var", "providers.local.api_key_env",
+         f"environment variable {MISSING_KEY_ENV} is not set",
+         provider(f'api_key_env = "{MISSING_KEY_ENV}"'), as_dict=True, cli=True),
     Case("providers a list", "providers", "expected a table",
          'providers = ["local"]\n[agent]\nmodel = "local:x"\n'),
     Case("provider a string", "providers.local", "expected a table",
@@ -225,6 +256,16 @@ BAD = [
     Case("backoff cap below its start", "mcp.backoff_max_s", "mcp.backoff_initial_s",
          section("[mcp]\nbackoff_initial_s = 10\nbackoff_max_s = 1")),
     # --- the files themselves -------------------------------------------------------------------
+    Case("invalid TOML", "{dir}/settings.toml", "invalid TOML", "[agent\nmodel = 1\n", cli=True),
+    Case("invalid TOML in .secrets.toml", "{dir}/.secrets.toml", "invalid TOML",
+         secrets="[providers.local]\napi_key = \n"),
+    Case("missing --settings file", "--settings", "no such settings file", argument="nope.toml",
+         cli=True),
+    Case("missing HERMES_SETTINGS file", "HERMES_SETTINGS", "no such settings file",
+         env={"HERMES_SETTINGS": "nope.toml"}, argument=None),
+    Case("HERMES_SETTINGS selects the file", "agent.model", "unknown provider 'chosen'",
+         files={"chosen.toml": model('"chosen:x"')}, env={"HERMES_SETTINGS": "chosen.toml"},
+         argument=None, cli=True),
     Case("settings not UTF-8", "{dir}/settings.toml", "not UTF-8 text: byte 0xff",
          GOOD.encode() + b"# caf\xff\n", cli=True),
     Case("secrets not UTF-8", "{dir}/.secrets.toml", "not UTF-8 text: byte 0xe9",
@@ -240,6 +281,10 @@ BAD = [
     Case("a FIFO as settings.toml", "{dir}/settings.toml", "not a regular file", argument=None,
          fifo=True, cli=True),
     # --- HERMES_ environment variables ---------------------------------------------------------
+    Case("wrong type in env", "cache.max_agents", "expected an integer, got 'lots'",
+         env={"HERMES_CACHE__MAX_AGENTS": "lots"}, cli=True),
+    Case("env beats the file", "agent.model", "expected \"<provider>:<model>\", got 'from-env'",
+         env={"HERMES_AGENT__MODEL": "from-env"}, cli=True),
     Case("fallbacks variable not a list", "agent.fallbacks", "got '[oops'",
          env={"HERMES_AGENT__FALLBACKS": "[oops"}),
     Case("disabled variable broken JSON", "plugins.disabled", "expected a list",
@@ -270,7 +315,7 @@ def write_case(case: Case, where: Path) -> None:
     (where / "conf.d").mkdir()
     if case.fifo:  # opening it would block until a writer comes: it must be refused unread
         os.mkfifo(where / "settings.toml")
-    files = [(".secrets.toml", case.secrets)] + (
+    files = [(".secrets.toml", case.secrets), *case.files.items()] + (
         [] if case.fifo else [("settings.toml", case.settings)]
     )
     for name, content in files:
@@ -312,6 +357,22 @@ async def test_a_bad_setting_is_one_line_naming_the_key(
     assert case.says in error.problem
     assert "\n" not in str(error)
     assert str(error).startswith(f"{error.key}: ")
+
+
+@pytest.mark.parametrize("case", [c for c in BAD if c.as_dict], ids=lambda c: c.id)
+def test_config_from_dict_rejects_the_same_mistakes(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
+    assert not isinstance(case.settings, bytes)
+    data = tomllib.loads(case.settings or "")
+
+    with pytest.raises(ConfigError) as raised:
+        config_from_dict(data)
+
+    assert raised.value.key == case.key
+    assert case.says in raised.value.problem
 
 
 async def test_an_unreadable_file_is_one_line_naming_it(

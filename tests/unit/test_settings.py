@@ -1,17 +1,16 @@
 """Settings: files, ``.secrets.toml``, ``HERMES_`` environment variables, and what a mistake costs.
 
 A bad setting must end start-up with exit code 2 and exactly one line naming the key, never a
-traceback. One table of cases drives the unit tests (``load_config``, ``config_from_dict``) and
-the ``hermes-core config check`` subprocesses, which are started together to keep this fast.
+traceback: the table of mistakes, for ``load_config``, ``config_from_dict`` and ``hermes-core
+config check``, is ``test_bad_settings.py``; here, good settings and how the commands stop on a
+bad file.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,8 @@ from hermes_core.testing import (
     FakeOpenAI,
     cli_env,
     hermes_core,
-    hermes_core_together,
     settings_for,
 )
-from hermes_core.testing.processes import Command
 
 KEY_ENV = "LOCAL_LLM_KEY"  # not HERMES_-prefixed: dynaconf would read that as a setting
 
@@ -52,132 +49,6 @@ def good_with(**replace: str) -> str:
     return text
 
 
-@dataclass
-class Case:
-    """One settings mistake: the files in the working directory, the environment, the
-    ``--settings`` argument, and the text the single error line must contain."""
-
-    id: str
-    expect: str
-    files: dict[str, str] = field(default_factory=lambda: {"settings.toml": GOOD})
-    env: dict[str, str] = field(default_factory=lambda: {KEY_ENV: "sk-test"})
-    settings: str | None = "settings.toml"
-    #: The mistake is expressible as a plain dict (so config_from_dict must reject it too).
-    as_dict: bool = True
-    #: Also run through ``hermes-core config check`` (each costs a process start).
-    cli: bool = True
-
-
-BAD = [
-    Case("malformed model", "agent.model", {"settings.toml": good_with(model='model = "gpt-4o"')}),
-    Case(
-        "malformed fallback",
-        "agent.fallbacks[1]",
-        {"settings.toml": good_with(fallbacks='fallbacks = ["local:ok", "no-colon"]')},
-        cli=False,
-    ),
-    Case(
-        "unknown provider",
-        "agent.model: unknown provider 'nope'",
-        {"settings.toml": good_with(model='model = "nope:gpt-4o"')},
-    ),
-    Case(
-        "unknown fallback provider",
-        "agent.fallbacks[0]: unknown provider 'other'",
-        {"settings.toml": good_with(fallbacks='fallbacks = ["other:x"]')},
-        cli=False,
-    ),
-    Case(
-        "wrong type in file",
-        "cache.max_agents: expected an integer, got 'many'",
-        {"settings.toml": GOOD + '[cache]\nmax_agents = "many"\n'},
-    ),
-    Case(
-        "boolean for a number",
-        "cache.max_agents: expected an integer, got True",
-        {"settings.toml": GOOD + "[cache]\nmax_agents = true\n"},
-        cli=False,
-    ),
-    Case(
-        "wrong provider type",
-        "providers.local.timeout_s: expected a number",
-        {"settings.toml": GOOD + 'timeout_s = "fast"\n'},
-        cli=False,
-    ),
-    Case(
-        "string for a list",
-        "plugins.disabled: expected a list",
-        {"settings.toml": GOOD + '[plugins]\ndisabled = "eviction"\n'},
-        cli=False,
-    ),
-    Case(
-        "section not a table",
-        "cache: expected a table",
-        {"settings.toml": "cache = 3\n" + GOOD},
-        cli=False,
-    ),
-    Case(
-        "bad log level",
-        "logging.level",
-        {"settings.toml": GOOD + '[logging]\nlevel = "loud"\n'},
-        cli=False,
-    ),
-    Case(
-        "missing key env var",
-        f"providers.local.api_key_env: environment variable {KEY_ENV} is not set",
-        env={},
-    ),
-    Case("missing model", "agent.model: required", files={}, settings=None, env={}),
-    Case(
-        "wrong type in env",
-        "cache.max_agents: expected an integer, got 'lots'",
-        env={KEY_ENV: "k", "HERMES_CACHE__MAX_AGENTS": "lots"},
-        as_dict=False,
-    ),
-    Case(
-        "env beats the file",
-        "agent.model: expected \"<provider>:<model>\", got 'from-env'",
-        env={KEY_ENV: "k", "HERMES_AGENT__MODEL": "from-env"},
-        as_dict=False,
-    ),
-    Case(
-        "HERMES_SETTINGS selects the file",
-        "agent.model: unknown provider 'chosen'",
-        files={"settings.toml": GOOD, "chosen.toml": good_with(model='model = "chosen:x"')},
-        env={KEY_ENV: "k", "HERMES_SETTINGS": "chosen.toml"},
-        settings=None,
-        as_dict=False,
-    ),
-    Case(
-        "missing --settings file",
-        "--settings: no such settings file",
-        settings="nope.toml",
-        as_dict=False,
-    ),
-    Case(
-        "missing HERMES_SETTINGS file",
-        "HERMES_SETTINGS: no such settings file",
-        env={"HERMES_SETTINGS": "nope.toml"},
-        settings=None,
-        as_dict=False,
-        cli=False,
-    ),
-    Case(
-        "invalid TOML",
-        "settings.toml: invalid TOML",
-        {"settings.toml": "[agent\nmodel = 1\n"},
-        as_dict=False,
-    ),
-    Case(
-        "invalid TOML in .secrets.toml",
-        ".secrets.toml: invalid TOML",
-        {"settings.toml": GOOD, ".secrets.toml": "[providers.local]\napi_key = \n"},
-        as_dict=False,
-        cli=False,
-    ),
-]
-CLI_CASES = [case for case in BAD if case.cli]
-
 SECRETS = """
 [providers.local]
 api_key = "sk-from-secrets"
@@ -197,46 +68,6 @@ GITHUB_TOKEN = "ghp-value"
 def no_key_env(no_hermes_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither ``HERMES_*`` settings nor the provider's key from the developer's shell."""
     monkeypatch.delenv(KEY_ENV, raising=False)
-
-
-def write_case(case: Case, where: Path) -> None:
-    where.mkdir(parents=True, exist_ok=True)
-    for name, text in case.files.items():
-        (where / name).write_text(text)
-
-
-# --- unit level ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("case", BAD, ids=lambda c: c.id)
-def test_load_config_rejects_with_one_line_naming_the_key(
-    case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_case(case, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    for name, value in case.env.items():
-        monkeypatch.setenv(name, value)
-
-    with pytest.raises(ConfigError) as raised:
-        load_config(case.settings)
-
-    message = str(raised.value)
-    assert case.expect in message
-    assert "\n" not in message
-
-
-@pytest.mark.parametrize("case", [c for c in BAD if c.as_dict], ids=lambda c: c.id)
-def test_config_from_dict_rejects_the_same_mistakes(
-    case: Case, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in case.env.items():
-        monkeypatch.setenv(name, value)
-    data = tomllib.loads(case.files.get("settings.toml", ""))
-
-    with pytest.raises(ConfigError) as raised:
-        config_from_dict(data)
-
-    assert case.expect in str(raised.value)
 
 
 def test_good_settings_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -338,33 +169,6 @@ def test_redacted_hides_every_secret_and_nothing_else() -> None:
 
 
 # --- the command line ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def config_check_results(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, subprocess.CompletedProcess[str]]:
-    """``hermes-core config check`` for the CLI cases, all started at once."""
-    commands: dict[str, Command] = {}
-    for case in CLI_CASES:
-        where = tmp_path_factory.mktemp("config-check")
-        write_case(case, where)
-        args = ["config", "check"] + (["--settings", case.settings] if case.settings else [])
-        commands[case.id] = (args, cli_env(**case.env), where)
-    return hermes_core_together(commands)
-
-
-@pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.id)
-def test_config_check_exits_2_with_one_line_naming_the_key(
-    case: Case, config_check_results: dict[str, subprocess.CompletedProcess[str]]
-) -> None:
-    result = config_check_results[case.id]
-
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("hermes-core: error: ")
-    assert case.expect in result.stderr
-    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("command", [["run"], ["config", "show"], ["plugins"]])
