@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 
-
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
 #: the ``slow`` tier. ``pytest -m "not slow" -n 2`` is the inner loop.
 SLOW_FOLDERS = frozenset({"cli", "mcp_pool", "processes"})
