@@ -1,11 +1,9 @@
 import inspect
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# Every test of this suite gets its own user data dir (the kit's fixture is opt-in);
-# mcp_servers.fixtures: no_leaked_servers, for the tests that start MCP servers.
-pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic", "mcp_servers.fixtures"]
+from mcp_servers.helpers import marked_processes, wait_until
 
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
 #: the ``slow`` tier. ``pytest -m "not slow" -n 2`` is the inner loop.
@@ -38,3 +36,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         slow_place = path.parent.name in SLOW_FOLDERS or path.name in SLOW_FILES
         if slow_place or _starts_a_process(item):
             item.add_marker(pytest.mark.slow)
+
+
+#: How long the MCP servers of a test get to exit once its gateways stopped (stdin closed, 2 s
+#: to exit, SIGTERM, 2 s, SIGKILL, on a busy host): a bound, not a pace.
+SERVERS_GONE_S = 30
+
+
+@pytest.fixture
+def no_leaked_servers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the test (its gateways stopped), no process carrying its module's ``MARKER``
+    (see :mod:`mcp_servers.helpers`) may still be running. A module takes it for every test
+    with ``pytestmark = pytest.mark.usefixtures("no_leaked_servers")``."""
+    marker = request.module.MARKER
+    yield
+    wait_until(lambda: not marked_processes(marker), "MCP servers to be gone", SERVERS_GONE_S)
