@@ -7,6 +7,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest_asyncio
+
 from hermes_core.gateway import Gateway
 from hermes_core.health.shared import CHANNEL
 from hermes_core.pg_store import PostgresStore
@@ -27,19 +29,25 @@ async def reaches(gateway: Gateway, state: str, timeout_s: float = 10.0) -> None
         await asyncio.sleep(0.02)
 
 
+@pytest_asyncio.fixture
+async def two_gateways(
+    make_gateway: MakeGateway, fake_openai: FakeOpenAI, postgres_url: str
+) -> tuple[Gateway, Gateway]:
+    """Two started gateways on one PostgreSQL database, both with the primary then
+    :data:`FALLBACK`. Fixtures that must see them start (logs, hooks) go before it."""
+    settings = settings_for(fake_openai.url, PRIMARY.model, [FALLBACK])
+    a = await make_gateway(settings, PostgresStore(postgres_url))
+    return a, await make_gateway(settings, PostgresStore(postgres_url))
+
+
 def primary_requests(fake_openai: FakeOpenAI) -> int:
     return sum(request.model == PRIMARY.model for request in fake_openai.snapshot())
 
 
 async def test_a_primary_one_gateway_opened_is_skipped_by_the_other(
-    make_gateway: MakeGateway,
-    fake_openai: FakeOpenAI,
-    postgres_url: str,
-    hook_recorder: HookRecorder,
+    fake_openai: FakeOpenAI, hook_recorder: HookRecorder, two_gateways: tuple[Gateway, Gateway]
 ) -> None:
-    settings = settings_for(fake_openai.url, PRIMARY.model, [FALLBACK])
-    a = await make_gateway(settings, PostgresStore(postgres_url))
-    b = await make_gateway(settings, PostgresStore(postgres_url))
+    a, b = two_gateways
 
     first = (await send(a, "on a", "test:a")).result
     assert first is not None and first["fallback_used"]
@@ -59,11 +67,9 @@ async def test_a_primary_one_gateway_opened_is_skipped_by_the_other(
 
 
 async def test_a_closed_primary_reopens_in_the_other_gateway(
-    make_gateway: MakeGateway, fake_openai: FakeOpenAI, postgres_url: str
+    two_gateways: tuple[Gateway, Gateway],
 ) -> None:
-    settings = settings_for(fake_openai.url, PRIMARY.model, [FALLBACK])
-    a = await make_gateway(settings, PostgresStore(postgres_url))
-    b = await make_gateway(settings, PostgresStore(postgres_url))
+    a, b = two_gateways
     await send(a, "on a", "test:a")
     await reaches(b, "open")
 
@@ -88,14 +94,9 @@ async def test_a_gateway_on_an_unshared_store_publishes_nothing(
 
 
 async def test_a_malformed_notification_is_logged_and_ignored(
-    make_gateway: MakeGateway,
-    fake_openai: FakeOpenAI,
-    postgres_url: str,
-    warnings_logged: list[str],
+    warnings_logged: list[str], two_gateways: tuple[Gateway, Gateway]
 ) -> None:
-    settings = settings_for(fake_openai.url, PRIMARY.model, [FALLBACK])
-    a = await make_gateway(settings, PostgresStore(postgres_url))
-    b = await make_gateway(settings, PostgresStore(postgres_url))
+    a, b = two_gateways
     store = a.store
     assert isinstance(store, PostgresStore)
 
@@ -107,15 +108,12 @@ async def test_a_malformed_notification_is_logged_and_ignored(
 
 
 async def test_a_gateway_listens_again_after_the_database_dropped_its_connection(
-    make_gateway: MakeGateway,
-    fake_openai: FakeOpenAI,
     postgres: PostgresCluster,
     postgres_url: str,
     warnings_logged: list[str],
+    two_gateways: tuple[Gateway, Gateway],
 ) -> None:
-    settings = settings_for(fake_openai.url, PRIMARY.model, [FALLBACK])
-    a = await make_gateway(settings, PostgresStore(postgres_url))
-    b = await make_gateway(settings, PostgresStore(postgres_url))
+    a, b = two_gateways
     database = postgres_url.rsplit("/", 1)[1]
     listeners = f"FROM pg_stat_activity WHERE datname = '{database}' AND query LIKE 'LISTEN %'"
     dropped = set(postgres.psql(f"SELECT pid {listeners}").split())
