@@ -53,11 +53,11 @@ from hermes_core.pg_schema import (
 from hermes_core.session_rows import SESSION_COLUMNS, session_from_row, session_row
 from hermes_core.store import (
     SECONDS_PER_DAY,
+    FinishedRun,
     SessionSummary,
     StaleSession,
     StoredMessage,
     bounded_history,
-    run_status,
 )
 from hermes_core.types import Session
 
@@ -340,23 +340,16 @@ class PostgresStore:
                 raise await self._stale(db, session)
         session.version = args[-1]
 
-    async def finish_run(
-        self,
-        session: Session,
-        run_id: str,
-        added: list[dict[str, Any]] | None,
-        model: str | None = None,
-    ) -> None:
-        status = run_status(added)
-        lines = [json.dumps(message) for message in added or []]
+    async def finish_run(self, session: Session, run: FinishedRun) -> None:
+        lines = [json.dumps(message) for message in run.added or []]
         async with self._connection(session.key) as db:
             fence = await db.fetchrow(
                 FINISH_RUN,
                 session.key,
                 session.version,
-                status,
-                model,
-                run_id,
+                run.status,
+                run.model,
+                run.run_id,
                 session.conversation,
                 time.time(),
                 lines,

@@ -60,10 +60,10 @@ from hermes_core.sqlite_schema import (
 from hermes_core.sqlite_writer import Operation, StoreThread, T
 from hermes_core.store import (
     SECONDS_PER_DAY,
+    FinishedRun,
     SessionSummary,
     StoredMessage,
     bounded_history,
-    run_status,
     unshared_hold,
 )
 from hermes_core.types import Session
@@ -258,22 +258,17 @@ class SQLiteStore:
         await self._write(insert)
         session.version = row[-1]
 
-    async def finish_run(
-        self,
-        session: Session,
-        run_id: str,
-        added: list[dict[str, Any]] | None,
-        model: str | None = None,
-    ) -> None:
-        status = run_status(added)
-        lines = [message_row(session, run_id, m, model, status) for m in added or []]
+    async def finish_run(self, session: Session, run: FinishedRun) -> None:
+        lines = [
+            message_row(session, run.run_id, m, run.model, run.status) for m in run.added or []
+        ]
         version = session.version
 
         def update(db: sqlite3.Connection) -> None:
             check_version(db, session.key, version)
             db.execute(
                 "UPDATE messages SET status = ?, model = ? WHERE run_id = ?",
-                (status, model, run_id),
+                (run.status, run.model, run.run_id),
             )
             db.executemany(INSERT_MESSAGE, lines)
 
