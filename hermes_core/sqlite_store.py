@@ -29,7 +29,6 @@ import asyncio
 import enum
 import os
 import sqlite3
-import time
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -59,11 +58,11 @@ from hermes_core.sqlite_schema import (
 )
 from hermes_core.sqlite_writer import Operation, StoreThread, T
 from hermes_core.store import (
-    SECONDS_PER_DAY,
     FinishedRun,
     SessionSummary,
     StoredMessage,
     bounded_history,
+    prune_retained,
     unshared_hold,
 )
 from hermes_core.types import Session
@@ -129,14 +128,8 @@ class SQLiteStore:
             self._lock.release()
             raise
         logger.debug("store {} open (schema version {})", self.path, SCHEMA_VERSION)
-        if self.retention_days > 0 and self.access is not Access.READ:
-            pruned = await self.prune(time.time() - self.retention_days * SECONDS_PER_DAY)
-            if pruned:
-                logger.info(
-                    "store: pruned {} session(s) idle for over {} day(s)",
-                    pruned,
-                    self.retention_days,
-                )
+        if self.access is not Access.READ:
+            await prune_retained(self, self.retention_days)
 
     def _prepare(self) -> None:
         """Everything before the connection: nothing is created for a file that is refused."""

@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from loguru import logger
+
 from hermes_core.types import Session
 
 RunStatus = Literal["pending", "answered", "failed"]
@@ -184,6 +186,16 @@ async def unshared_hold(key: str) -> AsyncIterator[int | None]:
     """:meth:`Store.hold` of a store only this process writes: the sessions component's
     in-process lock is the whole lock, and there is no other writer to check for."""
     yield None
+
+
+async def prune_retained(store: Store, retention_days: float) -> None:
+    """Delete the sessions idle for over ``retention_days`` (0: keep all), as a store does
+    when it opens (``store.retention_days``), and say how many went."""
+    if retention_days <= 0:
+        return
+    pruned = await store.prune(time.time() - retention_days * SECONDS_PER_DAY)
+    if pruned:
+        logger.info("store: pruned {} session(s) idle for over {} day(s)", pruned, retention_days)
 
 
 def bumped(session: Session, stored: int | None) -> None:
