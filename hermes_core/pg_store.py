@@ -269,13 +269,17 @@ class PostgresStore:
     async def _hold(self, key: str) -> AsyncIterator[int | None]:
         # Leaving the block releases the connection; the pool's reset unlocks it (a cancelled
         # wait too: a lock granted as the cancel arrived is unlocked there).
-        async with self._connected().acquire() as db:
+        pool = self._connected()
+        db = await pool.acquire()
+        try:
             version = await db.fetchval("SELECT hermes_hold_session($1)", key)
             token = _held.set((self, key, db))
             try:
                 yield version
             finally:
                 _held.reset(token)
+        finally:
+            await _release(pool, db, key)
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -374,3 +378,15 @@ class PostgresStore:
             StoredMessage(key, conversation, run_id, json.loads(message), status, created, model)
             for conversation, run_id, message, status, created, model in rows
         ]
+
+
+async def _release(pool: asyncpg.Pool, db: Db, key: str) -> None:
+    """Give a run lock's connection back to the pool. When the server dropped it (the lock
+    went with it), asyncpg's reset can fail in several ways (MagicStack/asyncpg#784); the pool
+    has then closed it already, so the holder's run ends as it would have."""
+    import asyncpg  # here: the store imported it already when it opened
+
+    try:
+        await pool.release(db)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
+        logger.warning("store: the connection holding the run lock of {} was lost", key)
