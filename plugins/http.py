@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive
 
-from hermes_core import hookimpl
+from hermes_core import hookimpl, json_codec
 from hermes_core.asgi import EmbeddedServer, listen
 from hermes_core.errors import ConfigError
 from hermes_core.events import RunEvent, RunFinished, TextDelta
@@ -298,7 +298,8 @@ class HttpPlatform:
             raise _shutting_down() from None
         self.chats.keep(run.request)
         headers = _reply_headers(reply, run.session_id)
-        return JSONResponse(completion_body(reply, run.request, model), headers=headers)
+        body = json_codec.dumps(completion_body(reply, run.request, model))
+        return Response(body, headers=headers, media_type="application/json")
 
     async def _streamed(self, run: ChatRun, model: str, include_usage: bool) -> Response:
         """The reply as server-sent events, each text delta sent as the run produces it.
