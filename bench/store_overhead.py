@@ -25,7 +25,7 @@ from hermes_core.gateway import Gateway
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
 from hermes_core.sqlite_store import SQLiteStore
-from hermes_core.store import MemoryStore, Store
+from hermes_core.store import FinishedRun, MemoryStore, Store
 from hermes_core.testing import FakeOpenAI, message, settings_for
 from hermes_core.types import Session
 
@@ -76,7 +76,8 @@ async def store_calls_alone(directory: Path, count: int) -> float:
             user = {"role": "user", "content": f"message {i}"}
             await store.begin_run(session, run_id, user)
             await store.finish_run(
-                session, run_id, [{"role": "assistant", "content": "answer"}], "local:ok"
+                session,
+                FinishedRun(run_id, [{"role": "assistant", "content": "answer"}], "local:ok"),
             )
             await store.save_session(session)
         return time.perf_counter() - started

@@ -75,6 +75,9 @@ def failure_text(kind: ErrorKind, error: str) -> str:
 
 @dataclass
 class _RunState:
+    session: Session
+    #: The conversation sent with each request: history, the user's message, the run's own.
+    messages: list[dict[str, Any]]
     chain: Sequence[ModelRef]
     index: int = 0
     #: The chain index the run was admitted to: later rounds on it need no admission.
@@ -146,11 +149,11 @@ class Agent:
         self.runs += 1
         started = time.perf_counter()
         request = request or RunRequest()
-        state = _RunState(self.models, params=request.params)
         history = [*self._system(), *self.history[-self.max_history_messages :]]
         messages, added = request.opening(
             self._system(), [*history, {"role": "user", "content": text}]
         )
+        state = _RunState(session, messages, self.models, params=request.params)
         outcome, client_names = request.outcome, request.client_tool_names
         tool_rounds = 0
 
@@ -171,7 +174,7 @@ class Agent:
             offered = await self.services.tools.offered()
             toolset = ClientToolSet(offered.tools, tuple(request.client_tools))
             try:
-                completion = await self._complete_with_fallbacks(session, state, messages, toolset)
+                completion = await self._complete_with_fallbacks(state, toolset)
             except ProviderError as error:
                 # Text the user already saw is shown as such, the failure after it.
                 shown = "".join(state.streamed)
@@ -191,7 +194,7 @@ class Agent:
             if client_calls := [c for c in completion.tool_calls if c.name in client_names]:
                 # The client runs its own calls; the gateway's of this turn run now.
                 own = [c for c in completion.tool_calls if c.name not in client_names]
-                results = await self._run_tools(session, state, own, toolset) if own else []
+                results = await self._run_tools(state, own, toolset) if own else []
                 messages.extend(results)
                 added.extend(results)
                 outcome.client_calls, outcome.context = client_calls, messages
@@ -207,17 +210,11 @@ class Agent:
                     final_response=failure_text("tool", error_text),
                 ), []
             tool_rounds += 1
-            tool_messages = await self._run_tools(session, state, completion.tool_calls, toolset)
+            tool_messages = await self._run_tools(state, completion.tool_calls, toolset)
             messages.extend(tool_messages)
             added.extend(tool_messages)
 
-    async def _complete_with_fallbacks(
-        self,
-        session: Session,
-        state: _RunState,
-        messages: list[dict[str, Any]],
-        toolset: ToolSet,
-    ) -> Completion:
+    async def _complete_with_fallbacks(self, state: _RunState, toolset: ToolSet) -> Completion:
         # Walk the chain forward only: once failed over, a run never returns to an earlier
         # model or restarts its retry budget. A model the gateway knows is down is skipped
         # without a request; when every one is, the run fails fast as ``unavailable``.
@@ -229,7 +226,7 @@ class Agent:
             if skip is None:
                 state.entered = state.index
                 try:
-                    return await self._complete_with_retries(session, state, messages, toolset)
+                    return await self._complete_with_retries(state, toolset)
                 except ProviderError as error:
                     if last or state.streamed:
                         raise
@@ -248,17 +245,11 @@ class Agent:
             state.index += 1
             emit(Fallback(str(from_model), str(to_model), reason))
             await self.services.hooks.on_fallback(
-                session, self, reason, str(from_model), str(to_model)
+                state.session, self, reason, str(from_model), str(to_model)
             )
 
-    async def _complete_with_retries(
-        self,
-        session: Session,
-        state: _RunState,
-        messages: list[dict[str, Any]],
-        toolset: ToolSet,
-    ) -> Completion:
-        ref = state.model
+    async def _complete_with_retries(self, state: _RunState, toolset: ToolSet) -> Completion:
+        ref, session, messages = state.model, state.session, state.messages
         config = self.services.providers.configs[ref.provider]
         provider = self.services.providers.get(ref.provider)
         tools = toolset.schemas() or None
@@ -318,11 +309,13 @@ class Agent:
         raise ProviderError("server", f"the stream from {ref} ended without its completion")
 
     async def _run_tools(
-        self, session: Session, state: _RunState, calls: list[ToolCall], toolset: ToolSet
+        self, state: _RunState, calls: list[ToolCall], toolset: ToolSet
     ) -> list[dict[str, Any]]:
         # The model asked for these together: run them concurrently, answer in its order.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._call_tool(session, call, toolset)) for call in calls]
+            tasks = [
+                group.create_task(self._call_tool(state.session, call, toolset)) for call in calls
+            ]
         state.tool_calls += len(calls)
         return [
             {"role": "tool", "tool_call_id": call.id, "content": task.result()}

@@ -3,6 +3,7 @@ a new one (a stateless run's own, never cached)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
@@ -36,16 +37,14 @@ def model_chain(config: Config, session: Session) -> list[ModelRef]:
     return [primary, *(ref for ref in config.fallbacks if ref != primary)]
 
 
+@dataclass(eq=False)
 class AgentFactory:
     """Builds agents from the settings, over the gateway-wide services."""
 
-    def __init__(
-        self, config: Config, services: AgentServices, sessions: Sessions, cache: AgentCache
-    ) -> None:
-        self.config = config
-        self.services = services
-        self.sessions = sessions
-        self.cache = cache
+    config: Config
+    services: AgentServices
+    sessions: Sessions
+    cache: AgentCache
 
     async def for_run(self, session: Session, request: RunRequest) -> Agent:
         """The session's cached agent, or a new one from its stored history; a stateless

@@ -50,7 +50,7 @@ from hermes_core.runs import crash_reply, internal_failure, scrubbed, written
 from hermes_core.sessions import Sessions
 from hermes_core.settings import Config, ModelRef, core_registry
 from hermes_core.settings.schema import Unknown
-from hermes_core.store import Store
+from hermes_core.store import FinishedRun, Store
 from hermes_core.store_config import state_dir, store_from_config
 from hermes_core.tools import ToolRegistry
 from hermes_core.types import Message, Reply, RunResult, Session, new_id
@@ -351,14 +351,16 @@ class Gateway:
             if request.outcome.suspend(session.key, run_id, user_message, answered):
                 return result
             if record:
-                await self.sessions.finish_run(session, run_id, answered, result["model"])
+                await self.sessions.finish_run(
+                    session, FinishedRun(run_id, answered, result["model"])
+                )
         except Exception as error:
             logger.opt(exception=error).error(
                 "run for session {} crashed: {}: {}", session.key, type(error).__name__, error
             )
             with contextlib.suppress(Exception):
                 if record:
-                    await self.sessions.finish_run(session, run_id, None)
+                    await self.sessions.finish_run(session, FinishedRun(run_id, None))
             return internal_failure(error, started, agent, kept=True)
         if answered is not None and (keeper := agent or self.cache.peek(session.key)):
             keeper.history.extend([user_message, *answered])

@@ -22,10 +22,17 @@ from loguru import logger
 from hermes_core.errors import HermesError
 from hermes_core.hookspecs import KIND_OPTION, PROJECT_NAME, HermesSpec, HookKind
 
+#: A call's implementations and its arguments, as pluggy's monitoring passes them.
+Impls = Sequence[pluggy.HookImpl]
+Kwargs = Mapping[str, Any]
 #: ``before(hook_name, hook_impls, kwargs)``, as pluggy's monitoring calls it.
-Before = Callable[[str, Sequence[pluggy.HookImpl], Mapping[str, Any]], None]
+Before = Callable[[str, Impls, Kwargs], None]
 #: ``after(outcome, hook_name, hook_impls, kwargs)``, as pluggy's monitoring calls it.
-After = Callable[[pluggy.Result[Any], str, Sequence[pluggy.HookImpl], Mapping[str, Any]], None]
+After = Callable[[pluggy.Result[Any], str, Impls, Kwargs], None]
+#: What ends a watched call: called with its outcome.
+OnEnd = Callable[[pluggy.Result[Any]], None]
+#: ``on_call(hook_name, hook_impls, kwargs)``: a call starts; returns what gets its end.
+OnCall = Callable[[str, Impls, Kwargs], OnEnd]
 _Exec = Callable[[str, Sequence[pluggy.HookImpl], Mapping[str, Any], bool], Awaitable[Any]]
 _Wrapper = Generator[None, Any, Any]
 
@@ -211,3 +218,21 @@ def _unwind(
     wrapper.close()
     problem = RuntimeError(f"wrapper {impl.plugin_name!r} of {hook_name} yielded twice")
     return None, _failure(kind, hook_name, impl, problem) or error
+
+
+def watch_calls(
+    pm: pluggy.PluginManager, on_call: Callable[[str, Impls, Kwargs], OnEnd]
+) -> Callable[[], None]:
+    """pluggy's hook-call monitoring, each call's end paired with its start: ``on_call(hook_name,
+    hook_impls, kwargs)`` runs when a call starts and returns what gets the call's outcome when
+    it ends (awaited calls overlap, so ends are matched by their ``kwargs``). Returns the undo
+    function."""
+    ends: dict[int, OnEnd] = {}
+
+    def before(name: str, impls: Impls, kwargs: Kwargs) -> None:
+        ends[id(kwargs)] = on_call(name, impls, kwargs)
+
+    def after(outcome: pluggy.Result[Any], name: str, impls: Impls, kwargs: Kwargs) -> None:
+        ends.pop(id(kwargs))(outcome)
+
+    return pm.add_hookcall_monitoring(before, after)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 from loguru import logger
 
-from hermes_core.hookexec import AsyncPluginManager, PerPlugin
+from hermes_core.hookexec import AsyncPluginManager, Impls, Kwargs, OnEnd, PerPlugin, watch_calls
 from hermes_core.types import ErrorKind, Message, RunResult, Session, Usage, make_result
 
 if TYPE_CHECKING:
@@ -34,27 +34,23 @@ _traced: weakref.WeakSet[AsyncPluginManager] = weakref.WeakSet()
 def trace_calls(pm: AsyncPluginManager) -> Callable[[], None]:
     """Log each hook call, its implementations in call order and its duration; returns the
     undo function of the monitoring it adds."""
-    started: dict[int, float] = {}
 
-    def before(name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
-        started[id(kwargs)] = time.perf_counter()
+    def started(name: str, impls: Impls, kwargs: Kwargs) -> OnEnd:
+        began = time.perf_counter()
 
-    def after(
-        outcome: pluggy.Result[Any],
-        name: str,
-        impls: Sequence[pluggy.HookImpl],
-        kwargs: Mapping[str, Any],
-    ) -> None:
-        elapsed = time.perf_counter() - started.pop(id(kwargs))
-        logger.info(
-            "hook {} -> [{}] in {:.2f} ms{}",
-            name,
-            ", ".join(impl.plugin_name for impl in reversed(impls)),
-            elapsed * 1000,
-            "" if outcome.exception is None else f" (raised {type(outcome.exception).__name__})",
-        )
+        def ended(outcome: pluggy.Result[Any]) -> None:
+            raised = outcome.exception
+            logger.info(
+                "hook {} -> [{}] in {:.2f} ms{}",
+                name,
+                ", ".join(impl.plugin_name for impl in reversed(impls)),
+                (time.perf_counter() - began) * 1000,
+                "" if raised is None else f" (raised {type(raised).__name__})",
+            )
 
-    return pm.add_hookcall_monitoring(before, after)
+        return ended
+
+    return watch_calls(pm, started)
 
 
 class Hooks:

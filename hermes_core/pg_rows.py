@@ -3,18 +3,11 @@
 
 from __future__ import annotations
 
-# The version fence: an existing row is updated only from the version the writer read.
-UPSERT_SESSION = """
-    INSERT INTO hermes_sessions (key, platform, user_id, model, data, conversation, created_at,
-                                 last_active, version)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)
-    ON CONFLICT (key) DO UPDATE SET
-        platform = excluded.platform, user_id = excluded.user_id, model = excluded.model,
-        data = excluded.data, conversation = excluded.conversation,
-        last_active = excluded.last_active, version = excluded.version
-    WHERE hermes_sessions.version = excluded.version - 1
-    RETURNING version
-"""
+from hermes_core.session_rows import insert_session, upsert_session
+
+#: The placeholders of a session row's columns (``data`` is JSON).
+_SESSION_VALUES = "$1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9"
+UPSERT_SESSION = upsert_session("hermes_sessions", _SESSION_VALUES)
 BEGIN_RUN = f"""
     WITH session AS ({UPSERT_SESSION})
     INSERT INTO hermes_messages (session_key, conversation, run_id, message, status, created_at)
@@ -40,8 +33,4 @@ FINISH_RUN = """
     SELECT (SELECT ok FROM allowed), (SELECT version FROM fence)
 """
 
-IMPORT_SESSION = """
-    INSERT INTO hermes_sessions (key, platform, user_id, model, data, conversation, created_at,
-                                 last_active, version)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)
-"""
+IMPORT_SESSION = insert_session("hermes_sessions", _SESSION_VALUES)

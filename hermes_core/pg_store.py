@@ -52,12 +52,12 @@ from hermes_core.pg_schema import (
 )
 from hermes_core.session_rows import SESSION_COLUMNS, session_from_row, session_row
 from hermes_core.store import (
-    SECONDS_PER_DAY,
+    FinishedRun,
     SessionSummary,
     StaleSession,
     StoredMessage,
     bounded_history,
-    run_status,
+    prune_retained,
 )
 from hermes_core.types import Session
 
@@ -169,14 +169,8 @@ class PostgresStore:
             raise
         self._pool = pool
         logger.debug("store {} open (schema version {})", shown(self.url), SCHEMA_VERSION)
-        if self.retention_days > 0 and self.migrate:
-            pruned = await self.prune(time.time() - self.retention_days * SECONDS_PER_DAY)
-            if pruned:
-                logger.info(
-                    "store: pruned {} session(s) idle for over {} day(s)",
-                    pruned,
-                    self.retention_days,
-                )
+        if self.migrate:
+            await prune_retained(self, self.retention_days)
 
     def _check_current(self, version: int) -> None:
         check_version(self.url, version)
@@ -340,23 +334,16 @@ class PostgresStore:
                 raise await self._stale(db, session)
         session.version = args[-1]
 
-    async def finish_run(
-        self,
-        session: Session,
-        run_id: str,
-        added: list[dict[str, Any]] | None,
-        model: str | None = None,
-    ) -> None:
-        status = run_status(added)
-        lines = [json.dumps(message) for message in added or []]
+    async def finish_run(self, session: Session, run: FinishedRun) -> None:
+        lines = [json.dumps(message) for message in run.added or []]
         async with self._connection(session.key) as db:
             fence = await db.fetchrow(
                 FINISH_RUN,
                 session.key,
                 session.version,
-                status,
-                model,
-                run_id,
+                run.status,
+                run.model,
+                run.run_id,
                 session.conversation,
                 time.time(),
                 lines,

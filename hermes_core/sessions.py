@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from loguru import logger
 
 from hermes_core.cache import idle_keys
-from hermes_core.store import StaleSession, Store
+from hermes_core.store import FinishedRun, StaleSession, Store
 from hermes_core.types import Message, Session
 
 T = TypeVar("T")
@@ -144,14 +144,8 @@ class Sessions:
     async def begin_run(self, session: Session, run_id: str, user_message: dict[str, Any]) -> None:
         await self._fenced(session.key, self.store.begin_run(session, run_id, user_message))
 
-    async def finish_run(
-        self,
-        session: Session,
-        run_id: str,
-        added: list[dict[str, Any]] | None,
-        model: str | None = None,
-    ) -> None:
-        await self._fenced(session.key, self.store.finish_run(session, run_id, added, model))
+    async def finish_run(self, session: Session, run: FinishedRun) -> None:
+        await self._fenced(session.key, self.store.finish_run(session, run))
 
     async def history(self, session: Session, limit: int) -> list[dict[str, Any]]:
         return await self.store.history(session, limit)

@@ -9,23 +9,13 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from hermes_core.session_rows import upsert_session
 from hermes_core.store import RunStatus, StaleSession
 from hermes_core.types import Session
 
 MESSAGE_COLUMNS = "role, content, tool_calls, tool_call_id, extra"
 _KNOWN_KEYS = frozenset({"role", "content", "tool_calls", "tool_call_id"})
-# The version fence: an existing row is updated only from the version the writer read.
-UPSERT_SESSION = """
-    INSERT INTO sessions (key, platform, user_id, model, data, conversation, created_at,
-                          last_active, version)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (key) DO UPDATE SET
-        platform = excluded.platform, user_id = excluded.user_id, model = excluded.model,
-        data = excluded.data, conversation = excluded.conversation,
-        last_active = excluded.last_active, version = excluded.version
-    WHERE sessions.version = excluded.version - 1
-    RETURNING version
-"""
+UPSERT_SESSION = upsert_session("sessions", ", ".join("?" * 9))
 INSERT_MESSAGE = f"""
     INSERT INTO messages (session_key, conversation, run_id, {MESSAGE_COLUMNS}, model, status,
                           created_at)

@@ -29,7 +29,6 @@ import asyncio
 import enum
 import os
 import sqlite3
-import time
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -59,11 +58,11 @@ from hermes_core.sqlite_schema import (
 )
 from hermes_core.sqlite_writer import Operation, StoreThread, T
 from hermes_core.store import (
-    SECONDS_PER_DAY,
+    FinishedRun,
     SessionSummary,
     StoredMessage,
     bounded_history,
-    run_status,
+    prune_retained,
     unshared_hold,
 )
 from hermes_core.types import Session
@@ -129,14 +128,8 @@ class SQLiteStore:
             self._lock.release()
             raise
         logger.debug("store {} open (schema version {})", self.path, SCHEMA_VERSION)
-        if self.retention_days > 0 and self.access is not Access.READ:
-            pruned = await self.prune(time.time() - self.retention_days * SECONDS_PER_DAY)
-            if pruned:
-                logger.info(
-                    "store: pruned {} session(s) idle for over {} day(s)",
-                    pruned,
-                    self.retention_days,
-                )
+        if self.access is not Access.READ:
+            await prune_retained(self, self.retention_days)
 
     def _prepare(self) -> None:
         """Everything before the connection: nothing is created for a file that is refused."""
@@ -258,22 +251,17 @@ class SQLiteStore:
         await self._write(insert)
         session.version = row[-1]
 
-    async def finish_run(
-        self,
-        session: Session,
-        run_id: str,
-        added: list[dict[str, Any]] | None,
-        model: str | None = None,
-    ) -> None:
-        status = run_status(added)
-        lines = [message_row(session, run_id, m, model, status) for m in added or []]
+    async def finish_run(self, session: Session, run: FinishedRun) -> None:
+        lines = [
+            message_row(session, run.run_id, m, run.model, run.status) for m in run.added or []
+        ]
         version = session.version
 
         def update(db: sqlite3.Connection) -> None:
             check_version(db, session.key, version)
             db.execute(
                 "UPDATE messages SET status = ?, model = ? WHERE run_id = ?",
-                (status, model, run_id),
+                (run.status, run.model, run.run_id),
             )
             db.executemany(INSERT_MESSAGE, lines)
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from loguru import logger
+
 from hermes_core.types import Session
 
 RunStatus = Literal["pending", "answered", "failed"]
@@ -48,6 +50,25 @@ class StoredMessage:
     status: RunStatus
     created_at: float
     model: str | None = None
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """How run ``run_id`` ended, for :meth:`Store.finish_run`.
+
+    ``added`` holds the assistant and tool messages after the user message
+    :meth:`Store.begin_run` stored; ``None`` means the run failed. ``model`` is the model that
+    answered (or the last one tried).
+    """
+
+    run_id: str
+    added: list[dict[str, Any]] | None
+    model: str | None = None
+
+    @property
+    def status(self) -> RunStatus:
+        """What the run's messages are marked: ``added=None`` is a failed run."""
+        return "failed" if self.added is None else "answered"
 
 
 @dataclass(frozen=True)
@@ -113,17 +134,11 @@ class Store(Protocol):
         session's row; bumps its version (raises :class:`StaleSession` from a stale copy)."""
         ...
 
-    async def finish_run(
-        self,
-        session: Session,
-        run_id: str,
-        added: list[dict[str, Any]] | None,
-        model: str | None = None,
-    ) -> None:
-        """Mark the run answered and append ``added`` (the assistant and tool messages after
-        the user message :meth:`begin_run` stored), or, with ``added=None``, mark it failed:
-        its user message stays in the transcript but out of the model's history. ``model`` is
-        the model that answered (or the last one tried). Raises when the commit fails, and
+    async def finish_run(self, session: Session, run: FinishedRun) -> None:
+        """Mark the run answered and append its ``added`` messages, or, for a failed run
+        (``added=None``), mark it failed: its user message stays in the transcript but out of
+        the model's history; either way with the ``model`` of the run. Raises when the commit
+        fails, and
         :class:`StaleSession` when the session's version changed since :meth:`begin_run`: the
         gateway then keeps the turn out of the agent's history too."""
         ...
@@ -175,9 +190,14 @@ def unshared_hold(key: str) -> AbstractAsyncContextManager[int | None]:
     return _UNSHARED
 
 
-def run_status(added: list[dict[str, Any]] | None) -> RunStatus:
-    """What :meth:`Store.finish_run` marks a run: ``added=None`` is a failed run."""
-    return "failed" if added is None else "answered"
+async def prune_retained(store: Store, retention_days: float) -> None:
+    """Delete the sessions idle for over ``retention_days`` (0: keep all), as a store does
+    when it opens (``store.retention_days``), and say how many went."""
+    if retention_days <= 0:
+        return
+    pruned = await store.prune(time.time() - retention_days * SECONDS_PER_DAY)
+    if pruned:
+        logger.info("store: pruned {} session(s) idle for over {} day(s)", pruned, retention_days)
 
 
 def bumped(session: Session, stored: int | None) -> None:
@@ -231,24 +251,23 @@ class MemoryStore:
             )
         )
 
-    async def finish_run(
-        self,
-        session: Session,
-        run_id: str,
-        added: list[dict[str, Any]] | None,
-        model: str | None = None,
-    ) -> None:
+    async def finish_run(self, session: Session, run: FinishedRun) -> None:
         self._check(session)
         lines = self._messages.setdefault(session.key, [])
-        status = run_status(added)
         for line in lines:
-            if line.run_id == run_id:
-                line.status = status
-                line.model = model
-        for message in added or []:
+            if line.run_id == run.run_id:
+                line.status = run.status
+                line.model = run.model
+        for message in run.added or []:
             lines.append(
                 StoredMessage(
-                    session.key, session.conversation, run_id, message, status, time.time(), model
+                    session.key,
+                    session.conversation,
+                    run.run_id,
+                    message,
+                    run.status,
+                    time.time(),
+                    run.model,
                 )
             )
 

@@ -3,9 +3,6 @@ from pathlib import Path
 
 import pytest
 
-# Every test of this suite gets its own user data dir (the kit's fixture is opt-in).
-pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
-
 #: Feature folders whose tests start real ``hermes-core`` processes, MCP servers or ngircd:
 #: the ``slow`` tier. ``pytest -m "not slow" -n 2`` is the inner loop.
 SLOW_FOLDERS = frozenset({"cli", "mcp_pool", "processes"})

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hermes_core.sqlite_store import SQLiteStore
+from hermes_core.store import FinishedRun
 from hermes_core.types import Session
 
 
@@ -27,7 +28,7 @@ async def write_session(
         question = {"role": "user", "content": text}
         await store.begin_run(session, "r1", question)
         await store.finish_run(
-            session, "r1", [{"role": "assistant", "content": answer}], "local:ok"
+            session, FinishedRun("r1", [{"role": "assistant", "content": answer}], "local:ok")
         )
     finally:
         await store.close()

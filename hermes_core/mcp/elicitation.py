@@ -58,16 +58,14 @@ class CallsInFlight:
             call.notes.append(text)
 
 
+@dataclass(eq=False)
 class Elicitor:
     """One server's ``elicitation_callback``."""
 
-    def __init__(
-        self, server: str, settings: ElicitationSettings, askers: Askers, calls: CallsInFlight
-    ) -> None:
-        self.server = server
-        self.settings = settings
-        self.askers = askers
-        self.calls = calls
+    server: str
+    settings: ElicitationSettings
+    askers: Askers
+    calls: CallsInFlight
 
     async def __call__(self, context: object, params: ElicitRequestParams) -> ElicitResult:
         from mcp_types import ElicitRequestURLParams

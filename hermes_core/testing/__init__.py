@@ -19,7 +19,7 @@ test). End-to-end helpers: :func:`write_settings` (a settings file), installed p
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import pytest_asyncio
 from loguru import logger
 
 from hermes_core.gateway import Gateway
+from hermes_core.hookexec import Impls, Kwargs, OnEnd, watch_calls
 from hermes_core.manager import PluginHost
 from hermes_core.settings import config_from_dict
 from hermes_core.store import MemoryStore, Store
@@ -121,24 +122,20 @@ class HookRecorder:
 
     def attach(self, pm: pluggy.PluginManager) -> Callable[[], None]:
         """Start recording ``pm``'s hook calls; returns the function that stops it."""
-        pending: dict[int, HookCall] = {}
 
-        def before(hook: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+        def started(hook: str, impls: Impls, kwargs: Kwargs) -> OnEnd:
             values = dict(kwargs)
             if hook == "post_run":
                 values["result"] = dict(values["result"])
-            call = pending[id(kwargs)] = HookCall(hook, values)
+            call = HookCall(hook, values)
             self.calls.append(call)
 
-        def after(
-            outcome: pluggy.Result[Any],
-            hook: str,
-            impls: Sequence[pluggy.HookImpl],
-            kwargs: Mapping[str, Any],
-        ) -> None:
-            pending.pop(id(kwargs)).outcome = outcome
+            def ended(outcome: pluggy.Result[Any]) -> None:
+                call.outcome = outcome
 
-        return pm.add_hookcall_monitoring(before, after)
+            return ended
+
+        return watch_calls(pm, started)
 
     def names(self) -> list[str]:
         return [call.hook for call in self.calls]

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from hermes_core.cli import app
 from hermes_core.sqlite_store import SQLiteStore
+from hermes_core.store import FinishedRun
 from hermes_core.terminal import visible
 from hermes_core.types import Session
 
@@ -30,27 +31,25 @@ def fill(path: Path) -> None:
         await store.begin_run(console, "r1", {"role": "user", "content": "time?"})
         await store.finish_run(
             console,
-            "r1",
-            [
-                {"role": "assistant", "content": None, "tool_calls": [CALL]},
-                {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
-                {"role": "assistant", "content": "It is noon."},
-            ],
-            "local:ok-primary",
+            FinishedRun(
+                "r1",
+                [
+                    {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                    {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
+                    {"role": "assistant", "content": "It is noon."},
+                ],
+                "local:ok-primary",
+            ),
         )
         await store.begin_run(console, "r2", {"role": "user", "content": "and now?"})
-        await store.finish_run(console, "r2", None, "local:bad-x")
+        await store.finish_run(console, FinishedRun("r2", None, "local:bad-x"))
         console.conversation = 1
         await store.begin_run(console, "r3", {"role": "user", "content": "still there?"})
         await store.save_session(console)
 
         old = Session(key="http:alice", platform="http", last_active=time.time() - 40 * DAY)
         await store.begin_run(old, "r4", {"role": "user", "content": "hello"})
-        await store.finish_run(
-            old,
-            "r4",
-            [{"role": "assistant", "content": "hi"}],
-        )
+        await store.finish_run(old, FinishedRun("r4", [{"role": "assistant", "content": "hi"}]))
         await store.save_session(old)
         await store.save_session(Session(key="http:bob", platform="http", model="local:ok-b"))
         await store.close()

@@ -422,6 +422,30 @@ def test_testing_md_example_suite_passes(tmp_path: Path) -> None:
     assert "1 passed" in run.stdout
 
 
+def test_testing_md_pytest_collects_contrib_as_a_folder() -> None:
+    """`pytest contrib` runs every contrib package's tests, as testing.md says: the kit is
+    opted in where pytest accepts it, not in a conftest it meets while collecting."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "contrib",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    packages = {line.split("/")[1] for line in run.stdout.splitlines() if "::" in line}
+    assert packages == {suite.parent.name for suite in (ROOT / "contrib").glob("*/tests")}
+
+
 def test_testing_md_standalone_server_example_runs() -> None:
     [code] = [c for c in blocks(DOCS / "testing.md", "python") if "with FakeOpenAI()" in c]
     exec(compile(code, "testing.md", "exec"), {})

@@ -12,6 +12,7 @@ from hermes_core.health.shared import CHANNEL
 from hermes_core.pg_store import PostgresStore
 from hermes_core.settings import ModelRef
 from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
+from hermes_core.testing.postgres import PostgresCluster
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
 PRIMARY = ModelRef("local", "notfound-primary")
@@ -103,3 +104,31 @@ async def test_a_malformed_notification_is_logged_and_ignored(
     await reaches(b, "open")
 
     assert any("malformed notification on hermes_health" in line for line in warnings_logged)
+
+
+async def test_a_gateway_listens_again_after_the_database_dropped_its_connection(
+    make_gateway: MakeGateway,
+    fake_openai: FakeOpenAI,
+    postgres: PostgresCluster,
+    postgres_url: str,
+    warnings_logged: list[str],
+) -> None:
+    settings = settings_for(fake_openai.url, PRIMARY.model, [FALLBACK])
+    a = await make_gateway(settings, PostgresStore(postgres_url))
+    b = await make_gateway(settings, PostgresStore(postgres_url))
+    database = postgres_url.rsplit("/", 1)[1]
+    listeners = f"FROM pg_stat_activity WHERE datname = '{database}' AND query LIKE 'LISTEN %'"
+    dropped = set(postgres.psql(f"SELECT pid {listeners}").split())
+    assert len(dropped) == 2  # a's and b's
+
+    postgres.psql(f"SELECT pg_terminate_backend(pid) {listeners}")
+    deadline = time.monotonic() + 10
+    while len(set(postgres.psql(f"SELECT pid {listeners}").split()) - dropped) < 2:
+        assert time.monotonic() < deadline, "the gateways never listened again"
+        await asyncio.sleep(0.05)
+
+    await send(a, "on a", "test:a")
+    await reaches(b, "open")  # news from a reaches b over b's new connection
+    lost = [line for line in warnings_logged if "was lost; reconnecting" in line]
+    assert len(lost) == 2
+    assert all("password" not in line and ":***@" not in line for line in lost)

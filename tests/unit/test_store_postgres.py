@@ -14,6 +14,7 @@ from hermes_core.errors import ConfigError
 from hermes_core.pg_schema import SCHEMA_VERSION
 from hermes_core.pg_store import NoStore, PostgresStore
 from hermes_core.settings import config_from_dict
+from hermes_core.store import FinishedRun
 from hermes_core.store_config import store_from_config
 from hermes_core.testing import settings_for
 from hermes_core.testing.postgres import PASSWORD, PostgresCluster, free_port, running
@@ -46,7 +47,9 @@ async def test_run_lock_makes_another_process_wait_and_hands_it_the_new_version(
         await asyncio.sleep(0.3)
         assert not waiter.done()  # the other process waits while this one runs
         await first.begin_run(session, "r1", user("hi"))
-        await first.finish_run(session, "r1", [{"role": "assistant", "content": "yo"}], "m")
+        await first.finish_run(
+            session, FinishedRun("r1", [{"role": "assistant", "content": "yo"}], "m")
+        )
     # Read under the lock, after the holder's commits: the waiter sees the new version.
     assert await asyncio.wait_for(waiter, 5) == session.version == 1
 
@@ -102,7 +105,7 @@ async def test_a_holders_writes_never_wait_for_a_pool_connection(postgres_url: s
             async with store.hold(key):
                 await asyncio.sleep(0.1)  # both locks held at once
                 await store.begin_run(session, f"{key}-r", user("hi"))
-                await store.finish_run(session, f"{key}-r", [], "m")
+                await store.finish_run(session, FinishedRun(f"{key}-r", [], "m"))
                 await store.save_session(session)
                 assert await store.history(session, 10) == [user("hi")]
 

@@ -28,7 +28,7 @@ from hermes_core.sqlite_store import (
     SQLiteStore,
     check_store_file,
 )
-from hermes_core.store import MemoryStore, StaleSession, Store, bounded_history
+from hermes_core.store import FinishedRun, MemoryStore, StaleSession, Store, bounded_history
 from hermes_core.testing import captured_logs
 from hermes_core.types import Session
 
@@ -60,14 +60,14 @@ def assistant(text: str) -> dict[str, Any]:
 async def answered(store: Store, session: Session, run_id: str, *added: dict[str, Any]) -> None:
     """One run as the gateway writes it: the user message first, then what the run added."""
     await store.begin_run(session, run_id, added[0])
-    await store.finish_run(session, run_id, list(added[1:]), "local:ok")
+    await store.finish_run(session, FinishedRun(run_id, list(added[1:]), "local:ok"))
 
 
 async def test_history_holds_answered_runs_of_the_current_conversation(store: Store) -> None:
     session = Session(key="k", platform="test")
     await answered(store, session, "r1", user("one"), assistant("1"))
     await store.begin_run(session, "r2", user("failed"))
-    await store.finish_run(session, "r2", None, "local:bad")
+    await store.finish_run(session, FinishedRun("r2", None, "local:bad"))
     await store.begin_run(session, "r3", user("in flight"))
     assert await store.history(session, 100) == [user("one"), assistant("1")]
 
@@ -205,7 +205,7 @@ async def test_100_sessions_x_20_messages_written_concurrently(tmp_path: Path) -
             await store.begin_run(session, run_id, user(f"s{number} m{i}"))
             await asyncio.sleep(0)  # let other sessions interleave mid-run
             added = None if i % 5 == 4 else [assistant(f"a{number} {i}")]
-            await store.finish_run(session, run_id, added, "local:ok")
+            await store.finish_run(session, FinishedRun(run_id, added, "local:ok"))
             session.last_active = time.time()
             await store.save_session(session)
 
@@ -505,8 +505,8 @@ async def test_disk_full_fails_every_write_of_the_commit_and_stores_none(
                 await store.begin_run(session, f"run-{session.key}", user("question"))
             # Queued together: one commit, and the large answer does not fit on the disk.
             outcomes = await asyncio.gather(
-                store.finish_run(small, "run-small", [assistant("ok")]),
-                store.finish_run(large, "run-big", [assistant("x" * 3_000_000)]),
+                store.finish_run(small, FinishedRun("run-small", [assistant("ok")])),
+                store.finish_run(large, FinishedRun("run-big", [assistant("x" * 3_000_000)])),
                 return_exceptions=True,
             )
             for outcome in outcomes:
@@ -515,7 +515,7 @@ async def test_disk_full_fails_every_write_of_the_commit_and_stores_none(
             # Nothing of the failed commit is stored, and the store goes on working.
             for key in ("small", "big"):
                 assert [line.status for line in await store.transcript(key)] == ["pending"]
-            await store.finish_run(small, "run-small", [assistant("ok")])
+            await store.finish_run(small, FinishedRun("run-small", [assistant("ok")]))
             assert [line.status for line in await store.transcript("small")] == ["answered"] * 2
         finally:
             await store.close()
@@ -535,7 +535,7 @@ async def test_a_write_from_a_stale_copy_is_refused_and_stores_nothing(store: St
         await store.save_session(stale)
     # A run begun before the other process's write cannot finish after it (the fence).
     with pytest.raises(StaleSession):
-        await store.finish_run(session, "r1", [assistant("late answer")], "local:ok")
+        await store.finish_run(session, FinishedRun("r1", [assistant("late answer")], "local:ok"))
     assert [line.message["content"] for line in await store.transcript("k")] == [
         "one",
         "1",

@@ -2,8 +2,6 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
-
 HERE = Path(__file__).parent
 
 

@@ -1,1 +1,0 @@
-pytest_plugins = ["hermes_core.testing", "hermes_core.testing.hermetic"]
