@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -41,7 +40,15 @@ from hermes_core.providers import TextDelta as ProviderDelta
 from hermes_core.run_request import RunRequest
 from hermes_core.settings import ModelRef
 from hermes_core.tools import Tool, ToolRegistry, ToolSet
-from hermes_core.types import RETRYABLE_KINDS, ErrorKind, RunResult, Session, Usage, make_result
+from hermes_core.types import (
+    RETRYABLE_KINDS,
+    ErrorKind,
+    RunResult,
+    Session,
+    Usage,
+    make_result,
+    new_id,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -107,7 +114,7 @@ class Agent:
         max_tool_rounds: int = 10,
         max_history_messages: int = 200,
     ) -> None:
-        self.id = uuid.uuid4().hex[:12]
+        self.id = new_id()[:12]
         self.session_key = session_key
         self.models = tuple(models)
         self.history = history

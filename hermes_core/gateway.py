@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -54,7 +53,7 @@ from hermes_core.settings.schema import Unknown
 from hermes_core.store import FinishedRun, Store
 from hermes_core.store_config import state_dir, store_from_config
 from hermes_core.tools import ToolRegistry
-from hermes_core.types import Message, Reply, RunResult, Session
+from hermes_core.types import Message, Reply, RunResult, Session, new_id
 
 #: How often idle agents and sessions are looked for, at most.
 SWEEP_INTERVAL_S = 30.0
@@ -318,7 +317,7 @@ class Gateway:
         started = time.perf_counter()
         request = message.request or RunRequest()
         resume, record = request.resume, request.record
-        run_id = resume.run_id if resume else uuid.uuid4().hex
+        run_id = resume.run_id if resume else new_id()
         user_message = (
             resume.user_message if resume else written({"role": "user", "content": message.text})
         )

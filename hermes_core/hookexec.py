@@ -64,6 +64,7 @@ class AsyncPluginManager(pluggy.PluginManager):
         super().__init__(PROJECT_NAME)
         self.add_hookspecs(HermesSpec)
         self._kinds: dict[str, HookKind] = {}
+        self._firstresults: dict[str, bool] = {}
         self._inner_hookexec = cast(Callable[..., object], self._multicall)
         self._monitors = 0
 
@@ -80,6 +81,23 @@ class AsyncPluginManager(pluggy.PluginManager):
             opts = cast(Mapping[str, Any], caller.spec.opts if caller.spec else {})
             kind = self._kinds[hook_name] = opts.get(KIND_OPTION, "observer")
         return kind
+
+    def call_hook(
+        self, hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+    ) -> Awaitable[Any]:
+        """Call ``impls`` of ``hook_name`` as ``pm.hook.<name>(**kwargs)`` would, monitoring
+        included, with ``kwargs`` taken as complete: no check of them against the spec."""
+        return cast(
+            Awaitable[Any], self._hookexec(hook_name, impls, kwargs, self._firstresult(hook_name))
+        )
+
+    def _firstresult(self, hook_name: str) -> bool:
+        firstresult = self._firstresults.get(hook_name)
+        if firstresult is None:
+            caller: pluggy.HookCaller = getattr(self.hook, hook_name)
+            opts = cast(Mapping[str, Any], caller.spec.opts if caller.spec else {})
+            firstresult = self._firstresults[hook_name] = bool(opts.get("firstresult", False))
+        return firstresult
 
     def add_hookcall_monitoring(self, before: Before, after: After) -> Callable[[], None]:
         """pluggy's monitoring, for calls that are awaited: ``after`` gets the final outcome."""

@@ -2,16 +2,16 @@
 
 A whole response becomes a :class:`Completion`; a stream's server-sent events become text
 deltas as they arrive, tool calls assembled from their fragments, and the finished
-completion with its finish reason and usage. Plain dicts and ``json.loads`` throughout:
+completion with its finish reason and usage. Plain dicts and JSON decoding throughout:
 building the SDK's pydantic models cost more CPU than the rest of a request.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from hermes_core import json_codec
 from hermes_core.providers import (
     Completion,
     ProviderError,
@@ -33,7 +33,7 @@ def malformed(where: str, problem: str) -> ProviderError:
 
 def _decode(body: bytes, where: str) -> Any:
     try:
-        return json.loads(body)
+        return json_codec.loads(body)
     except ValueError as error:
         raise malformed(where, str(error)) from None
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar
 
@@ -57,15 +57,17 @@ class RunResult(TypedDict):
     usage: Usage | None
 
 
+_RESULT_KEYS = frozenset(RunResult.__annotations__)
+
+
 def make_result(**fields: Any) -> RunResult:
     """Build a RunResult with every contract key, defaults filled in for the ones not given.
 
     ``pre_run`` implementations may return a partial dict; this completes it so ``post_run``
     and platforms can always index every key.
     """
-    unknown = set(fields) - set(RunResult.__annotations__)
-    if unknown:
-        raise TypeError(f"unknown RunResult keys: {sorted(unknown)}")
+    if not _RESULT_KEYS.issuperset(fields):
+        raise TypeError(f"unknown RunResult keys: {sorted(set(fields) - _RESULT_KEYS)}")
     result: RunResult = {
         "failed": False,
         "final_response": None,
@@ -83,6 +85,12 @@ def make_result(**fields: Any) -> RunResult:
     return result
 
 
+def new_id() -> str:
+    """A random 128-bit id as 32 hex digits, like ``uuid.uuid4().hex`` without building a
+    ``UUID`` (0.8 against 7 µs: a run makes three)."""
+    return os.urandom(16).hex()
+
+
 @dataclass(frozen=True)
 class Message:
     """One inbound message from a platform; ``request`` holds a platform's per-run options
@@ -92,7 +100,7 @@ class Message:
     platform: str
     session_key: str
     user_id: str
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=new_id)
     received_at: float = field(default_factory=time.time)
     request: RunRequest | None = None
 

@@ -15,6 +15,7 @@ Public API (what ``/status`` uses): :func:`status` gives a session's :class:`Bre
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,12 +57,25 @@ def status(session: Session) -> BreakerState:
     return STATE.get(session)
 
 
-def _threshold(gateway: Gateway) -> int:
-    return int(gateway.plugin_settings(NAME).get("threshold", DEFAULT_THRESHOLD))
+@dataclass(frozen=True)
+class _Limits:
+    threshold: int
+    cooldown_s: float
 
 
-def _cooldown_s(gateway: Gateway) -> float:
-    return float(gateway.plugin_settings(NAME).get("cooldown_s", 0))
+#: Each gateway's ``[circuit_breaker]`` settings, read at its first run rather than at every
+#: run (a gateway's settings do not change while it runs).
+_limits: weakref.WeakKeyDictionary[Gateway, _Limits] = weakref.WeakKeyDictionary()
+
+
+def _limits_of(gateway: Gateway) -> _Limits:
+    limits = _limits.get(gateway)
+    if limits is None:
+        table = gateway.plugin_settings(NAME)
+        limits = _limits[gateway] = _Limits(
+            int(table.get("threshold", DEFAULT_THRESHOLD)), float(table.get("cooldown_s", 0))
+        )
+    return limits
 
 
 def notice(failures: int, last_error: str | None, retry_at: float | None = None) -> str:
@@ -80,9 +94,10 @@ def notice(failures: int, last_error: str | None, retry_at: float | None = None)
 @hookimpl(trylast=True)
 def pre_run(session: Session, message: Message, gateway: Gateway) -> RunResult | None:
     state = STATE.get(session)
-    if state.failures < _threshold(gateway):
+    limits = _limits_of(gateway)
+    if state.failures < limits.threshold:
         return None
-    cooldown_s = _cooldown_s(gateway)
+    cooldown_s = limits.cooldown_s
     retry_at = None
     if cooldown_s > 0:
         retry_at = (state.opened_at or 0.0) + cooldown_s
@@ -103,7 +118,7 @@ def post_run(session: Session, result: RunResult, cache: AgentCache, gateway: Ga
             STATE.put(session, BreakerState())
         return
     state = STATE.get(session)
-    threshold = _threshold(gateway)
+    threshold = _limits_of(gateway).threshold
     trial = state.failures >= threshold and result["error_kind"] != "circuit_open"
     if result["error_kind"] not in NON_RETRYABLE_KINDS:
         if trial:  # a trial that failed on something else: wait another cooldown all the same

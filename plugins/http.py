@@ -30,8 +30,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive
 
-from hermes_core import hookimpl
+from hermes_core import hookimpl, json_codec
 from hermes_core.asgi import EmbeddedServer, listen
 from hermes_core.errors import ConfigError
 from hermes_core.events import RunEvent, RunFinished, TextDelta
@@ -55,6 +56,8 @@ from hermes_core.types import Reply
 __all__ = ["NAME", "HttpPlatform", "HttpSettings", "register_platforms"]
 
 ERROR_KIND_HEADER = "X-Hermes-Error-Kind"
+#: The session header as ASGI names it.
+SESSION_HEADER_NAME = wire.SESSION_HEADER.lower()
 
 
 class _Exposition(Protocol):
@@ -101,22 +104,35 @@ async def _http_error(_: Request, error: Exception) -> Response:
     return _error_response(wire.ApiError(status, str(error.detail), code=codes.get(status)))
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than ``limit`` bytes before reading them all."""
-    too_large = wire.ApiError(
-        413, f"request body is larger than {limit} bytes", code="request_too_large"
-    )
-    declared = request.headers.get("content-length")
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes before reading them all;
+    ``declared`` is its Content-Length."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _too_large(limit: int) -> wire.ApiError:
+    return wire.ApiError(
+        413, f"request body is larger than {limit} bytes", code="request_too_large"
+    )
+
+
+def _chat_error(error: Exception) -> Response | None:
+    """The chat route's answer to an error its handler raised (see http_app.ChatDoor)."""
+    return _error_response(error) if isinstance(error, wire.ApiError) else None
 
 
 def _shutting_down() -> wire.ApiError:
@@ -164,6 +180,7 @@ class HttpPlatform:
             ],
             self.settings.cors_origins,
             {wire.ApiError: _api_error, HTTPException: _http_error},
+            chat=(self.chat, _chat_error),
         )
         self._server = EmbeddedServer(
             app,
@@ -231,11 +248,12 @@ class HttpPlatform:
 
     # --- endpoints -----------------------------------------------------------------------
 
-    def _authenticate(self, request: Request) -> str | None:
-        """The name of the API key the request carries (None when no keys are set)."""
+    def _authenticate(self, headers: Mapping[str, str]) -> str | None:
+        """The name of the API key a request with ``headers`` carries (None when no keys are
+        set)."""
         if not self.settings.api_keys:
             return None
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        scheme, _, token = headers.get("authorization", "").partition(" ")
         given = token.strip().encode()
         owner = None
         # compare against every key so timing does not reveal which one nearly matched
@@ -254,14 +272,21 @@ class HttpPlatform:
         return owner
 
     async def chat_completions(self, request: Request) -> Response:
-        """``POST /v1/chat/completions``: one message into the session, the reply out."""
-        owner = self._authenticate(request)
-        wire.check_content_type(request.headers.get("content-type"))
+        """``POST /v1/chat/completions`` routed by Starlette (with CORS on): :meth:`chat`."""
+        return await self.chat(request.headers, request.receive)
+
+    async def chat(self, headers: Mapping[str, str], receive: Receive) -> Response:
+        """``POST /v1/chat/completions``: one message into the session, the reply out.
+        ``headers`` are the request's, looked up by lower-case name."""
+        owner = self._authenticate(headers)
+        wire.check_content_type(headers.get("content-type"))
         try:
-            body = await _read_body(request, self.settings.max_body_bytes)
+            body = await _read_body(
+                receive, headers.get("content-length"), self.settings.max_body_bytes
+            )
         except ClientDisconnect:
             return Response(status_code=400)
-        chat = wire.parse_chat(body, request.headers.get(wire.SESSION_HEADER))
+        chat = wire.parse_chat(body, headers.get(SESSION_HEADER_NAME))
         run = await self.chats.prepare(chat, owner)
         # Until the run names the model that answers (a command's reply names none).
         model = chat.model or str(self.gateway.config.model)
@@ -273,7 +298,8 @@ class HttpPlatform:
             raise _shutting_down() from None
         self.chats.keep(run.request)
         headers = _reply_headers(reply, run.session_id)
-        return JSONResponse(completion_body(reply, run.request, model), headers=headers)
+        body = json_codec.dumps(completion_body(reply, run.request, model))
+        return Response(body, headers=headers, media_type="application/json")
 
     async def _streamed(self, run: ChatRun, model: str, include_usage: bool) -> Response:
         """The reply as server-sent events, each text delta sent as the run produces it.
@@ -315,12 +341,12 @@ class HttpPlatform:
 
     async def models(self, request: Request) -> Response:
         """``GET /v1/models``: the configured model chain, primary first."""
-        self._authenticate(request)
+        self._authenticate(request.headers)
         return JSONResponse(wire.model_list(self._chain(), int(time.time())))
 
     async def model(self, request: Request) -> Response:
         """``GET /v1/models/{id}``: one model of the chain; 404 for any other."""
-        self._authenticate(request)
+        self._authenticate(request.headers)
         model_id = request.path_params["model_id"]
         owner = dict(self._chain()).get(model_id)
         if owner is None:
@@ -332,7 +358,7 @@ class HttpPlatform:
 
         Asks the plugin registered as ``metrics`` for ``metrics_for(gateway)`` (its documented
         function); 404 when that plugin is disabled."""
-        self._authenticate(request)
+        self._authenticate(request.headers)
         plugin = self.gateway.plugin("metrics")
         metrics = cast(_Metrics, plugin).metrics_for(self.gateway) if plugin else None
         if metrics is None:

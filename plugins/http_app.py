@@ -4,16 +4,22 @@
 would lose the body with many clients). CORS is off unless ``platforms.http.cors_origins``
 names origins; then Starlette's ``CORSMiddleware`` answers preflight requests (no auth: a
 browser sends none with them) and marks the answers of the others.
+
+Without CORS, ``POST /v1/chat/completions`` goes through :class:`ChatDoor` straight to its
+handler, in front of Starlette: its middleware stack, router and request object cost the
+hot path about 60 µs a request (docs/performance.md). Every other request, and every
+request when CORS is on, goes through Starlette.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,12 +42,54 @@ class TrailingSlash:
         await self.app(scope, receive, send)
 
 
+#: The path :class:`ChatDoor` serves.
+CHAT_PATH = "/v1/chat/completions"
+#: ``handler(headers, receive)``: a request's headers (lower-case names) and its ASGI
+#: ``receive``, to the response.
+ChatHandler = Callable[[Mapping[str, str], Receive], Awaitable[Response]]
+#: ``on_error(error)``: the response for an exception the handler raised, or ``None`` to
+#: let it propagate (a bug: uvicorn answers 500 and logs it, as Starlette would).
+ErrorResponse = Callable[[Exception], Response | None]
+
+
+class ChatDoor:
+    """Serves ``POST /v1/chat/completions`` (trailing slash or not) by ``handler``, and
+    passes every other request on to ``app``."""
+
+    def __init__(self, app: ASGIApp, handler: ChatHandler, on_error: ErrorResponse) -> None:
+        self.app = app
+        self.handler = handler
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        chat = path == CHAT_PATH or (path.endswith("/") and path.rstrip("/") == CHAT_PATH)
+        if not chat or scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        # ASGI names are lower-case already; the first of a repeated header counts, as with
+        # Starlette's Headers.get.
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in reversed(scope["headers"])
+        }
+        try:
+            response = await self.handler(headers, receive)
+        except Exception as error:
+            if (answer := self.on_error(error)) is None:
+                raise
+            response = answer
+        await response(scope, receive, send)
+
+
 def build_app(
     routes: Sequence[BaseRoute],
     cors_origins: Sequence[str],
     exception_handlers: dict[Any, Callable[..., Any]],
-) -> Starlette:
-    """The application serving ``routes``, CORS for ``cors_origins`` (none: no CORS)."""
+    chat: tuple[ChatHandler, ErrorResponse] | None = None,
+) -> ASGIApp:
+    """The application serving ``routes``, CORS for ``cors_origins`` (none: no CORS), and,
+    without CORS, ``chat`` (a handler and its error responses) in a :class:`ChatDoor`."""
     middleware = [Middleware(TrailingSlash)]
     if cors_origins:
         middleware.insert(
@@ -56,6 +104,9 @@ def build_app(
                 max_age=PREFLIGHT_MAX_AGE_S,
             ),
         )
-    return Starlette(
+    app = Starlette(
         routes=list(routes), middleware=middleware, exception_handlers=exception_handlers
     )
+    if cors_origins or chat is None:
+        return app
+    return ChatDoor(app, *chat)

@@ -10,7 +10,6 @@ render the reply, tool calls, finish reason and usage included.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from hermes_core.plugins.http_params import ParamProblem
 from hermes_core.plugins.http_settings import NAME, HttpSettings
 from hermes_core.providers import ToolCall
 from hermes_core.run_request import RunRequest, Suspension
-from hermes_core.types import Message, Reply
+from hermes_core.types import Message, Reply, new_id
 
 #: The session id of a stateless conversation starts so (a client cannot name one so).
 STATELESS = "stateless:"
@@ -105,7 +104,7 @@ class ChatRuns:
         resume = self.suspended.take(_calls_key(owner, ids)) if ids else None
         if resume is None:  # the messages sent are the whole conversation
             request.conversation = chat.messages
-            return session_key(NAME, f"{STATELESS}{uuid.uuid4().hex}", owner)
+            return session_key(NAME, f"{STATELESS}{new_id()}", owner)
         request.resume, request.tool_results = resume, _ordered_results(resume, chat.tool_results)
         return resume.session_key
 
@@ -163,7 +162,7 @@ def _finish_reason(reply: Reply, request: RunRequest) -> str:
 
 
 def new_head(model: str) -> wire.Head:
-    return wire.Head(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), model)
+    return wire.Head(f"chatcmpl-{new_id()}", int(time.time()), model)
 
 
 def answered_by(reply: Reply, fallback: str) -> str:

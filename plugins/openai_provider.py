@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from hermes_core import hookimpl
+from hermes_core import hookimpl, json_codec
 from hermes_core.openai_chunks import ChunkAssembler, EventDecoder, completion_from_body
 from hermes_core.openai_errors import rejects_streaming, status_error
 from hermes_core.providers import (
@@ -100,7 +99,7 @@ class OpenAIProvider:
         **params: Any,
     ) -> Completion:
         where = f"{self.name}:{model}"
-        data = json.dumps(self._body(model, messages, tools, params)).encode()
+        data = json_codec.dumps(self._body(model, messages, tools, params))
         # The session's timeout (total=timeout_s) bounds the whole request.
         with _classified(where, self.config.timeout_s):
             async with self._client().post(self.url, data=data, headers=self.headers) as reply:
@@ -124,7 +123,7 @@ class OpenAIProvider:
         body = self._body(model, messages, tools, params)
         body["stream"] = True
         body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
-        data = json.dumps(body).encode()
+        data = json_codec.dumps(body)
         session = self._client()
         with _classified(where, self.config.timeout_s):
             async with asyncio.timeout(self.config.timeout_s):

@@ -46,6 +46,9 @@ class _OTel:
     detach: Callable[[Token[Context]], None]
     in_context: Callable[[Span], Context]
     error: StatusCode
+    #: Whether an application has set a tracer provider: until one does, every span would be
+    #: a non-recording one, so the hooks skip the span and its context switch altogether.
+    configured: Callable[[], bool]
 
 
 @functools.cache
@@ -55,13 +58,21 @@ def otel() -> _OTel | None:
         from opentelemetry import context, trace
     except ImportError:
         return None
+    unset = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
     return _OTel(
         tracer=trace.get_tracer("hermes_core", __version__),
         attach=context.attach,
         detach=context.detach,
         in_context=trace.set_span_in_context,
         error=trace.StatusCode.ERROR,
+        configured=lambda: not isinstance(trace.get_tracer_provider(), unset),
     )
+
+
+def _recording() -> _OTel | None:
+    """The API when spans go somewhere, else ``None``."""
+    api = otel()
+    return api if api is not None and api.configured() else None
 
 
 @hookimpl(trylast=True)
@@ -71,7 +82,7 @@ def startup() -> None:
 
 @hookimpl(wrapper=True, tryfirst=True)
 def agent_run(session: Session, message: Message) -> Generator[None, RunResult, RunResult]:
-    if (api := otel()) is None:
+    if (api := _recording()) is None:
         return (yield)
     span = api.tracer.start_span(
         RUN_SPAN,
@@ -117,7 +128,7 @@ def _describe_run(api: _OTel, span: Span, result: RunResult) -> None:
 def on_llm_request(
     session: Session, model: str, duration_s: float, error_kind: ErrorKind | None
 ) -> None:
-    if (api := otel()) is None:
+    if (api := _recording()) is None:
         return
     ended = time.time_ns()
     span = api.tracer.start_span(
@@ -137,7 +148,7 @@ def on_llm_request(
 
 @hookimpl(trylast=True)
 def post_tool_call(session: Session, tool: str, result: str, duration_s: float) -> None:
-    if (api := otel()) is None:
+    if (api := _recording()) is None:
         return
     ended = time.time_ns()
     span = api.tracer.start_span(

@@ -28,6 +28,8 @@ from hermes_core.settings import ModelRef
 Notify = Callable[[str, str | None, str, str, float | None], Awaitable[None]]
 #: A breaker's key: ``(provider, model)``, ``model`` None for the provider's own.
 Key = tuple[str, str | None]
+#: The policy of a provider whose settings name none.
+DEFAULT_POLICY = BreakerPolicy()
 
 
 def policy_from(table: Mapping[str, Any]) -> BreakerPolicy:
@@ -101,7 +103,7 @@ class ModelHealth:
 
     def breaker(self, key: Key) -> Breaker | None:
         """The breaker of ``key``, or None when its provider switched health off."""
-        policy = self.policies.get(key[0], BreakerPolicy())
+        policy = self.policies.get(key[0], DEFAULT_POLICY)
         if not policy.enabled:
             return None
         found = self._breakers.get(key)
@@ -137,10 +139,14 @@ class ModelHealth:
 
     async def report(self, ref: ModelRef, error: ProviderError | None) -> None:
         """How one request to ``ref`` ended: answered (``error`` None) or failed."""
-        judgement = judge(error)
-        reason = "answered" if error is None else str(error)
         now = self._clock()
         self._last_model[ref.provider] = ref.model
+        if error is None:  # the usual case: a closed breaker with no failures stays as it is
+            for key, found in self._targets(ref):
+                if found.state is not State.CLOSED or found.failures:
+                    await self._changed(key, found.record(Verdict.HEALTHY, now, "answered"))
+            return
+        judgement, reason = judge(error), str(error)
         for key, found in self._targets(ref):
             verdict = judgement.model if key[1] else judgement.provider
             hold_s = judgement.hold_s if verdict is Verdict.FAILED else None

@@ -119,6 +119,8 @@ class MCPPool:
         last-known tools, marked unavailable, and a call answers at once that it is down.
         """
         listed = [c for c in (await self.started()).values() if c.state not in GONE]
+        if not listed:  # no server: no gather of nothing on every LLM round
+            return []
         listings = await asyncio.gather(*(c.current_tools() for c in listed))
         offered: dict[str, tuple[str, str]] = {}
         tools: list[Tool] = []

@@ -104,6 +104,17 @@ def test_a_lone_surrogate_in_any_string_is_refused_naming_the_field(
     error.body().decode("ascii")
 
 
+def test_the_checks_run_without_an_escape_in_sight() -> None:
+    """Bodies with no ``\\u`` escape skip the walk of every value; a surrogate sent as raw
+    (CESU-8) bytes, or an integer just over the limit, is still refused."""
+    raw_surrogate = b'{"messages": [{"role": "user", "content": "a \xed\xa0\x80 b"}]}'
+    assert "messages[0].content is not valid Unicode" in refused(raw_surrogate).message
+    digits = strict_json.MAX_INT_DIGITS + 1
+    long_seed = b'{"seed": ' + b"7" * digits + b', "messages": [{"role": "user", "content": "hi"}]}'
+    assert f"`seed` is an integer of {digits} digits" in refused(long_seed).message
+    assert wire.parse_chat(body(seed=int("7" * strict_json.MAX_INT_DIGITS)), None).text == "hi"
+
+
 def test_a_user_that_cannot_go_in_a_header_is_refused_when_it_names_the_session() -> None:
     error = refused(body(user="日本語"))
     assert error.param == "user"
