@@ -28,7 +28,8 @@ def dumps(value: Any) -> bytes:
     separators=(",", ":"))``)."""
     if orjson is not None:
         try:
-            return orjson.dumps(value)
+            encoded: bytes = orjson.dumps(value)  # typed here whether or not orjson is installed
+            return encoded
         except TypeError:  # orjson.JSONEncodeError: what only the stdlib takes, or refuses
             pass
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
