@@ -8,6 +8,8 @@ at 1, 50 and 500 concurrent connections, each request in its own ``X-Hermes-Sess
   can do; no gateway);
 - **forwarder**: ``bench/forwarder.py``, uvicorn + Starlette + aiohttp passing bodies through
   (the floor for a Python gateway on the same stack);
+- **forwarder httpx2**: the same with httpx2 behind (``--client httpx2``, its pool as large),
+  the bare forwarder issue 13 measured hermes-core against when it set its targets;
 - **hermes-core**: ``hermes-core run`` with the http platform, in-memory store;
 - optionally **hermes-core before**: the same, run by another interpreter
   (``--before-python``), e.g. a virtualenv holding the previous release.
@@ -41,6 +43,9 @@ SESSIONS_PER_CONNECTION = 20
 #: hermes-core keeps every benchmark session's agent, so the cache never churns.
 HERMES_SETTINGS = "[cache]\nmax_agents = 20000\n"
 TICKS = os.sysconf("SC_CLK_TCK")
+#: The bare forwarders, by the client behind them: aiohttp is the floor on hermes-core's own
+#: stack; httpx2 is the forwarder issue 13 set its 0.85x target against.
+FORWARDERS = {"forwarder": "aiohttp", "forwarder httpx2": "httpx2"}
 
 
 @dataclass(frozen=True)
@@ -105,15 +110,20 @@ def machine() -> str:
     return f"nproc {os.cpu_count()}, {cpu}; load average (1, 5, 15 min): {load}"
 
 
+def forwarder_command(upstream: Served, client: str) -> list[str]:
+    return [sys.executable, str(BENCH / "forwarder.py"), upstream.url, "--client", client]
+
+
 @contextlib.contextmanager
 def targets(upstream: Served, before_python: str | None) -> Iterator[list[tuple[str, Served]]]:
     """The gateways under test, each started once for the whole run."""
     with contextlib.ExitStack() as stack:
-        forwarder = stack.enter_context(
-            listening_process([sys.executable, str(BENCH / "forwarder.py"), upstream.url])
-        )
+        started = [
+            (name, stack.enter_context(listening_process(forwarder_command(upstream, client))))
+            for name, client in FORWARDERS.items()
+        ]
         hermes = stack.enter_context(hermes_process(upstream.url, extra_settings=HERMES_SETTINGS))
-        started = [("forwarder", forwarder), ("hermes-core", hermes)]
+        started.append(("hermes-core", hermes))
         if before_python:
             before = hermes_process(
                 upstream.url, python=before_python, extra_settings=HERMES_SETTINGS
@@ -158,8 +168,11 @@ def ratios(results: Sequence[Result]) -> str:
     by = {(r.target, r.connections): r for r in results}
     lines = []
     for connections in sorted({r.connections for r in results}):
-        hermes, forwarder = by[("hermes-core", connections)], by[("forwarder", connections)]
-        line = f"{connections} connections: hermes-core {hermes.rps / forwarder.rps:.2f}x forwarder"
+        hermes = by[("hermes-core", connections)]
+        against = ", ".join(
+            f"{hermes.rps / by[(name, connections)].rps:.2f}x {name}" for name in FORWARDERS
+        )
+        line = f"{connections} connections: hermes-core {against}"
         before = by.get(("hermes-core before", connections))
         if before is not None and before.rps:
             line += f", {hermes.rps / before.rps:.2f}x before"

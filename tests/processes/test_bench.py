@@ -125,7 +125,7 @@ def test_http_load_measures_every_target_and_counts_failed_runs(
 ) -> None:
     http_load = bench["http_load"]
     results = http_load.run(seconds=1, concurrency=(1, 4), before_python=sys.executable)
-    targets = ["upstream", "forwarder", "hermes-core", "hermes-core before"]
+    targets = ["upstream", "forwarder", "forwarder httpx2", "hermes-core", "hermes-core before"]
     assert [(r.target, r.connections) for r in results] == [
         (target, connections) for connections in (1, 4) for target in targets
     ]
@@ -138,6 +138,7 @@ def test_http_load_measures_every_target_and_counts_failed_runs(
     table = http_load.table(results).splitlines()
     assert len(table) == 2 + len(results)
     assert "4 connections: hermes-core" in http_load.ratios(results)
+    assert "x forwarder httpx2" in http_load.ratios(results)
     assert "nproc" in http_load.machine()
 
 
