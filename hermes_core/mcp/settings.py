@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from hermes_core.errors import ConfigError
-from hermes_core.settings.schema import RegisterSetting, SettingsRegistry, items_of
+from hermes_core.settings.schema import (
+    DAY_S,
+    HOUR_S,
+    RegisterSetting,
+    SettingsRegistry,
+    items_of,
+)
 
-HOUR_S = 3_600
-DAY_S = 86_400
 SERVER = "mcp.servers.<name>"
 #: How a wrong type reads for a server's key (the same whether settings or a plugin gave it).
 WRONG_TYPE = "wrong type: expected {expected}, got {value!r}"

@@ -7,11 +7,9 @@ typo, and would otherwise stall a run or hold memory for good.
 
 from __future__ import annotations
 
-from hermes_core.settings.schema import SettingsRegistry, items_of
+from hermes_core.settings.schema import DAY_S, HOUR_S, SettingsRegistry, items_of
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
-DAY_S = 86_400
-HOUR_S = 3_600
 
 
 def _positive_timeout(value: float) -> str | None:

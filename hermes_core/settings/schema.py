@@ -21,6 +21,9 @@ NAME = "<name>"
 #: "No default": the key is absent unless set (``None`` could be a default of its own).
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 NUMBER: tuple[type, ...] = (int, float)
+#: Seconds in an hour and in a day: the usual upper bounds of a duration setting.
+HOUR_S = 3_600
+DAY_S = 86_400
 
 #: A further rule for one setting: the problem with ``value``, or None when it is fine.
 Rule = Callable[[Any], str | None]

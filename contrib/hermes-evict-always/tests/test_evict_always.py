@@ -5,7 +5,6 @@ built-in ``eviction``: the same failing scenario evicts after every run with it,
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,8 @@ SOURCE = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def plugins_from(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def plugins_from(no_hermes_env: None, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No ``HERMES_`` settings from the developer's shell; the test says which plugins load."""
-    for name in list(os.environ):
-        if name.startswith("HERMES_"):
-            monkeypatch.delenv(name)
     return monkeypatch
 
 
