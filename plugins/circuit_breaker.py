@@ -15,7 +15,6 @@ Public API (what ``/status`` uses): :func:`status` gives a session's :class:`Bre
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,25 +56,12 @@ def status(session: Session) -> BreakerState:
     return STATE.get(session)
 
 
-@dataclass(frozen=True)
-class _Limits:
-    threshold: int
-    cooldown_s: float
+def _threshold(gateway: Gateway) -> int:
+    return int(gateway.plugin_settings(NAME).get("threshold", DEFAULT_THRESHOLD))
 
 
-#: Each gateway's ``[circuit_breaker]`` settings, read at its first run rather than at every
-#: run (a gateway's settings do not change while it runs).
-_limits: weakref.WeakKeyDictionary[Gateway, _Limits] = weakref.WeakKeyDictionary()
-
-
-def _limits_of(gateway: Gateway) -> _Limits:
-    limits = _limits.get(gateway)
-    if limits is None:
-        table = gateway.plugin_settings(NAME)
-        limits = _limits[gateway] = _Limits(
-            int(table.get("threshold", DEFAULT_THRESHOLD)), float(table.get("cooldown_s", 0))
-        )
-    return limits
+def _cooldown_s(gateway: Gateway) -> float:
+    return float(gateway.plugin_settings(NAME).get("cooldown_s", 0))
 
 
 def notice(failures: int, last_error: str | None, retry_at: float | None = None) -> str:
@@ -94,10 +80,9 @@ def notice(failures: int, last_error: str | None, retry_at: float | None = None)
 @hookimpl(trylast=True)
 def pre_run(session: Session, message: Message, gateway: Gateway) -> RunResult | None:
     state = STATE.get(session)
-    limits = _limits_of(gateway)
-    if state.failures < limits.threshold:
+    if state.failures < _threshold(gateway):
         return None
-    cooldown_s = limits.cooldown_s
+    cooldown_s = _cooldown_s(gateway)
     retry_at = None
     if cooldown_s > 0:
         retry_at = (state.opened_at or 0.0) + cooldown_s
@@ -118,7 +103,7 @@ def post_run(session: Session, result: RunResult, cache: AgentCache, gateway: Ga
             STATE.put(session, BreakerState())
         return
     state = STATE.get(session)
-    threshold = _limits_of(gateway).threshold
+    threshold = _threshold(gateway)
     trial = state.failures >= threshold and result["error_kind"] != "circuit_open"
     if result["error_kind"] not in NON_RETRYABLE_KINDS:
         if trial:  # a trial that failed on something else: wait another cooldown all the same
