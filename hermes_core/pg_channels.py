@@ -45,10 +45,11 @@ class Listener:
         self._reconnecting: asyncio.Task[None] | None = None
 
     async def listen(self, channel: str, callback: OnPayload) -> None:
-        if self._connection is None:
-            self._connection = await self._connect()
+        if self._reconnecting is None:  # else the new connection listens on it with the rest
+            if self._connection is None:
+                self._connection = await self._connect()
+            await self._connection.add_listener(channel, _delivering_to(callback))
         self._callbacks[channel] = callback
-        await self._connection.add_listener(channel, _delivering_to(callback))
 
     async def close(self) -> None:
         self._callbacks.clear()
@@ -95,7 +96,7 @@ class Listener:
             connection = None
             try:
                 connection = await self._connect()
-                for channel, callback in self._callbacks.items():
+                for channel, callback in list(self._callbacks.items()):
                     await connection.add_listener(channel, _delivering_to(callback))
             except Exception as error:  # the store is down: keep trying until it is back
                 logger.debug("store: listener reconnect failed: {}", error)

@@ -138,9 +138,8 @@ class Store(Protocol):
         """Mark the run answered and append its ``added`` messages, or, for a failed run
         (``added=None``), mark it failed: its user message stays in the transcript but out of
         the model's history; either way with the ``model`` of the run. Raises when the commit
-        fails, and
-        :class:`StaleSession` when the session's version changed since :meth:`begin_run`: the
-        gateway then keeps the turn out of the agent's history too."""
+        fails, and :class:`StaleSession` when the session's version changed since
+        :meth:`begin_run`: the gateway then keeps the turn out of the agent's history too."""
         ...
 
     async def history(self, session: Session, limit: int) -> list[dict[str, Any]]:
