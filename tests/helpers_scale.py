@@ -21,17 +21,18 @@ MODEL = "slow-0.05-primary"
 
 
 def write_settings(
-    path: Path, base_url: str, database_url: str, port: int, model: str = MODEL
+    path: Path, base_url: str, database_url: str, port: int, model: str = MODEL, api_key: str = ""
 ) -> Path:
     """Settings for one gateway of the test: the scripted ``model``, the shared store, the
-    http platform on ``port``."""
+    http platform on ``port``; ``api_key`` tells its upstream requests from the others'."""
+    provider = {"base_url": base_url, "max_retries": 0, "timeout_s": 30, "api_key": api_key}
     return kit_write_settings(
         path,
         settings_for(
             base_url,
             model,
             logging={"level": "INFO"},
-            providers={"local": {"base_url": base_url, "max_retries": 0, "timeout_s": 30}},
+            providers={"local": provider},
             store={"url": database_url},
             platforms={"http": {"enabled": True, "host": "127.0.0.1", "port": port}},
         ),
