@@ -112,17 +112,18 @@ def requests_of(fake_openai: FakeOpenAI, session: str) -> list[RecordedRequest]:
 
 @dataclass(frozen=True)
 class Kill:
-    """Gateway ``index`` was killed -9 and gone by ``at`` (UNIX time)."""
+    """Gateway ``index`` was sent SIGKILL at ``began`` and was gone by ``gone`` (UNIX time)."""
 
     index: int
-    at: float
+    began: float
+    gone: float
 
     def left_at_the_model(self, request: RecordedRequest) -> bool:
-        """Whether ``request`` was the killed process's, still at the model when it died: its
+        """Whether ``request`` was the killed process's, still at the model while it died: its
         answer went to no one, and the session's next run may start before it is sent."""
         sent_by = request.headers.get("authorization") == f"Bearer {KEYS[self.index]}"
         answered_at = request.answered_at or float("inf")
-        return sent_by and request.received_at < self.at < answered_at
+        return sent_by and request.received_at < self.gone and answered_at > self.began
 
 
 async def check_sessions(
@@ -184,7 +185,7 @@ async def test_killing_a_process_mid_run_loses_nothing_acknowledged_and_frees_it
         load.down.add(0)
         killed_at = time.time()
         await gateways[0].kill()
-        dead = Kill(0, time.time())  # gone by now: it sends nothing after this
+        dead = Kill(0, killed_at, time.time())
         await asyncio.sleep(3)  # the others serve its sessions meanwhile (measured below)
         await gateways[0].restart_elsewhere()
 
