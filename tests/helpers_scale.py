@@ -91,6 +91,16 @@ class GatewayProcess:
         self.url = f"http://127.0.0.1:{port}"
         await self.start()
 
+    def freeze(self) -> None:
+        """SIGSTOP to its process group: it sends and answers nothing until :meth:`thaw`."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT to its process group: it carries on where :meth:`freeze` stopped it."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     async def kill(self) -> None:
         """SIGKILL to its process group (a no-op once it has exited), then clean up."""
         if self.process is not None and self.process.returncode is None:

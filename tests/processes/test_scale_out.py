@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx2
 from helpers_scale import GatewayProcess, write_settings
+from mcp_servers.helpers import eventually
 
 from hermes_core.pg_store import KEEPALIVE_BOUND_S, PostgresStore
 from hermes_core.testing import FakeOpenAI, RecordedRequest
@@ -110,6 +111,43 @@ def requests_of(fake_openai: FakeOpenAI, session: str) -> list[RecordedRequest]:
     return sorted(found, key=lambda r: r.received_at)
 
 
+def at_the_model(fake_openai: FakeOpenAI, index: int) -> list[RecordedRequest]:
+    """Gateway ``index``'s requests the scripted model has not begun to answer."""
+    key = f"Bearer {KEYS[index]}"
+    return [
+        r
+        for r in fake_openai.snapshot()
+        if r.answered_at is None and r.headers.get("authorization") == key
+    ]
+
+
+async def freeze_mid_run(gateway: GatewayProcess, fake_openai: FakeOpenAI, index: int) -> None:
+    """Freeze ``gateway`` (SIGSTOP) at a moment one of its runs is at the model. A request of
+    it still unanswered once it is frozen is one whose run cannot have replied: killing it now
+    interrupts that request for sure. (A count of acknowledged replies is no such moment: the
+    sessions move in step, and at the end of a pair none of them has a request in flight.)"""
+    while True:
+        await eventually(
+            lambda: bool(at_the_model(fake_openai, index)), f"a run of gateway {index}", 60
+        )
+        gateway.freeze()
+        if at_the_model(fake_openai, index):
+            return
+        gateway.thaw()  # answered meanwhile: its reply may be on the way
+
+
+def taken_over(load: Load, fake_openai: FakeOpenAI, index: int, since: float) -> bool:
+    """Whether every session whose request to gateway ``index`` broke has reached the model
+    again after ``since``."""
+    interrupted = {session for session, _, broken_at, _ in load.broken if broken_at == index}
+    reached = {
+        r.messages[-1]["content"].split()[0]
+        for r in fake_openai.snapshot()
+        if r.received_at > since
+    }
+    return bool(interrupted) and interrupted <= reached
+
+
 @dataclass(frozen=True)
 class Kill:
     """Gateway ``index`` was sent SIGKILL at ``began`` and was gone by ``gone`` (UNIX time)."""
@@ -180,13 +218,19 @@ async def test_killing_a_process_mid_run_loses_nothing_acknowledged_and_frees_it
     async with gateways_under_load(tmp_path, fake_openai, postgres_url, "kill") as load:
         gateways = load.gateways
         traffic = asyncio.create_task(load.run())
-        while len(load.acks) < SESSIONS * MESSAGES // 3:  # well into the load
-            await asyncio.sleep(0.01)
+        # Well into the load, then at a moment the process to kill is mid-run.
+        await eventually(lambda: len(load.acks) >= SESSIONS * MESSAGES // 3, "the load", 60)
+        await freeze_mid_run(gateways[0], fake_openai, 0)
         load.down.add(0)
         killed_at = time.time()
         await gateways[0].kill()
         dead = Kill(0, killed_at, time.time())
-        await asyncio.sleep(3)  # the others serve its sessions meanwhile (measured below)
+        # The others serve its sessions meanwhile (how fast is measured below).
+        await eventually(
+            lambda: taken_over(load, fake_openai, 0, killed_at),
+            "the others to serve the killed process's sessions",
+            KEEPALIVE_BOUND_S,
+        )
         await gateways[0].restart_elsewhere()
 
         load.down.discard(0)
