@@ -334,7 +334,7 @@ async def run_checks(
     ]
     mcp_checks = [check_mcp_server(spec, pool_settings) for spec in specs.values()]
     if any(spec.enabled for spec in specs.values()):
-        from hermes_core.mcp.probe import import_sdk
+        from hermes_core.mcp.pool import import_sdk
 
         import_sdk()  # it blocks the loop: not while the provider probes are being timed
     # Network probes and MCP starts are the slow part: run them all at once.

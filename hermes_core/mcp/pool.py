@@ -41,6 +41,19 @@ GONE = (ServerState.FAILED, ServerState.STOPPED)
 UNAVAILABLE_PREFIX = "[unavailable: the server is restarting] "
 
 
+def import_sdk() -> None:
+    """Import the MCP client SDK (about a second, far more on a busy host) now, not inside
+    a timed wait or probe.
+
+    Call it before the clock of a wait for servers starts, and before running probes
+    concurrently with other work: the import blocks the event loop, and would otherwise be
+    counted in whatever else is being timed.
+    """
+    import mcp.client.session
+    import mcp.client.stdio
+    import mcp.client.streamable_http  # noqa: F401
+
+
 class MCPPool:
     """Every MCP server's connection for one gateway; a ``ToolSource`` for the registry.
 
@@ -99,6 +112,7 @@ class MCPPool:
         pending = [c for c in self.connections.values() if not c.settled.is_set()]
         if not pending:
             return
+        import_sdk()  # before the clock: the first attempts would import it inside their budget
         if timeout_s is None:
             timeout_s = max(c.spec.startup_timeout_s for c in pending) + SETTLE_GRACE_S
         with contextlib.suppress(TimeoutError):

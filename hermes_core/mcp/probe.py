@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from hermes_core.mcp import MCPServerSpec
 from hermes_core.mcp.client_callbacks import ClientServices
 from hermes_core.mcp.connection import ServerConnection, ServerState
-from hermes_core.mcp.pool import SETTLE_GRACE_S
+from hermes_core.mcp.pool import SETTLE_GRACE_S, import_sdk
 from hermes_core.mcp.sampling import GatewayModels
 from hermes_core.mcp.settings import PoolSettings
 from hermes_core.providers import ProviderRegistry
@@ -58,17 +58,6 @@ class ProbeResult:
     def ok(self) -> bool:
         """Whether the server started and listed its tools."""
         return self.state is ServerState.READY
-
-
-def import_sdk() -> None:
-    """Import the MCP client SDK (about a second) now, not inside a timed probe.
-
-    Call it before running probes concurrently with other work: the import blocks the event
-    loop, and would otherwise be counted in whatever else is being timed.
-    """
-    import mcp.client.session
-    import mcp.client.stdio
-    import mcp.client.streamable_http  # noqa: F401
 
 
 async def probe_server(spec: MCPServerSpec, settings: PoolSettings) -> ProbeResult:

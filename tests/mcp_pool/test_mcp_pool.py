@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from mcp_servers.helpers import (
     alive,
     eventually,
+    free_port,
     marked_processes,
     pids,
     start_http_toolbox,
@@ -451,6 +454,46 @@ async def test_handshake_timeout_backs_off_and_never_blocks_chat(
     assert connection.state is ServerState.BACKOFF
     assert connection.last_error == "no MCP handshake within 0.5s (startup_timeout_s)"
     assert not marked_processes(MARKER)  # the silent process was killed with its connection
+
+
+#: In a fresh interpreter, the client SDK's import made slow (as on a busy host, where its
+#: seconds of CPU become many), then the first wait for a server that settles at once (its
+#: port is closed), with a budget shorter than the import: the state it reached is printed.
+SLOW_IMPORT_WAIT = """
+import asyncio, importlib.abc, sys, time
+from hermes_core.mcp import MCPRegistry
+from hermes_core.mcp.pool import MCPPool
+from hermes_core.mcp.settings import PoolSettings
+
+class SlowSDK(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "mcp.client.session":
+            time.sleep(2)
+        return None
+
+async def main():
+    sys.meta_path.insert(0, SlowSDK())
+    registry = MCPRegistry()
+    registry.apply_settings({"refused": {"url": sys.argv[1]}})
+    pool = MCPPool()
+    pool.configure(registry.specs, PoolSettings())
+    pool.start()
+    await pool.wait_settled(timeout_s=1)
+    print(pool.connections["refused"].state)
+    await pool.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_the_first_wait_for_servers_does_not_count_the_sdk_import() -> None:
+    # mcp list reported a server still "starting" on a loaded host: the import was in its budget.
+    url = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-c", SLOW_IMPORT_WAIT, url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["backoff"], done.stdout
 
 
 # --- lifecycle and settings ----------------------------------------------------------------
