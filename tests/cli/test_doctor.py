@@ -177,14 +177,20 @@ def test_missing_key_variable_is_a_settings_error_exit_2_in_one_line(
     assert not (tmp_path / "sessions.db").exists()
 
 
+def installed(tmp_path: Path, dist: str, source: str) -> tuple[str, dict[str, str]]:
+    """Plugin distribution ``dist`` installed in ``tmp_path/site``: its entry-point name, and
+    the environment of a doctor that loads it alone."""
+    site = tmp_path / "site"
+    name = write_dist(site, dist, source)
+    return name, {KEY_ENV: "sk-test", "PYTHONPATH": str(site), "HERMES_LOAD_PLUGINS": name}
+
+
 def test_broken_plugin_is_reported_with_how_to_disable_it(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    site = tmp_path / "site"
-    name = write_dist(site, "doctor-broken", BROKEN_IMPORT)
+    name, env = installed(tmp_path, "doctor-broken", BROKEN_IMPORT)
     settings = good_settings(fake_openai, tmp_path)
     path = write_settings(tmp_path / "settings.toml", settings)
-    env = {KEY_ENV: "sk-test", "PYTHONPATH": str(site), "HERMES_LOAD_PLUGINS": name}
 
     code, out, err = doctor_cli(path, tmp_path, "--json", **env)
     assert code == 1, out + err
@@ -203,13 +209,11 @@ def test_broken_plugin_is_reported_with_how_to_disable_it(
 def test_a_provider_type_without_params_is_reported_and_the_rest_still_checked(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    site = tmp_path / "site"
-    name = write_dist(site, "no-params-provider", NO_PARAMS_PROVIDER)
+    name, env = installed(tmp_path, "no-params-provider", NO_PARAMS_PROVIDER)
     settings = good_settings(fake_openai, tmp_path)
     settings["agent"]["fallbacks"] = ["mine:any"]
     settings["providers"]["mine"] = {"type": "plain"}
     path = write_settings(tmp_path / "settings.toml", settings)
-    env = {KEY_ENV: "sk-test", "PYTHONPATH": str(site), "HERMES_LOAD_PLUGINS": name}
 
     code, out, err = doctor_cli(path, tmp_path, "--json", **env)
 
