@@ -122,10 +122,11 @@ class SuspendedRuns:
 
     def start(self) -> None:
         """Start the task that ends abandoned runs; :meth:`aclose` stops it."""
-        self._ender = asyncio.create_task(self._end_abandoned(), name="hermes-core run ender")
+        self._ender = asyncio.create_task(self._end_abandoned(), name="hermes-core abandoned runs")
 
     async def settled(self) -> None:
-        """Return once every run abandoned so far is ended (or failed to be)."""
+        """Return once every run abandoned so far is ended (or failed to be), by the task
+        :meth:`start` started."""
         await self._settled.wait()
 
     async def aclose(self, grace_s: float = CLOSE_GRACE_S) -> None:

@@ -31,6 +31,10 @@ WEATHER = {
 }
 
 
+#: For a test whose store calls are another test's over PostgreSQL too: SQLite alone.
+SQLITE_ONLY = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A real store, not yet opened (the gateway opens and closes it): SQLite on a new file,
@@ -89,6 +93,7 @@ async def test_a_run_abandoned_for_a_new_message_ends_failed(
     ]
 
 
+@SQLITE_ONLY
 async def test_a_run_resumed_in_time_ends_answered(serve_tools: ServeHttp, store: Store) -> None:
     _, platform = await serve_tools()
     called = await ask(platform, user("call get_weather"), extra_headers=SESSION)
@@ -104,6 +109,7 @@ async def test_a_run_resumed_in_time_ends_answered(serve_tools: ServeHttp, store
     ]
 
 
+@SQLITE_ONLY
 async def test_a_stateless_run_pushed_out_ends_failed_and_the_newer_one_still_waits(
     serve_tools: ServeHttp, store: Store
 ) -> None:
@@ -118,6 +124,17 @@ async def test_a_stateless_run_pushed_out_ends_failed_and_the_newer_one_still_wa
     }
 
 
+@SQLITE_ONLY
+async def test_an_unrecorded_stateless_run_pushed_out_writes_nothing(
+    serve_tools: ServeHttp, store: Store, errors_logged: list[str]
+) -> None:
+    _, platform = await serve_tools(max_suspended_runs=1, record_stateless=False)
+    await ask(platform, user("call get_weather"))
+    await ask(platform, user("call get_weather"))
+    await platform.chats.suspended.settled()
+    assert await store.sessions("http") == [] and errors_logged == []
+
+
 async def test_runs_still_waiting_at_shutdown_end_failed(
     serve_tools: ServeHttp, store: Store
 ) -> None:
@@ -130,6 +147,7 @@ async def test_runs_still_waiting_at_shutdown_end_failed(
     assert all(t == [("user", "call get_weather", "failed")] for t in transcripts.values())
 
 
+@SQLITE_ONLY
 @pytest.mark.slow  # waits out the shortest TTL the setting allows (1 s)
 async def test_a_run_left_to_expire_ends_failed_without_another_request(
     serve_tools: ServeHttp, store: Store
@@ -187,6 +205,7 @@ async def test_a_stateless_continuation_no_run_waits_for_stores_each_message_onc
     assert [stored["id"] for stored in stored_calls] == [call.id]
 
 
+@SQLITE_ONLY
 async def test_stateless_tool_results_without_the_call_they_answer_are_a_400(
     serve_tools: ServeHttp, store: Store, fake_openai: FakeOpenAI
 ) -> None:
@@ -201,6 +220,7 @@ async def test_stateless_tool_results_without_the_call_they_answer_are_a_400(
     assert fake_openai.requests == [] and await store.sessions("http") == []
 
 
+@SQLITE_ONLY
 async def test_a_stateless_continuation_of_several_tool_rounds_stores_every_round(
     serve_tools: ServeHttp, store: Store
 ) -> None:
