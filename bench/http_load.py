@@ -14,7 +14,9 @@ at 1, 50 and 500 concurrent connections, each request in its own ``X-Hermes-Sess
 - optionally **hermes-core before**: the same, run by another interpreter
   (``--before-python``), e.g. a virtualenv holding the previous release.
 
-Each row: requests/s, latency p50/p99, and the gateway's CPU per request (utime + stime from
+Before each measurement every process started here is left to go idle, so a target still
+working off requests wrk gave up on never competes with the next one for the CPU. Each row:
+requests/s, latency p50/p99, and the gateway's CPU per request (utime + stime from
 ``/proc/<pid>/stat`` over the measured window). The machine and its load are printed first.
 
     .venv/bin/python bench/http_load.py [--seconds 8] [--before-python PATH]
@@ -43,6 +45,10 @@ SESSIONS_PER_CONNECTION = 20
 #: hermes-core keeps every benchmark session's agent, so the cache never churns.
 HERMES_SETTINGS = "[cache]\nmax_agents = 20000\n"
 TICKS = os.sysconf("SC_CLK_TCK")
+#: A process is idle once it uses under this share of a core (see settle()).
+IDLE_SHARE = 0.05
+#: The longest settle() waits by default for the last measurement's processes to go idle.
+SETTLE_LIMIT_S = 30.0
 #: The bare forwarders, by the client behind them: aiohttp is the floor on hermes-core's own
 #: stack; httpx2 is the forwarder issue 13 set its 0.85x target against.
 FORWARDERS = {"forwarder": "aiohttp", "forwarder httpx2": "httpx2"}
@@ -75,6 +81,23 @@ def wrk(url: str, connections: int, seconds: float, prefix: str) -> dict[str, in
     line = next(line for line in output.splitlines() if line.startswith('{"requests"'))
     summary: dict[str, int] = json.loads(line)
     return summary
+
+
+def settle(pids: Sequence[int], interval_s: float = 0.25, limit_s: float = SETTLE_LIMIT_S) -> float:
+    """Wait until every process in ``pids`` is idle; the seconds waited.
+
+    A target that fell behind (the httpx2 forwarder at 500 connections) is still working off
+    requests wrk gave up on when the next target's measurement starts; without this wait that
+    work is measured as the next target's competition for the two cores.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = [cpu_seconds(pid) for pid in pids]
+        time.sleep(interval_s)
+        used = max(cpu_seconds(pid) - was for pid, was in zip(pids, before, strict=True))
+        if used < IDLE_SHARE * interval_s:
+            break
+    return time.monotonic() - started
 
 
 def measure(
@@ -140,9 +163,12 @@ def run(seconds: float, concurrency: Sequence[int], before_python: str | None) -
         with targets(upstream, before_python) as gateways:
             for _, served in gateways:  # warm-up: imports, every pool connection
                 wrk(served.url, max(concurrency), 1, "warm-up")
+            pids = [upstream.pid, *(served.pid for _, served in gateways)]
             for connections in concurrency:
+                settle(pids)
                 results.append(measure("upstream", upstream_url, None, connections, seconds))
                 for name, served in gateways:
+                    settle(pids)
                     results.append(measure(name, served, served.pid, connections, seconds))
     return results
 

@@ -54,8 +54,9 @@ async def configure_gateway(gateway: Gateway, *, collect_errors: bool) -> list[C
     gateway.unknown_settings = schema.unknown(gateway.config.raw)
     for unknown in gateway.unknown_settings:
         logger.warning("{}", unknown)
+    with step():  # per plugin: a provider type that cannot be used names its plugin
+        await hooks.register_per_plugin("register_providers", gateway.providers.registrar)
     for hook, register in (
-        ("register_providers", gateway.providers.register),
         ("register_tools", gateway.tools.register),
         ("register_commands", gateway.commands.register),
         ("register_platforms", gateway.platforms.register),

@@ -47,6 +47,7 @@ from hermes_core.pg_schema import shown
 from hermes_core.pg_store import NoStore, PostgresStore
 from hermes_core.platform_settings import build_platform
 from hermes_core.platforms import PlatformCheck
+from hermes_core.providers import ProviderTypeError
 from hermes_core.redaction import register_settings
 from hermes_core.settings import SETTINGS_FILE_ENV, Config, build_config, read_settings
 from hermes_core.settings.loading import as_dict
@@ -321,15 +322,22 @@ async def run_checks(
         return Report(results, settings_valid=True)
     platform_errors = [e for e in errors if e.key.startswith("platforms.")]
     mcp_errors = [e for e in errors if e.key.startswith("mcp") or ": mcp server" in e.key]
-    unknown_types = [e for e in errors if e.problem.startswith("unknown provider type")]
-    setting_errors = [e for e in errors if e not in platform_errors + mcp_errors + unknown_types]
+    # Reported with each provider's checks, below.
+    type_errors = [e for e in errors if isinstance(e, ProviderTypeError)]
+    setting_errors = [e for e in errors if e not in platform_errors + mcp_errors + type_errors]
     if setting_errors:  # keys plugins declared, and the provider types' own keys
         results[0] = failed("settings", str(setting_errors[0]), _settings_fix(setting_errors[0]))
         _skip_rest(results, ("providers", "mcp servers", "platforms", "store"))
         return Report(results, settings_valid=False)
     specs, pool_settings = gateway.mcp.specs, gateway.mcp_pool.settings
+    types = gateway.providers.types
     provider_checks = [
-        check_provider(provider, configured_models(config, name), gateway.providers.factories)
+        check_provider(
+            provider,
+            configured_models(config, name),
+            types,
+            type_problem=kind.problem if (kind := types.get(provider.type)) else None,
+        )
         for name, provider in config.providers.items()
     ]
     mcp_checks = [check_mcp_server(spec, pool_settings) for spec in specs.values()]

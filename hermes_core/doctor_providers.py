@@ -42,11 +42,14 @@ async def check_provider(
     models: Sequence[tuple[str, str]],
     known_types: Collection[str],
     timeout_s: float = PROBE_TIMEOUT_S,
+    *,
+    type_problem: str | None = None,
 ) -> list[CheckResult]:
     """Key source, reachability of ``GET {base_url}/models``, and the configured models.
 
     ``models`` are ``(settings key, model)`` pairs (:func:`configured_models`);
-    ``known_types`` are the provider types plugins registered.
+    ``known_types`` are the provider types plugins registered; ``type_problem`` says why
+    the provider's type cannot be used (:attr:`hermes_core.providers.ProviderType.problem`).
     """
     name = provider.name
     endpoint, listing = f"provider {name} endpoint", f"provider {name} models"
@@ -58,6 +61,10 @@ async def check_provider(
             failed(endpoint, f"unknown provider type {provider.type!r} (known: {known})", fix)
         )
         return [*results, skipped(listing, "skipped: unknown provider type")]
+    if type_problem is not None:
+        fix = f"update the plugin, or set providers.{name}.type to another type"
+        results.append(failed(endpoint, type_problem, fix))
+        return [*results, skipped(listing, "skipped: unusable provider type")]
     if not provider.base_url:
         detail = f"not checked: a {provider.type!r} provider without base_url"
         return [*results, skipped(endpoint, detail), skipped(listing, detail)]

@@ -319,7 +319,7 @@ class Gateway:
         resume, record = request.resume, request.record
         run_id = resume.run_id if resume else new_id()
         user_message = (
-            resume.user_message if resume else written({"role": "user", "content": message.text})
+            resume.user_message if resume else written(request.opening_line(message.text))
         )
         try:
             # Committed before anything else happens: neither a crash nor a refusal by a
@@ -348,7 +348,7 @@ class Gateway:
             answered = None if result["failed"] else [written(m) for m in added]
             # Waiting for the client's tool results: the turn stays out of the store's
             # history (its run pending) and of the agent's until the run is resumed.
-            if request.outcome.suspend(session.key, run_id, user_message, answered):
+            if request.suspend(session.key, run_id, user_message, answered):
                 return result
             if record:
                 await self.sessions.finish_run(

@@ -6,6 +6,7 @@ evicting or recreating an agent never opens or leaks an HTTP client.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeGuard
@@ -143,8 +144,10 @@ class Provider(Protocol):
     ) -> Completion:
         """Ask ``model`` for the next assistant message; raise ProviderError on failure.
 
-        ``params`` (``max_tokens``, ``temperature``…) go into the request as they are. Make
-        exactly one request: retries and fallbacks belong to the run loop.
+        ``params`` (``max_tokens``, ``temperature``…) go into the request as they are; a
+        provider that cannot honour them may ignore them, but must accept them (a type that
+        does not is refused: :func:`params_problem`). Make exactly one request: retries and
+        fallbacks belong to the run loop.
         """
         ...
 
@@ -209,45 +212,111 @@ ProviderFactory = Callable[[str, ProviderConfig], Provider]
 RegisterProvider = Callable[[str, ProviderFactory], None]
 
 
+def params_problem(provider: object) -> str | None:
+    """Why ``provider`` (a provider class, or an instance) cannot take a request's parameters,
+    or None. Every run passes them (``temperature``, ``max_tokens``…) to ``complete`` and
+    ``stream`` as keyword arguments, so each must accept ``**params``."""
+    cls = provider if isinstance(provider, type) else type(provider)
+    for method in ("complete", "stream"):
+        function = getattr(provider, method, None)
+        if not callable(function):
+            continue  # a missing complete fails on its own; stream is optional
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):  # no signature to read (a builtin): cannot tell
+            continue
+        if not any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
+            return (
+                f"{cls.__qualname__}.{method}() does not accept **params, the request's "
+                "parameters (temperature, max_tokens...)"
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class ProviderType:
+    """A provider type a plugin registered, and why it cannot serve runs when it cannot."""
+
+    name: str
+    factory: ProviderFactory
+    plugin: str
+
+    @property
+    def problem(self) -> str | None:
+        """The line saying why this type cannot serve runs, when its factory is a class that
+        tells before any provider is created (any other factory's provider is checked when
+        :meth:`ProviderRegistry.get` creates it)."""
+        problem = params_problem(self.factory) if isinstance(self.factory, type) else None
+        return None if problem is None else self.unusable(problem)
+
+    def unusable(self, problem: str) -> str:
+        """The one line that says this type cannot be used because of ``problem``."""
+        return (
+            f"provider type {self.name!r} from plugin {self.plugin!r} cannot be used: "
+            f"{problem}; fix the plugin, or choose another type"
+        )
+
+
+class ProviderTypeError(ConfigError):
+    """A ``providers.<name>.type`` that names no registered type, or an unusable one."""
+
+
 class ProviderRegistry:
     """Provider types contributed by plugins, and one live provider per configured name."""
 
     def __init__(self) -> None:
-        self.factories: dict[str, ProviderFactory] = {}
+        self.types: dict[str, ProviderType] = {}
         self._providers: dict[str, Provider] = {}
+        #: Providers created by a factory whose instance cannot serve runs: why not.
+        self._unusable: dict[str, str] = {}
         self.configs: dict[str, ProviderConfig] = {}
 
-    def register(self, type_name: str, factory: ProviderFactory) -> None:
-        """The ``register`` callback handed to ``register_providers``.
+    def registrar(self, plugin: str) -> RegisterProvider:
+        """The ``register`` callback handed to ``register_providers`` of ``plugin``.
 
         The first registration of a type wins: built-ins register last, so a plugin that
         registers ``openai`` replaces the built-in one.
         """
-        if type_name in self.factories:
-            logger.debug("provider type {} already registered; keeping the first", type_name)
-            return
-        self.factories[type_name] = factory
+
+        def register(type_name: str, factory: ProviderFactory) -> None:
+            if type_name in self.types:
+                logger.debug("provider type {} already registered; keeping the first", type_name)
+                return
+            self.types[type_name] = ProviderType(type_name, factory, plugin)
+
+        return register
 
     def configure(self, configs: Mapping[str, ProviderConfig]) -> None:
-        """Check every configured provider names a registered type (before any is created)."""
+        """Check every configured provider names a registered, usable type (before any is
+        created)."""
         for name, config in configs.items():
-            if config.type not in self.factories:
-                known = ", ".join(sorted(self.factories)) or "none"
-                raise ConfigError(
-                    f"providers.{name}.type", f"unknown provider type {config.type!r} ({known})"
-                )
+            kind = self.types.get(config.type)
+            key = f"providers.{name}.type"
+            if kind is None:
+                known = ", ".join(sorted(self.types)) or "none"
+                raise ProviderTypeError(key, f"unknown provider type {config.type!r} ({known})")
+            if (problem := kind.problem) is not None:
+                raise ProviderTypeError(key, problem)
         self.configs = dict(configs)
         register_secrets(config.api_key for config in configs.values())
 
     def get(self, name: str) -> Provider:
-        """The shared provider for ``providers.<name>``, created on first use."""
+        """The shared provider for ``providers.<name>``, created on first use; a
+        ProviderError (``non_retryable``) when it cannot take the run's parameters."""
         provider = self._providers.get(name)
         if provider is None:
             config = self.configs[name]
-            provider = self._providers[name] = self.factories[config.type](name, config)
+            kind = self.types[config.type]
+            provider = self._providers[name] = kind.factory(name, config)
+            if (problem := params_problem(provider)) is not None:
+                self._unusable[name] = f"providers.{name}: {kind.unusable(problem)}"
+                logger.error("{}", self._unusable[name])
+        if name in self._unusable:
+            raise ProviderError("non_retryable", self._unusable[name])
         return provider
 
     async def aclose(self) -> None:
         providers, self._providers = self._providers, {}
+        self._unusable.clear()
         for provider in providers.values():
             await provider.aclose()

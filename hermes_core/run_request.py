@@ -21,12 +21,14 @@ class Suspension:
     """A run stopped because the model called tools only the client can run.
 
     :ivar session_key: the session the run belongs to (a stateless one's own key).
-    :ivar run_id: the store's run; it stays ``pending`` until the run is resumed and answered.
+    :ivar run_id: the store's run; it stays ``pending`` until the run is resumed and answered,
+        or marked failed once abandoned (:class:`~hermes_core.client_tools.SuspendedRuns`).
     :ivar user_message: the message that started the turn.
     :ivar messages: everything sent to the model so far, the assistant's tool calls and the
         gateway's own tool results included: the next request continues from here.
     :ivar added: the turn's messages after the user's, for the store and the history.
     :ivar client_calls: the calls the client must answer, in the model's order.
+    :ivar stateless: the run is a stateless conversation's: no kept session holds it.
     """
 
     session_key: str
@@ -35,6 +37,7 @@ class Suspension:
     messages: list[dict[str, Any]]
     added: list[dict[str, Any]]
     client_calls: tuple[ToolCall, ...]
+    stateless: bool = False
     created: float = field(default_factory=time.monotonic)
 
     @property
@@ -51,24 +54,8 @@ class RunOutcome:
     client_calls: list[ToolCall] = field(default_factory=list)
     #: What the model has seen when it called them (the gateway's tool results included).
     context: list[dict[str, Any]] = field(default_factory=list)
-    #: Set by :meth:`suspend` from the above once the turn is kept for resuming.
+    #: Set by :meth:`RunRequest.suspend` from the above once the turn is kept for resuming.
     suspension: Suspension | None = None
-
-    def suspend(
-        self,
-        session_key: str,
-        run_id: str,
-        user_message: dict[str, Any],
-        added: list[dict[str, Any]] | None,
-    ) -> bool:
-        """Keep the turn as a :attr:`suspension` when the model called client tools (and the
-        run did not fail: ``added`` is None); returns whether it did."""
-        if added is None or not self.client_calls:
-            return False
-        self.suspension = Suspension(
-            session_key, run_id, user_message, self.context, added, tuple(self.client_calls)
-        )
-        return True
 
 
 @dataclass
@@ -85,6 +72,9 @@ class RunRequest:
     :ivar record: whether the run is written to the transcript store (a session's always is).
     :ivar resume: the suspended run this request's ``tool_results`` continue.
     :ivar tool_results: the client's ``role: "tool"`` messages answering ``resume``.
+    :ivar continued: for a stateless ``conversation`` whose tool results no run waits for, the
+        turn's messages after the user's (the assistant's tool calls, the results): new to
+        the store, which has the user's message from the run that asked for them.
     """
 
     params: dict[str, Any] = field(default_factory=dict)
@@ -94,11 +84,30 @@ class RunRequest:
     record: bool = True
     resume: Suspension | None = None
     tool_results: list[dict[str, Any]] = field(default_factory=list)
+    continued: list[dict[str, Any]] = field(default_factory=list)
     outcome: RunOutcome = field(default_factory=RunOutcome)
 
     @property
     def client_tool_names(self) -> frozenset[str]:
         return frozenset(tool["function"]["name"] for tool in self.client_tools)
+
+    def suspend(
+        self,
+        session_key: str,
+        run_id: str,
+        user_message: dict[str, Any],
+        added: list[dict[str, Any]] | None,
+    ) -> bool:
+        """Keep the turn as the outcome's :attr:`~RunOutcome.suspension` when the model called
+        client tools (and the run did not fail: ``added`` is None); returns whether it did."""
+        outcome = self.outcome
+        if added is None or not outcome.client_calls:
+            return False
+        calls = tuple(outcome.client_calls)
+        outcome.suspension = Suspension(
+            session_key, run_id, user_message, outcome.context, added, calls, self.stateless
+        )
+        return True
 
     def opening(
         self, system: list[dict[str, Any]], default: list[dict[str, Any]]
@@ -114,5 +123,11 @@ class RunRequest:
                 [*self.resume.added, *self.tool_results],
             )
         if self.conversation is not None:
-            return [*system, *self.conversation], []
+            return [*system, *self.conversation], self.continued[1:]
         return default, []
+
+    def opening_line(self, text: str) -> dict[str, Any]:
+        """The message a new turn starts with in the store: the user's ``text``, or the first
+        of the messages a stateless continuation :attr:`continued` (:meth:`opening` adds the
+        others)."""
+        return self.continued[0] if self.continued else {"role": "user", "content": text}

@@ -149,3 +149,18 @@ class Sessions:
 
     async def history(self, session: Session, limit: int) -> list[dict[str, Any]]:
         return await self.store.history(session, limit)
+
+    async def fail_run(self, key: str, platform: str, run_id: str, *, stateless: bool) -> None:
+        """Mark run ``run_id`` of session ``key`` failed: a run that ended between messages,
+        with nobody left to answer (a client-tool run whose results never came).
+
+        A kept session is held as for a message, so the write waits its turn and is fenced
+        like a run's; a ``stateless`` one (nobody holds it) is read back from the store, and
+        nothing is written when it was never stored."""
+        failed = FinishedRun(run_id, None)
+        if stateless:
+            if (stored := await self.store.load_session(key)) is not None:
+                await self.store.finish_run(stored, failed)
+            return
+        async with self.hold(key):
+            await self.finish_run(await self.get(key, platform), failed)

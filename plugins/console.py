@@ -89,10 +89,24 @@ class ConsolePlatform:
     async def ask(self, session_key: str, question: Question) -> str | None:
         """An MCP server's question (:class:`hermes_core.mcp.asking.Asker`): printed, and the
         next line read is the answer. Lines are read only between runs otherwise, so the
-        line cannot be taken for a message."""
+        line cannot be taken for a message.
+
+        When the wait for the answer ends first (the caller cancels it after
+        ``question.timeout_s``), one line says so: an answer typed after it is read as the
+        next message, as that line tells, never dropped and never taken for an answer
+        nobody waits for.
+        """
         self.stdout.write(f"\n{visible(question.text)} ")
         self.stdout.flush()
-        line = await self._lines.get()
+        try:
+            line = await self._lines.get()
+        except asyncio.CancelledError:
+            self.stdout.write(
+                f"\n(the question expired: MCP server {question.server!r} stopped waiting for "
+                "an answer; your next line is a new message)\n"
+            )
+            self.stdout.flush()
+            raise
         if line is None:  # end of input: no answer, and the serving loop still sees the end
             self._lines.put_nowait(None)
         return line

@@ -220,6 +220,7 @@ class HttpPlatform:
             )
         except OSError as error:
             raise self._bind_error(error) from None
+        self.chats.suspended.start()
         logger.info("http platform listening on {}", self.url)
 
     def _bind_error(self, error: OSError) -> ConfigError:
@@ -233,13 +234,15 @@ class HttpPlatform:
 
     async def stop(self) -> None:
         """Refuse new requests (503), finish the runs in flight within ``stop_grace_s`` and
-        answer them, then close every connection and the server task. Idempotent."""
+        answer them, then close every connection and the server task; the runs still waiting
+        for client tool results end failed in the store. Idempotent."""
         if self._stopping:
             await self._server.wait_closed()
             return
         self._stopping = True
         await self.intake.close()
         await self._server.stop()
+        await self.chats.suspended.aclose()
         logger.info("http platform stopped")
 
     async def wait_closed(self) -> None:

@@ -57,6 +57,25 @@ def _ordered_results(resume: Suspension, results: list[dict[str, Any]]) -> list[
     return [by_id[call.id] for call in resume.client_calls]
 
 
+def _continued_turn(messages: list[dict[str, Any]], ids: list[str]) -> list[dict[str, Any]]:
+    """The turn a stateless continuation no run waits for continues: its messages after the
+    last user (or system) message. It must end with the assistant message whose
+    ``tool_calls`` the results answer, then those results: the model is sent them all."""
+    start = len(messages)
+    while start > 0 and messages[start - 1]["role"] in ("assistant", "tool"):
+        start -= 1
+    calling = messages[-len(ids) - 1] if len(messages) - len(ids) > start else {}
+    called = {call["id"] for call in calling.get("tool_calls") or []}
+    if calling.get("role") != "assistant" or not called.issuperset(ids):
+        raise wire.bad_request(
+            "the request ends with tool results, but no run is waiting for them and they do "
+            "not follow the assistant message whose tool_calls they answer; send the "
+            "conversation with that message",
+            "messages",
+        )
+    return messages[start:]
+
+
 class ChatRuns:
     """Builds each request's run, and keeps the runs waiting for client tool results."""
 
@@ -64,7 +83,16 @@ class ChatRuns:
         self.gateway = gateway
         self.settings = settings
         self.suspended = SuspendedRuns(
-            max_runs=settings.max_suspended_runs, max_age_s=settings.suspended_run_ttl_s
+            max_runs=settings.max_suspended_runs,
+            max_age_s=settings.suspended_run_ttl_s,
+            end=self._fail,
+        )
+
+    async def _fail(self, run: Suspension) -> None:
+        """A suspended run nobody continues ends failed in the store, not ``pending`` (which
+        says the process died during it)."""
+        await self.gateway.sessions.fail_run(
+            run.session_key, NAME, run.run_id, stateless=run.stateless
         )
 
     async def prepare(self, chat: wire.ChatRequest, owner: str | None) -> ChatRun:
@@ -104,6 +132,8 @@ class ChatRuns:
         resume = self.suspended.take(_calls_key(owner, ids)) if ids else None
         if resume is None:  # the messages sent are the whole conversation
             request.conversation = chat.messages
+            if ids:  # the store has the turn's user message: what follows it is new
+                request.continued = _continued_turn(chat.messages, ids)
             return session_key(NAME, f"{STATELESS}{new_id()}", owner)
         request.resume, request.tool_results = resume, _ordered_results(resume, chat.tool_results)
         return resume.session_key
@@ -111,9 +141,10 @@ class ChatRuns:
     def _continue_session(self, chat: wire.ChatRequest, request: RunRequest, key: str) -> None:
         """Resume the session's suspended run with the request's tool results; a new user
         message abandons it instead (its turn never reached the history)."""
-        resume = self.suspended.take(key)
         if not chat.tool_results:
+            self.suspended.abandon(key)
             return
+        resume = self.suspended.take(key)
         if resume is None:
             raise wire.bad_request(
                 "the request ends with tool results, but no run of this session is waiting "

@@ -253,14 +253,14 @@ def declare_settings(register: RegisterSetting) -> None:
         key + "max_suspended_runs",
         int,
         DEFAULT_MAX_SUSPENDED_RUNS,
-        "Most runs kept waiting for a client's tool results; the oldest goes first.",
+        "Most runs kept waiting for a client's tool results; the oldest goes first (failed).",
         minimum=1,
     )
     register(
         key + "suspended_run_ttl_s",
         float,
         DEFAULT_SUSPENDED_RUN_TTL_S,
-        "Seconds a run waits for a client's tool results before it is forgotten.",
+        "Seconds a run waits for a client's tool results before it ends failed.",
         minimum=1,
     )
     register(

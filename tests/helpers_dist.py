@@ -38,6 +38,28 @@ def post_run(session):
     yield
 """
 
+#: Provider type ``plain``, whose ``complete`` takes no ``**params`` (the request's parameters).
+NO_PARAMS_PROVIDER = """
+from hermes_core import hookimpl
+from hermes_core.providers import Completion
+
+
+class PlainProvider:
+    def __init__(self, name, config):
+        pass
+
+    async def complete(self, model, messages, tools):
+        return Completion(content="plain: " + messages[-1]["content"])
+
+    async def aclose(self):
+        pass
+
+
+@hookimpl
+def register_providers(register):
+    register("plain", PlainProvider)
+"""
+
 #: Writes ``<module>.imported`` next to itself when imported: proof that it was (or was not).
 IMPORT_MARKER = """
 from pathlib import Path

@@ -50,7 +50,8 @@ DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 #: How ``show`` and ``export md`` mark a user message whose run has no stored answer.
 STATUS_NOTES = {
     "pending": "UNANSWERED: the run did not finish",
-    "failed": "FAILED: the run ended in an error; no answer was stored",
+    "failed": "FAILED: the run ended without an answer (an error, or client tool results "
+    "that never came)",
 }
 
 T = TypeVar("T")

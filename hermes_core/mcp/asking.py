@@ -37,7 +37,9 @@ class Asker(Protocol):
     async def ask(self, session_key: str, question: Question) -> str | None:
         """Show ``question`` to the user of session ``session_key`` and return their answer,
         or None when they gave none (the request is then declined). The caller bounds the
-        wait by ``question.timeout_s``; do not raise for a user who does not answer."""
+        wait by ``question.timeout_s``, cancelling this coroutine: tell the user then that
+        the question expired, so they know their next message is not taken as the answer.
+        Do not raise for a user who does not answer."""
         ...
 
 

@@ -19,11 +19,19 @@ from helpers_dist import (
     BROKEN_IMPORT,
     IMPORT_MARKER,
     MISSPELLED_HOOK,
+    NO_PARAMS_PROVIDER,
     RAISING_POST_RUN,
     WRAPPER_HOOK,
 )
 
-from hermes_core.testing import FakeOpenAI, cli_env, hermes_core, write_dist
+from hermes_core.testing import (
+    FakeOpenAI,
+    cli_env,
+    hermes_core,
+    hermes_core_together,
+    write_dist,
+    write_settings,
+)
 from hermes_core.testing.processes import TIMEOUT_S
 
 BROKEN = "broken_import"
@@ -205,3 +213,42 @@ def test_trace_plugins_logs_hook_calls_with_plugins_and_durations(
     assert post_run_plugins.split(", ")[0] == RAISER
     assert {"eviction", "circuit_breaker"} <= set(post_run_plugins.split(", "))
     assert all(float(ms) >= 0 for _, _, ms in calls)
+
+
+# --- a provider type that cannot take the request's parameters ---------------------------------
+
+
+def test_a_provider_type_without_params_stops_run_and_config_check_in_one_line(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    plugin = write_dist(site, "no-params-provider", NO_PARAMS_PROVIDER)
+    settings = write_settings(
+        tmp_path / "settings.toml",
+        {
+            "agent": {"model": "mine:any"},
+            "providers": {"mine": {"type": "plain"}},
+            "store": {"path": str(tmp_path / "sessions.db")},
+        },
+    )
+    env = cli_env(site)
+    args = ("--settings", str(settings))
+
+    done = hermes_core_together(
+        {
+            "run": (["run", *args], env, tmp_path),
+            "check": (["config", "check", *args], env, tmp_path),
+        }
+    )
+
+    expected = (
+        f"hermes-core: error: providers.mine.type: provider type 'plain' from plugin "
+        f"'{plugin}' cannot be used: PlainProvider.complete() does not accept **params, the "
+        "request's parameters (temperature, max_tokens...); fix the plugin, or choose another "
+        "type"
+    )
+    for command, result in done.items():
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.splitlines()[-1] == expected, command
+        assert "Traceback" not in result.stderr, command
+    assert not (tmp_path / "sessions.db").exists()  # the run stopped before opening anything

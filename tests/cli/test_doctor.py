@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_dist import BROKEN_IMPORT
+from helpers_dist import BROKEN_IMPORT, NO_PARAMS_PROVIDER
 from mcp_servers.helpers import time_spec, toolbox_spec
 
 from hermes_core.doctor import (
@@ -177,14 +177,20 @@ def test_missing_key_variable_is_a_settings_error_exit_2_in_one_line(
     assert not (tmp_path / "sessions.db").exists()
 
 
+def installed(tmp_path: Path, dist: str, source: str) -> tuple[str, dict[str, str]]:
+    """Plugin distribution ``dist`` installed in ``tmp_path/site``: its entry-point name, and
+    the environment of a doctor that loads it alone."""
+    site = tmp_path / "site"
+    name = write_dist(site, dist, source)
+    return name, {KEY_ENV: "sk-test", "PYTHONPATH": str(site), "HERMES_LOAD_PLUGINS": name}
+
+
 def test_broken_plugin_is_reported_with_how_to_disable_it(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
-    site = tmp_path / "site"
-    name = write_dist(site, "doctor-broken", BROKEN_IMPORT)
+    name, env = installed(tmp_path, "doctor-broken", BROKEN_IMPORT)
     settings = good_settings(fake_openai, tmp_path)
     path = write_settings(tmp_path / "settings.toml", settings)
-    env = {KEY_ENV: "sk-test", "PYTHONPATH": str(site), "HERMES_LOAD_PLUGINS": name}
 
     code, out, err = doctor_cli(path, tmp_path, "--json", **env)
     assert code == 1, out + err
@@ -198,6 +204,32 @@ def test_broken_plugin_is_reported_with_how_to_disable_it(
     assert code == 0, out + err
     row = by_check(json.loads(out))[f"plugin {name}"]
     assert row["ok"] is True and row["detail"].startswith("not loaded")
+
+
+def test_a_provider_type_without_params_is_reported_and_the_rest_still_checked(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    name, env = installed(tmp_path, "no-params-provider", NO_PARAMS_PROVIDER)
+    settings = good_settings(fake_openai, tmp_path)
+    settings["agent"]["fallbacks"] = ["mine:any"]
+    settings["providers"]["mine"] = {"type": "plain"}
+    path = write_settings(tmp_path / "settings.toml", settings)
+
+    code, out, err = doctor_cli(path, tmp_path, "--json", **env)
+
+    assert code == 1, out + err
+    rows = by_check(json.loads(out))
+    row = rows["provider mine endpoint"]
+    assert row["ok"] is False
+    assert row["detail"].startswith(f"provider type 'plain' from plugin '{name}' cannot be used: ")
+    assert "PlainProvider.complete() does not accept **params" in row["detail"]
+    assert row["fix"] == "update the plugin, or set providers.mine.type to another type"
+    assert rows["provider mine models"]["ok"] is None
+    # One plugin's unusable provider hides nothing else.
+    assert rows["settings"]["ok"] is True
+    assert rows["provider local endpoint"]["ok"] is True
+    assert "store" in rows
+    assert "Traceback" not in out + err
 
 
 # --- providers -------------------------------------------------------------------------------

@@ -119,7 +119,8 @@ def test_show_prints_the_transcript_and_marks_unanswered_runs(settings: Path) ->
         'assistant [local:ok-primary]: -> calls clock({"tz":"UTC"})',
         "tool [c1]: 12:00",
         "assistant [local:ok-primary]: It is noon.",
-        "user: and now?  [FAILED: the run ended in an error; no answer was stored]",
+        "user: and now?  [FAILED: the run ended without an answer (an error, or client tool "
+        "results that never came)]",
         "",
         "--- conversation 1 ---",
         "user: still there?  [UNANSWERED: the run did not finish]",
@@ -153,7 +154,10 @@ def test_export_markdown(settings: Path) -> None:
     assert "## Conversation 0" in out and "## Conversation 1" in out
     assert "It is noon." in out
     assert '- calls `clock({"tz":"UTC"})`' in out
-    assert "> **FAILED: the run ended in an error; no answer was stored**" in out
+    assert (
+        "> **FAILED: the run ended without an answer (an error, or client tool results that "
+        "never came)**" in out
+    )
     assert "> **UNANSWERED: the run did not finish**" in out
 
 

@@ -88,7 +88,7 @@ class CrashingProvider:
     def __init__(self, name: str, config: ProviderConfig) -> None:
         pass
 
-    async def complete(self, model: str, messages: Any, tools: Any) -> Completion:
+    async def complete(self, model: str, messages: Any, tools: Any, **params: Any) -> Completion:
         raise RuntimeError("provider bug")
 
     async def aclose(self) -> None:

@@ -14,18 +14,21 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import httpx2
 import pytest
+from helpers_http import user
 
 from hermes_core import hookimpl
 from hermes_core.commands import CommandContext
 from hermes_core.errors import ConfigError
 from hermes_core.gateway import Gateway
+from hermes_core.plugins.http import ERROR_KIND_HEADER
 from hermes_core.providers import Completion, ProviderError
 from hermes_core.runner import serve
 from hermes_core.runs import KEPT_TEXT
 from hermes_core.settings import ProviderConfig, config_from_dict
 from hermes_core.store import MemoryStore
-from hermes_core.testing import FakeOpenAI, HookRecorder, send, settings_for
+from hermes_core.testing import FakeOpenAI, HookRecorder, ServeHttp, send, settings_for
 from hermes_core.types import Message, RunResult, Session
 
 RESULT_KEYS = set(RunResult.__annotations__)
@@ -219,7 +222,11 @@ class CannedProvider:
         CannedProvider.instances.append(self)
 
     async def complete(
-        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        **params: Any,
     ) -> Completion:
         self.models.append(model)
         if model == "refuse":
@@ -262,6 +269,55 @@ async def test_hook_register_providers(
     settings["providers"]["mine"]["type"] = "nope"
     with pytest.raises(ConfigError, match=r"providers\.mine\.type: unknown provider type 'nope'"):
         await make_gateway(settings)
+
+
+class NoParamsProvider:
+    """A provider whose ``complete`` takes no ``**params``: it cannot take a request's
+    parameters, however it was made."""
+
+    async def complete(
+        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> Completion:
+        return Completion(content="no params")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_hook_register_providers_a_factory_whose_provider_takes_no_params(
+    register_plugin, fake_openai: FakeOpenAI, serve_http: ServeHttp
+) -> None:
+    class Plugin:
+        @hookimpl
+        def register_providers(self, register: Callable[..., None]) -> None:
+            # A function, not the class: only the provider it makes can be checked.
+            register("plain", lambda name, config: NoParamsProvider())
+
+    register_plugin(Plugin(), "plain_plugin")
+    settings = settings_for(fake_openai.url, fallbacks=["ok-fallback"])
+    settings["agent"]["model"] = "mine:any"
+    settings["providers"]["mine"] = {"type": "plain"}
+    body = {"model": "any", "messages": user("hi"), "temperature": 0.2}
+
+    _, platform = await serve_http(settings)
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        answered = (await http.post("/v1/chat/completions", json=body)).json()
+    # The run fell back, parameters and all, instead of failing inside the provider.
+    assert answered["model"] == "local:ok-fallback"
+    assert answered["choices"][0]["message"]["content"].startswith("[ok-fallback] hi")
+    assert fake_openai.requests[-1].body["temperature"] == 0.2
+
+    settings["agent"]["fallbacks"] = []
+    _, platform = await serve_http(settings)
+    async with httpx2.AsyncClient(base_url=platform.url) as http:
+        failed = await http.post("/v1/chat/completions", json=body)
+    assert failed.headers[ERROR_KIND_HEADER] == "non_retryable"
+    assert failed.json()["choices"][0]["message"]["content"] == (
+        "Sorry, the request failed (non_retryable): providers.mine: provider type 'plain' "
+        "from plugin 'plain_plugin' cannot be used: NoParamsProvider.complete() does not "
+        "accept **params, the request's parameters (temperature, max_tokens...); fix the "
+        "plugin, or choose another type"
+    )
 
 
 def add(arguments: dict[str, Any]) -> str:
@@ -320,7 +376,7 @@ async def test_hook_startup(make_gateway, register_plugin, fake_openai: FakeOpen
                 {
                     "gateway": gateway,
                     "started": gateway.started,
-                    "registered": "openai" in gateway.providers.factories
+                    "registered": "openai" in gateway.providers.types
                     and "/reset" in gateway.commands.commands,
                     "requests": len(fake_openai.requests),
                 }

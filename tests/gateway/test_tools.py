@@ -187,9 +187,14 @@ class ForgetfulProvider(OpenAIProvider):
     after every result: a model that never stops calling tools, over real HTTP."""
 
     async def complete(
-        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        **params: Any,
     ) -> Completion:
-        return await super().complete(model, [m for m in messages if m["role"] == "user"], tools)
+        user_turns = [m for m in messages if m["role"] == "user"]
+        return await super().complete(model, user_turns, tools, **params)
 
 
 async def test_max_tool_rounds_bounds_a_model_that_keeps_calling(

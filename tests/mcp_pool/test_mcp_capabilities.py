@@ -205,6 +205,7 @@ async def test_console_user_answers_the_servers_question(
     assert "MCP server 'caps' asks: Deploy to prod?" in lines[1]
     assert lines[-1].endswith("tool results: accept: yes, go")
     assert len(fake_openai.requests) == 2  # the answer line was not taken for a message
+    assert "question expired" not in out.getvalue()
 
 
 async def test_platform_that_cannot_ask_declines_and_the_model_is_told(
@@ -220,7 +221,7 @@ async def test_platform_that_cannot_ask_declines_and_the_model_is_told(
     )
 
 
-async def test_unanswered_question_is_cancelled_after_the_timeout(
+async def test_unanswered_question_is_cancelled_and_a_late_answer_is_the_next_message(
     make_gateway: Callable[..., Any], fake_openai: FakeOpenAI
 ) -> None:
     gateway = await make_gateway(
@@ -228,12 +229,29 @@ async def test_unanswered_question_is_cancelled_after_the_timeout(
     )
     async with piped_console(gateway) as piped:
         piped.type('call confirm {"question": "Anyone there?"}\n')
-        await eventually(lambda: "tool results:" in piped.out.getvalue(), "the reply")
+        await eventually(lambda: "question expired" in piped.out.getvalue(), "the notice")
+        piped.type("yes\n")  # the answer, typed after the notice
+        await eventually(lambda: len(fake_openai.requests) == 4, "the late line's run")
         piped.writer.close()
         await asyncio.wait_for(piped.console.wait_closed(), 30)
 
-    assert "tool results: cancel: None" in piped.out.getvalue()
-    assert "did not answer within 0.5s, so it was cancelled" in piped.out.getvalue()
+    lines = piped.out.getvalue().splitlines()
+    question = lines.index("MCP server 'caps' asks: Anyone there?")
+    assert lines[question + 1 : question + 5] == [
+        "answer (Answer): ",
+        "(the question expired: MCP server 'caps' stopped waiting for an answer; your next "
+        "line is a new message)",
+        "tool results: cancel: None",
+        "[hermes-core: MCP server 'caps' asked the user for input; the user did not answer "
+        "within 0.5s, so it was cancelled]",
+    ]
+    # As the notice said: the late line is a message of its own, sent to the model, not lost.
+    assert [m["content"] for m in fake_openai.requests[2].messages if m["role"] == "user"] == [
+        'call confirm {"question": "Anyone there?"}',
+        "yes",
+    ]
+    assert lines[question + 5].startswith("tool results: ")  # the late line's own reply
+    assert piped.out.getvalue().count("question expired") == 1
 
 
 def test_mcp_test_shows_the_capabilities_the_client_declares(tmp_path: Path) -> None:

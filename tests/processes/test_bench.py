@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,6 +157,19 @@ def test_http_load_counts_failed_runs(bench: dict[str, ModuleType]) -> None:
         summary = http_load.wrk(hermes.url, 2, 1, "failing")
     assert summary["requests"] > 0
     assert summary["failed"] == summary["requests"]
+
+
+def test_http_load_settles_until_a_busy_process_goes_idle(bench: dict[str, ModuleType]) -> None:
+    # A process busy for 1.5 s, then asleep: settle() waits out the busy part, and no longer.
+    busy = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass\n"
+    busy += "time.sleep(30)"
+    with subprocess.Popen([sys.executable, "-c", busy]) as process:
+        try:
+            waited = bench["http_load"].settle([process.pid], interval_s=0.1, limit_s=10)
+            assert 1.0 <= waited < 5.0
+            assert bench["http_load"].settle([process.pid], interval_s=0.1, limit_s=10) < 0.5
+        finally:
+            process.kill()
 
 
 def test_startup_rows_with_plugins_installed(bench: dict[str, ModuleType]) -> None:

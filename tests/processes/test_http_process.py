@@ -272,3 +272,33 @@ async def test_sessions_of_two_keys_are_stored_apart_and_listed_with_their_owner
     assert by_key[f"http@{plain}:same"][2] == "2"
     assert "alice" in by_key["http@alice:same"] and plain in by_key[f"http@{plain}:same"]
     assert "sk-" not in listed.stdout
+
+
+async def test_a_client_tool_run_still_waiting_at_sigterm_shows_as_failed_not_unfinished(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    store = tmp_path / "sessions.db"
+    settings = write_settings(
+        tmp_path / "s.toml",
+        settings_for(
+            fake_openai.url,
+            "tool-model",
+            logging={"level": "INFO"},
+            platforms={"http": {"enabled": True, "port": 0}},
+            store={"path": str(store)},
+        ),
+    )
+    weather = {"type": "function", "function": {"name": "get_weather"}}
+    async with hermes_run(settings) as (process, url), httpx2.AsyncClient(timeout=60) as http:
+        response = await http.post(
+            f"{url}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "weather?"}], "tools": [weather]},
+            headers={"X-Hermes-Session": "tools"},
+        )
+        assert response.json()["choices"][0]["finish_reason"] == "tool_calls"
+        process.send_signal(signal.SIGTERM)  # the client never sends the tool's result
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    shown = hermes("sessions", "show", "http:tools", settings=settings)
+    assert shown.returncode == 0, shown.stderr
+    assert "user: weather?  [FAILED: the run ended without an answer" in shown.stdout
+    assert "UNANSWERED" not in shown.stdout
