@@ -252,7 +252,13 @@ async def test_one_gateway_per_store_readers_beside_it_and_kill_9_frees_it(
     async with hermes_run_process(settings, environment()) as first:
         await holds_the_lock(lock, first)
 
-        second = await cli("run")
+        # All at once, beside the gateway: a second gateway and three readers.
+        second, listed, shown, doctor = await asyncio.gather(
+            cli("run"),
+            cli("sessions", "list"),
+            cli("sessions", "show", SESSION),
+            cli("doctor", "--json"),
+        )
         assert second.returncode == 2
         assert second.stderr.splitlines() == [
             f"hermes-core: error: store.path: {database} is in use by another process "
@@ -260,16 +266,13 @@ async def test_one_gateway_per_store_readers_beside_it_and_kill_9_frees_it(
             "store.path at another file"
         ]
         # Reading commands take no lock: they work while the gateway runs.
-        listed = await cli("sessions", "list")
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout.splitlines()[1].split()[:3] == [SESSION, "console", "2"]
-        shown = await cli("sessions", "show", SESSION)
         assert shown.returncode == 0, shown.stderr
         assert [line.split("  ", 1)[1] for line in shown.stdout.splitlines()[-2:]] == [
             "user: hello",
             "assistant [local:ok]: hi",
         ]
-        doctor = await cli("doctor", "--json")
         [store_check] = [row for row in json.loads(doctor.stdout) if row["check"] == "store"]
         assert store_check["ok"] is True, store_check
         assert first.returncode is None  # none of that disturbed the gateway
