@@ -220,9 +220,7 @@ def _unwind(
     return None, _failure(kind, hook_name, impl, problem) or error
 
 
-def watch_calls(
-    pm: pluggy.PluginManager, on_call: Callable[[str, Impls, Kwargs], OnEnd]
-) -> Callable[[], None]:
+def watch_calls(pm: pluggy.PluginManager, on_call: OnCall) -> Callable[[], None]:
     """pluggy's hook-call monitoring, each call's end paired with its start: ``on_call(hook_name,
     hook_impls, kwargs)`` runs when a call starts and returns what gets the call's outcome when
     it ends (awaited calls overlap, so ends are matched by their ``kwargs``). Returns the undo
